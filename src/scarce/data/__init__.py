@@ -1,0 +1,1 @@
+"""Data: datasets in their official layouts, TFRecord I/O, input pipelines, DataModules."""

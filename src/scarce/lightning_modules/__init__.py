@@ -1,0 +1,1 @@
+"""LightningModules: training logic only, around the networks of ``scarce.nets``."""

@@ -1,0 +1,1 @@
+"""Offscreen rendering of 3D models into training data (pyrender)."""
