@@ -1,0 +1,1 @@
+"""Lightning callbacks that write figures (grids, overlays, embeddings, latent walks) into the run folder."""
