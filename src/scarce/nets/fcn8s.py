@@ -1,0 +1,175 @@
+"""FCN-8s (Long, Shelhamer & Darrell, 2015) on a VGG16 backbone.
+
+The head is wired as in the paper: pool5 -> fc6 (7x7 conv, 4096) -> fc7 (1x1 conv, 4096) -> score, then
+two x2 upsamplings fused with the pool4 and pool3 scores and a final x8 upsampling. (The book's first
+version fed pool5 straight to the score layer and used 4086 filters; neither is copied here.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.vgg import cfgs as _VGG_CFGS
+from torchvision.models.vgg import make_layers
+
+from scarce._errors import ScarceError
+
+__all__ = ["FCN8s", "fcn8s", "bilinear_kernel"]
+
+# ImageNet statistics: the backbone sees the same input distribution as torchvision's VGG16 weights.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+# Indices in torchvision's VGG16 ``features`` after which pool3, pool4 and pool5 come out.
+_POOL3, _POOL4, _POOL5 = 16, 23, 30
+_STRIDE = 32
+_FC_WIDTH = 4096
+
+
+def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
+    """Weights that make a ``ConvTranspose2d(channels, channels, kernel_size, stride=kernel_size // 2)``
+    upsample each channel bilinearly. Shape ``(channels, channels, k, k)``, zero off the diagonal."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = torch.arange(kernel_size, dtype=torch.float32)
+    filt_1d = 1 - (og - center).abs() / factor
+    filt = filt_1d[:, None] * filt_1d[None, :]
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    weight[range(channels), range(channels)] = filt
+    return weight
+
+
+def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
+    # kernel 2f, stride f, padding f/2: output is exactly f times the input, aligned like the bilinear kernel.
+    up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+    with torch.no_grad():
+        up.weight.copy_(bilinear_kernel(channels, 2 * factor))
+    return up
+
+
+class FCN8s(nn.Module):
+    """FCN-8s: VGG16 features, fc6/fc7 as convolutions, pool4/pool3 skips, bilinear-initialised upsampling.
+
+    Any input size works: the input is zero-padded (after normalisation) to a multiple of 32 and the logits are
+    cropped back, so they always have the input's height and width.
+
+    Args:
+        num_classes: number of output channels (19 for Cityscapes train ids).
+        backbone_weights: optional path to a local torchvision VGG16 state dict (``vgg16-397923af.pth``); its
+            ``features.*`` load into the backbone and ``classifier.0`` / ``classifier.3`` reshape into fc6 / fc7.
+            Nothing is downloaded.
+        width_divisor: divide every channel count (64..512 and the 4096 of fc6/fc7) by this, for tiny tests and
+            quick CPU runs. 1 is the real FCN-8s; only 1 can load VGG16 weights.
+        dropout: dropout probability after fc6 and fc7.
+
+    Shape:
+        - Input: ``(B, 3, H, W)``, float in ``[0, 1]``.
+        - Output: ``(B, num_classes, H, W)`` logits.
+    """
+
+    def __init__(self, num_classes: int, backbone_weights: str | Path | None = None, width_divisor: int = 1,
+                 dropout: float = 0.5):
+        super().__init__()
+        if num_classes < 1:
+            raise ScarceError(f"FCN8s: num_classes must be >= 1, got {num_classes}")
+        if width_divisor < 1 or 64 % width_divisor:
+            raise ScarceError(f"FCN8s: width_divisor must divide 64 (1, 2, 4, 8, 16, 32, 64), got {width_divisor}")
+        self.num_classes = num_classes
+        self.width_divisor = width_divisor
+        cfg = [v if v == "M" else v // width_divisor for v in _VGG_CFGS["D"]]
+        c3, c4, c5, fc = 256 // width_divisor, 512 // width_divisor, 512 // width_divisor, _FC_WIDTH // width_divisor
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        # Same module indices as torchvision's vgg16().features, so its state dict loads key for key.
+        self.features = make_layers(cfg, batch_norm=False)
+        self.fc6 = nn.Sequential(nn.Conv2d(c5, fc, 7, padding=3), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.fc7 = nn.Sequential(nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.score_fr = nn.Conv2d(fc, num_classes, 1)
+        self.score_pool4 = nn.Conv2d(c4, num_classes, 1)
+        self.score_pool3 = nn.Conv2d(c3, num_classes, 1)
+        self.up2_fr = _upsample(num_classes, 2)
+        self.up2_pool4 = _upsample(num_classes, 2)
+        self.up8 = _upsample(num_classes, 8)
+        self._init_head()
+        if backbone_weights is not None:
+            self.load_backbone(backbone_weights)
+
+    def _init_head(self) -> None:
+        for conv in (self.fc6[0], self.fc7[0]):
+            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        # The skip scores start at zero (as in the paper): at first the net is FCN-32s and the skips grow in.
+        for conv in (self.score_pool4, self.score_pool3):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        nn.init.normal_(self.score_fr.weight, std=0.01)
+        nn.init.zeros_(self.score_fr.bias)
+
+    def load_backbone(self, source: str | Path | dict[str, torch.Tensor]) -> None:
+        """Load a torchvision VGG16 state dict (a local path, or the dict) into the backbone, fc6 and fc7."""
+        if isinstance(source, dict):
+            state, where = source, "the given state dict"
+        else:
+            path = Path(source).expanduser()
+            if not path.is_file():
+                raise ScarceError(f"FCN8s: backbone_weights {str(path)!r} is not a file. Give the path of a local "
+                                  f"torchvision VGG16 state dict (e.g. vgg16-397923af.pth); nothing is downloaded.")
+            state, where = torch.load(path, map_location="cpu", weights_only=True), str(path)
+        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        needed = ("classifier.0.weight", "classifier.0.bias", "classifier.3.weight", "classifier.3.bias")
+        missing = [k for k in needed if k not in state]
+        if missing or not features:
+            raise ScarceError(f"FCN8s: {where} is not a torchvision VGG16 state dict: it lacks "
+                              f"{missing or ['features.*']}; expected the keys of torchvision.models.vgg16().state_dict()")
+        try:
+            self.features.load_state_dict(features)
+            fc6, fc7 = self.fc6[0], self.fc7[0]
+            with torch.no_grad():
+                # The fully connected layers become convolutions: 25088 = 512 x 7 x 7 inputs, in (C, H, W) order.
+                fc6.weight.copy_(state["classifier.0.weight"].view(fc6.weight.shape))
+                fc6.bias.copy_(state["classifier.0.bias"])
+                fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
+                fc7.bias.copy_(state["classifier.3.bias"])
+        except (RuntimeError, ValueError) as err:
+            raise ScarceError(f"FCN8s: {where} does not fit this network (width_divisor={self.width_divisor}; "
+                              f"VGG16 weights need width_divisor=1): {err}") from err
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return F.pad(x, (0, -w % _STRIDE, 0, -h % _STRIDE))
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backbone and fc6/fc7 on the normalised, padded input.
+
+        Returns:
+            ``pool3`` ``(B, 256/d, Hp/8, Wp/8)``, ``pool4`` ``(B, 512/d, Hp/16, Wp/16)``,
+            ``pool5`` ``(B, 512/d, Hp/32, Wp/32)`` and ``fc7`` ``(B, 4096/d, Hp/32, Wp/32)``, where ``Hp, Wp`` are
+            the input size rounded up to a multiple of 32 and ``d`` is ``width_divisor``.
+        """
+        x = self._pad((x - self.mean) / self.std)
+        feats = {}
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == _POOL3:
+                feats["pool3"] = x
+            elif i == _POOL4:
+                feats["pool4"] = x
+        feats["pool5"] = x
+        feats["fc7"] = self.fc7(self.fc6(x))
+        return feats
+
+    def forward_head(self, feats: dict[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Scores at strides 32, 16, 8 fused and upsampled to the padded size, then cropped to ``size``."""
+        score = self.up2_fr(self.score_fr(feats["fc7"])) + self.score_pool4(feats["pool4"])
+        score = self.up2_pool4(score) + self.score_pool3(feats["pool3"])
+        return self.up8(score)[..., : size[0], : size[1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), x.shape[-2:])
+
+
+def fcn8s(*, num_classes: int = 19, backbone_weights: str | Path | None = None, **kwargs) -> FCN8s:
+    """Build :class:`FCN8s` (keyword-only builder)."""
+    return FCN8s(num_classes, backbone_weights=backbone_weights, **kwargs)
