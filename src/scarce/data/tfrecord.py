@@ -179,6 +179,21 @@ def _read_bounded(stream: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
+def _skip_bytes(stream: BinaryIO, n: int, path: str, offset: int) -> None:
+    if stream.seekable() and not isinstance(stream, gzip.GzipFile):
+        here = stream.tell()
+        end = stream.seek(0, io.SEEK_END)
+        if here + n > end:
+            raise CorruptRecordError(path, offset, "truncated record")
+        stream.seek(here + n)
+        return
+    while n:
+        part = stream.read(min(n, _CHUNK))
+        if not part:
+            raise CorruptRecordError(path, offset, "truncated record")
+        n -= len(part)
+
+
 @dataclass
 class SkipReport:
     """What ``skip_corrupt=True`` skipped: one ``(path, offset, what)`` per damaged spot."""
@@ -207,6 +222,8 @@ def iter_raw_records(
     skip_corrupt: bool = False,
     report: SkipReport | None = None,
     with_offsets: bool = False,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[bytes] | Iterator[tuple[int, int, bytes]]:
     """Yield the data of every record of one file (``(offset, framed_length, data)`` with ``with_offsets``).
 
@@ -218,6 +235,9 @@ def iter_raw_records(
             tail ends the file (nothing after it can be framed reliably). Each skip goes to ``report``.
         report: Where skips are counted (see :class:`SkipReport`).
         with_offsets: Also yield each record's byte offset and framed length (uncompressed stream).
+        start: Skip the first ``start`` records: their data is seeked over (plain files) or read and dropped
+            (compressed), and not CRC-checked (the reader that owns them checks them).
+        stop: Stop before record ``stop``.
 
     Raises:
         CorruptRecordError: A CRC mismatch, a truncated record or a damaged compressed stream.
@@ -230,9 +250,9 @@ def iter_raw_records(
     if compression == "auto":
         compression = detect_compression(path)
     stream = _open_stream(path, compression)
-    offset = 0
+    offset, number = 0, 0
     try:
-        while True:
+        while stop is None or number < stop:
             try:
                 header = stream.read(_HEADER.size)
                 if not header:
@@ -242,6 +262,11 @@ def iter_raw_records(
                 length, length_crc = _HEADER.unpack(header)
                 if verify and masked_crc(header[:8]) != length_crc:
                     raise CorruptRecordError(path, offset, "corrupted record (length CRC mismatch)")
+                if number < start:
+                    _skip_bytes(stream, length + _FOOTER.size, path, offset)
+                    offset += _HEADER.size + length + _FOOTER.size
+                    number += 1
+                    continue
                 data = _read_bounded(stream, length)
                 footer = stream.read(_FOOTER.size)
                 if len(data) < length or len(footer) < _FOOTER.size:
@@ -262,9 +287,11 @@ def iter_raw_records(
                 if report is not None:
                     report.add(err)
                 offset += framed
+                number += 1
                 continue
             yield (offset, framed, data) if with_offsets else data
             offset += framed
+            number += 1
     finally:
         stream.close()
 

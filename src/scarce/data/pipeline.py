@@ -1,0 +1,347 @@
+"""Datasets over TFRecord shards: map-style through the index, streaming for any file; exact sharding.
+
+:class:`TFRecordDataset` (map-style) reads uncompressed files by index: ``len()`` and random access, so
+the usual samplers (and Lightning's ``DistributedSampler``) apply.
+
+:class:`StreamingTFRecordDataset` reads any file, compressed included, front to back. Each epoch it lays
+the files out in one order (shuffled by ``seed + epoch`` when ``shuffle=True``), numbers the records
+0..N-1 across that order, and gives consumer ``k`` of ``C = world_size * num_workers`` the contiguous
+range ``[k N // C, (k + 1) N // C)``; a consumer seeks over (or, compressed, reads past) the records
+before its range. So across DDP ranks x DataLoader workers every record is read exactly once per epoch,
+uneven shard sizes included, and each rank gets ``N / world_size`` records give or take one. Record
+counts come from the index, from a ``*.manifest.json`` next to the shards, or from one pass over the
+framing, done once in the main process.
+
+Both take ``decode``: ``None`` (the decoded example dict: name -> list), a feature description such as
+``{"image": "jpeg", "mask": "png", "label": "int"}`` (see :class:`scarce.data.transforms.FeatureDecoder`;
+kinds are checked, only the described features are kept), or any callable on the example dict. Then
+``transform`` (a callable on the sample dict), then :func:`scarce.data.transforms.finalize_sample`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from scarce._errors import ScarceError
+from scarce.data import tfrecord as tfr
+from scarce.data.transforms import FeatureDecoder, finalize_sample
+
+__all__ = [
+    "TFRecordDataset",
+    "StreamingTFRecordDataset",
+    "ShuffleBuffer",
+    "distributed_rank",
+    "consumer_ranges",
+    "RecordParser",
+    "CudaPrefetcher",
+]
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` of torch.distributed when initialised, else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def consumer_ranges(total: int, consumers: int) -> list[tuple[int, int]]:
+    """Split ``range(total)`` into ``consumers`` contiguous ranges whose sizes differ by at most one."""
+    return [(k * total // consumers, (k + 1) * total // consumers) for k in range(consumers)]
+
+
+class RecordParser:
+    """raw record bytes -> sample dict: parse the Example, decode features, transform, finalize.
+
+    Args:
+        decode: ``None``, a feature description (mapping) or a callable on the example dict.
+        transform: Callable on the decoded sample dict.
+        finalize: Convert ``tv_tensors`` to the project's float image / int64 mask convention.
+    """
+
+    def __init__(self, decode: Mapping[str, str] | Callable[[dict], Any] | None = None,
+                 transform: Callable[[Any], Any] | None = None, finalize: bool = True) -> None:
+        if isinstance(decode, Mapping):
+            decode = FeatureDecoder(decode)
+        self.decode = decode
+        self.kinds = decode.kinds if isinstance(decode, FeatureDecoder) else None
+        self.transform = transform
+        self.finalize = finalize
+
+    def __call__(self, data: bytes, where: str = "") -> Any:
+        if self.kinds is not None:
+            example = tfr.parse_example(data, self.kinds, where=where)
+        else:
+            example = tfr.decode_example(data, where or None)
+        sample = self.decode(example) if self.decode is not None else example
+        if self.transform is not None:
+            sample = self.transform(sample)
+        if self.finalize and isinstance(sample, dict):
+            sample = finalize_sample(sample)
+        return sample
+
+
+# --------------------------------------------------------------------------------------------- map-style
+
+
+class TFRecordDataset(Dataset):
+    """Map-style dataset over uncompressed TFRecord files, by their index (built on first use and cached).
+
+    Args:
+        files: A glob, a folder, a file or a list of those.
+        decode: See the module docstring.
+        transform: Callable on the decoded sample.
+        verify: Check CRCs of each record read.
+
+    Raises:
+        ScarceError: A compressed file (no random access; use :class:`StreamingTFRecordDataset`).
+    """
+
+    def __init__(self, files: str | Path | Iterable[str | Path], decode: Mapping[str, str] | Callable | None = None,
+                 transform: Callable | None = None, verify: bool = True) -> None:
+        self.files = tfr.expand_files(files)
+        for path in self.files:
+            compression = tfr.detect_compression(path)
+            if compression is not None:
+                raise ScarceError(f"{path}: is {compression}-compressed, so it has no random access; use "
+                                  "StreamingTFRecordDataset (or `data.streaming: true`) for compressed shards")
+        self.offsets = [tfr.load_index(p) for p in self.files]
+        self.cumulative = np.cumsum([0] + [len(o) for o in self.offsets]).tolist()
+        self.parser = RecordParser(decode, transform)
+        self.verify = verify
+        self._handles: dict[str, Any] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return self.cumulative[-1]
+
+    def _handle(self, path: str):
+        if self._pid != os.getpid():  # forked into a worker: do not share file positions with the parent
+            self._handles, self._pid = {}, os.getpid()
+        handle = self._handles.get(path)
+        if handle is None:
+            handle = self._handles[path] = open(path, "rb")
+        return handle
+
+    def raw(self, index: int) -> tuple[str, bytes]:
+        """The file and serialized example of record ``index``."""
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} records")
+        k = bisect.bisect_right(self.cumulative, index) - 1
+        offset, length = (int(v) for v in self.offsets[k][index - self.cumulative[k]])
+        path = self.files[k]
+        return path, tfr.read_record_at(self._handle(path), path, offset, length, self.verify)
+
+    def __getitem__(self, index: int) -> Any:
+        path, data = self.raw(index)
+        return self.parser(data, where=path)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+    def __del__(self) -> None:
+        for handle in getattr(self, "_handles", {}).values():
+            handle.close()
+
+
+# --------------------------------------------------------------------------------------------- streaming
+
+
+class ShuffleBuffer:
+    """Shuffle a stream through a buffer of ``size`` items (tf.data's ``shuffle(buffer_size)``)."""
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        self.size, self.rng = int(size), rng
+
+    def __call__(self, items: Iterable[Any]) -> Iterator[Any]:
+        buffer: list[Any] = []
+        for item in items:
+            if len(buffer) < self.size:
+                buffer.append(item)
+                continue
+            j = self.rng.randrange(self.size)
+            buffer[j], item = item, buffer[j]
+            yield item
+        self.rng.shuffle(buffer)
+        yield from buffer
+
+
+def _manifest_counts(files: Sequence[str]) -> dict[str, int]:
+    """Record counts from ``*.manifest.json`` files next to the shards (written by ``write_shards``)."""
+    counts: dict[str, int] = {}
+    for folder in sorted({os.path.dirname(os.path.abspath(f)) for f in files}):
+        for manifest in Path(folder).glob("*.manifest.json"):
+            try:
+                shards = json.loads(manifest.read_text()).get("shards", [])
+            except (OSError, ValueError):
+                continue
+            for shard in shards:
+                path = os.path.join(folder, shard.get("file", ""))
+                # Trust the manifest only while the shard is not newer than it.
+                if os.path.isfile(path) and os.path.getmtime(path) <= manifest.stat().st_mtime + 1e-3:
+                    counts[path] = int(shard["records"])
+    return counts
+
+
+class StreamingTFRecordDataset(IterableDataset):
+    """Stream records from TFRecord files (plain, GZIP or ZLIB), exactly once per epoch over ranks x workers.
+
+    Args:
+        files: A glob, a folder, a file or a list of those.
+        decode: See the module docstring.
+        transform: Callable on the decoded sample.
+        shuffle: Shuffle the file order per epoch and the records through a buffer.
+        buffer_size: Shuffle buffer size per consumer (records held in memory).
+        seed: With ``epoch``, fixes the order: the same seed and epoch give the same samples per consumer.
+        compression: ``"auto"`` (detect per file), ``"none"``, ``"gzip"`` or ``"zlib"``.
+        verify: Check CRCs.
+        skip_corrupt: Skip damaged records instead of raising; see ``skip_report`` (per process).
+        rank, world_size: Override torch.distributed's (default: read when iterating).
+        counts: Records per file, if known (else from index / manifest / a pass over the framing).
+
+    Call :meth:`set_epoch` before each epoch (the :class:`~scarce.data.datamodules.tfrecord.TFRecordDataModule`
+    does); ``len()`` is the number of records this rank yields per epoch.
+    """
+
+    def __init__(self, files: str | Path | Iterable[str | Path], decode: Mapping[str, str] | Callable | None = None,
+                 transform: Callable | None = None, *, shuffle: bool = False, buffer_size: int = 1000,
+                 seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
+                 rank: int | None = None, world_size: int | None = None,
+                 counts: Sequence[int] | None = None) -> None:
+        self.files = tfr.expand_files(files)
+        self.parser = RecordParser(decode, transform)
+        self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
+        self.compression, self.verify, self.skip_corrupt = compression, verify, skip_corrupt
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.skip_report = tfr.SkipReport()
+        if counts is not None and len(counts) != len(self.files):
+            raise ScarceError(f"counts has {len(counts)} entries for {len(self.files)} files")
+        self._counts = list(counts) if counts is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose file order and shuffle to use."""
+        self.epoch = int(epoch)
+
+    @property
+    def counts(self) -> list[int]:
+        """Records per file (computed once, in the process that asks first: call it before forking workers)."""
+        if self._counts is None:
+            known = _manifest_counts(self.files)
+            self._counts = [known[os.path.abspath(f)] if os.path.abspath(f) in known
+                            else tfr.count_records(f, self.compression) for f in self.files]
+        return self._counts
+
+    def _rank(self) -> tuple[int, int]:
+        rank, world = distributed_rank()
+        return (self.rank if self.rank is not None else rank), (self.world_size or world)
+
+    def __len__(self) -> int:
+        rank, world = self._rank()
+        lo, hi = consumer_ranges(sum(self.counts), world)[rank]
+        return hi - lo
+
+    def file_order(self, epoch: int | None = None) -> list[int]:
+        """File indices in the order read in ``epoch``."""
+        order = list(range(len(self.files)))
+        if self.shuffle:
+            random.Random(self.seed * 1_000_003 + (self.epoch if epoch is None else epoch)).shuffle(order)
+        return order
+
+    def plan(self, consumer: int, num_consumers: int, epoch: int | None = None) -> list[tuple[int, int, int]]:
+        """The ``(file index, start, stop)`` segments consumer ``consumer`` of ``num_consumers`` reads."""
+        counts = self.counts
+        order = self.file_order(epoch)
+        lo, hi = consumer_ranges(sum(counts), num_consumers)[consumer]
+        segments, base = [], 0
+        for f in order:
+            start, stop = max(lo, base), min(hi, base + counts[f])
+            if start < stop:
+                segments.append((f, start - base, stop - base))
+            base += counts[f]
+        return segments
+
+    def _consumer(self) -> tuple[int, int, int]:
+        rank, world = self._rank()
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * workers + worker, world * workers, worker
+
+    def raw_records(self) -> Iterator[tuple[str, bytes]]:
+        """This consumer's ``(file, record bytes)`` for the current epoch, before shuffling."""
+        consumer, consumers, _ = self._consumer()
+        for f, start, stop in self.plan(consumer, consumers):
+            path = self.files[f]
+            for data in tfr.iter_raw_records(path, self.compression, self.verify, skip_corrupt=self.skip_corrupt,
+                                             report=self.skip_report, start=start, stop=stop):
+                yield path, data
+
+    def __iter__(self) -> Iterator[Any]:
+        consumer, consumers, _ = self._consumer()
+        stream: Iterable[tuple[str, bytes]] = self.raw_records()
+        if self.shuffle and self.buffer_size > 1:
+            rng = random.Random((self.seed * 1_000_003 + self.epoch) * 65_537 + consumer)
+            stream = ShuffleBuffer(self.buffer_size, rng)(stream)
+        for path, data in stream:
+            yield self.parser(data, where=path)
+
+
+# --------------------------------------------------------------------------------------------- GPU prefetch
+
+
+class CudaPrefetcher:
+    """Iterate a loader while copying the next batch to ``device`` on a side CUDA stream.
+
+    The copy of batch ``i + 1`` (from pinned memory, ``non_blocking``) overlaps the work on batch ``i``.
+    On a CPU device it just moves batches.
+    """
+
+    def __init__(self, loader: Iterable[Any], device: str | torch.device = "cuda") -> None:
+        self.loader, self.device = loader, torch.device(device)
+
+    def _to(self, batch: Any) -> Any:
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, non_blocking=True)
+        if isinstance(batch, dict):
+            return {k: self._to(v) for k, v in batch.items()}
+        if isinstance(batch, (list, tuple)):
+            return type(batch)(self._to(v) for v in batch)
+        return batch
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.device.type != "cuda":
+            yield from (self._to(b) for b in self.loader)
+            return
+        stream = torch.cuda.Stream(self.device)
+        it = iter(self.loader)
+        nxt = None
+        try:
+            with torch.cuda.stream(stream):
+                nxt = self._to(next(it))
+        except StopIteration:
+            return
+        while nxt is not None:
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            current = nxt
+            try:
+                with torch.cuda.stream(stream):
+                    nxt = self._to(next(it))
+            except StopIteration:
+                nxt = None
+            yield current
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]

@@ -1,0 +1,324 @@
+"""Decoding and joint image + mask augmentation (book 7.1), on torchvision.transforms.v2 and tv_tensors.
+
+Two paths:
+
+* :func:`train_transform` / :func:`eval_transform`: v2 pipelines over a sample dict whose ``image`` is a
+  ``tv_tensors.Image`` and ``mask`` a ``tv_tensors.Mask``, so geometry is applied to both (nearest for the
+  mask) and colour to the image only: horizontal flip, random crop of 0.8-1.0 of the size resized back,
+  brightness +-0.15 (additive, as ``tf.image.random_brightness``), saturation 0.5-1.75.
+* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: PIL decodes
+  the JPEG at reduced scale (libjpeg DCT scaling) when the crop still covers the output size, then crops,
+  resizes and flips in one pass on uint8; float conversion happens per batch (or on the GPU).
+
+:class:`FeatureDecoder` turns a decoded ``tf.train.Example`` (name -> list) into such a sample dict from
+a feature description like ``{"image": "jpeg", "mask": "png", "label": "int"}``.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from scarce._errors import FeatureError, ScarceError
+
+__all__ = [
+    "DESCRIPTION_KINDS",
+    "decode_image",
+    "decode_mask",
+    "FeatureDecoder",
+    "RandomScaleCrop",
+    "RandomBrightnessShift",
+    "ToFloatSample",
+    "train_transform",
+    "eval_transform",
+    "JpegCropResize",
+    "finalize_sample",
+]
+
+# description value -> the tf.train.Example kind it reads. "png"/"jpeg"/"image" under a key named like a
+# mask ("mask", "gt_mask", "mask_png") decode to a Mask, elsewhere to an Image.
+DESCRIPTION_KINDS = {
+    "jpeg": "bytes", "png": "bytes", "image": "bytes", "mask": "bytes",
+    "bytes": "bytes", "str": "bytes",
+    "int": "int64", "int_list": "int64",
+    "float": "float", "float_list": "float",
+}
+_MASK_KEY_HINT = "mask"
+
+
+def _check_image_bytes(data: bytes, key: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        return img
+    except Exception as err:  # PIL raises several types for undecodable bytes
+        raise FeatureError(f"feature {key!r}: cannot decode {len(data)} bytes as an image ({err})") from err
+
+
+def decode_image(data: bytes, *, min_size: Sequence[int] | None = None, key: str = "image") -> tv_tensors.Image:
+    """Decode PNG/JPEG bytes into a uint8 ``tv_tensors.Image`` of shape ``(3, H, W)`` (RGB).
+
+    Args:
+        data: Encoded image.
+        min_size: ``(h, w)``: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps it at
+            least this large, which is several times faster when the output is smaller.
+        key: Feature name, for error messages.
+    """
+    img = _check_image_bytes(data, key)
+    if min_size is not None and img.format == "JPEG":
+        img.draft("RGB", (int(min_size[1]), int(min_size[0])))
+    try:
+        arr = np.asarray(img.convert("RGB"))
+    except Exception as err:
+        raise FeatureError(f"feature {key!r}: damaged image data ({err})") from err
+    return tv_tensors.Image(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+
+
+def decode_mask(data: bytes, *, key: str = "mask") -> tv_tensors.Mask:
+    """Decode a single-channel (or palette / 16-bit) PNG into an int64 ``tv_tensors.Mask`` of shape ``(H, W)``.
+
+    A 3-channel PNG is accepted when all channels agree (a grey mask saved as RGB).
+    """
+    img = _check_image_bytes(data, key)
+    try:
+        arr = np.asarray(img)
+    except Exception as err:
+        raise FeatureError(f"feature {key!r}: damaged mask data ({err})") from err
+    if arr.ndim == 3:
+        if not (arr == arr[..., :1]).all():
+            raise FeatureError(f"feature {key!r}: mask PNG has {arr.shape[-1]} differing channels; expected one "
+                               "channel of class ids (mode L, P or I;16)")
+        arr = arr[..., 0]
+    return tv_tensors.Mask(torch.from_numpy(arr.astype(np.int64)))
+
+
+class FeatureDecoder:
+    """Turn a decoded example (name -> list) into a sample dict, following a feature description.
+
+    Args:
+        description: feature name -> one of :data:`DESCRIPTION_KINDS`: ``"jpeg"|"png"|"image"`` (a uint8
+            ``tv_tensors.Image``, or a ``Mask`` when the key contains ``"mask"``), ``"mask"``, ``"int"``
+            (int64 scalar tensor), ``"int_list"``, ``"float"`` (float32 scalar), ``"float_list"``, ``"bytes"``
+            (raw bytes), ``"str"`` (UTF-8 text).
+        rename: feature name -> sample key, e.g. ``{"image_png": "image"}``.
+        min_size: Passed to :func:`decode_image` for reduced-scale JPEG decoding.
+
+    ``kinds`` gives the ``tf.train.Example`` kind each feature must have (for
+    :func:`scarce.data.tfrecord.parse_example`).
+    """
+
+    def __init__(self, description: Mapping[str, str], rename: Mapping[str, str] | None = None,
+                 min_size: Sequence[int] | None = None) -> None:
+        for key, kind in description.items():
+            if kind not in DESCRIPTION_KINDS:
+                raise ScarceError(f"feature description {key!r}: unknown kind {kind!r}; valid values are "
+                                  f"{sorted(DESCRIPTION_KINDS)}")
+        self.description = dict(description)
+        self.rename = dict(rename or {})
+        self.min_size = tuple(min_size) if min_size is not None else None
+        self.kinds = {key: DESCRIPTION_KINDS[kind] for key, kind in self.description.items()}
+
+    def _one(self, key: str, kind: str, values: list) -> Any:
+        if kind in ("jpeg", "png", "image", "mask", "int", "float", "bytes", "str") and len(values) != 1:
+            raise FeatureError(f"feature {key!r} ({kind}): expected exactly 1 value, found {len(values)}; "
+                               f"describe it as '{kind}_list' or 'bytes' to keep every value")
+        if kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key):
+            return decode_mask(values[0], key=key)
+        if kind in ("jpeg", "png", "image"):
+            return decode_image(values[0], min_size=self.min_size, key=key)
+        if kind == "int":
+            return torch.tensor(values[0], dtype=torch.int64)
+        if kind == "float":
+            return torch.tensor(values[0], dtype=torch.float32)
+        if kind == "int_list":
+            return torch.tensor(values, dtype=torch.int64)
+        if kind == "float_list":
+            return torch.tensor(values, dtype=torch.float32)
+        if kind == "str":
+            return values[0].decode("utf-8")
+        return values[0]
+
+    def __call__(self, example: Mapping[str, list]) -> dict:
+        return {self.rename.get(k, k): self._one(k, kind, example[k]) for k, kind in self.description.items()}
+
+
+# --------------------------------------------------------------------------------------------- v2 transforms
+
+
+class _CompatTransform(v2.Transform):
+    """torchvision >= 0.21 calls ``make_params``/``transform``; older versions ``_get_params``/``_transform``."""
+
+    def _get_params(self, flat_inputs):  # pragma: no cover - old torchvision
+        return self.make_params(flat_inputs)
+
+    def _transform(self, inpt, params):  # pragma: no cover - old torchvision
+        return self.transform(inpt, params)
+
+
+class RandomScaleCrop(_CompatTransform):
+    """Crop a random window of ``s`` times the height and width (``s`` uniform in ``scale``), resize to ``size``.
+
+    As the book's ``_augmentation_fn``: one factor for both sides (the aspect ratio is kept), then resized
+    back to the input size, or to ``size`` when given. Masks are resized with nearest neighbour.
+    """
+
+    def __init__(self, scale: tuple[float, float] = (0.8, 1.0), size: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ScarceError(f"RandomScaleCrop scale must satisfy 0 < lo <= hi <= 1, got {scale}")
+        self.scale = tuple(scale)
+        self.size = list(size) if size is not None else None
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.functional.get_size(next(x for x in flat_inputs if isinstance(x, torch.Tensor)))
+        s = float(torch.empty(1).uniform_(*self.scale))
+        h, w = max(1, int(height * s)), max(1, int(width * s))
+        top = int(torch.randint(0, height - h + 1, ()))
+        left = int(torch.randint(0, width - w + 1, ()))
+        return {"top": top, "left": left, "height": h, "width": w, "size": self.size or [height, width]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return inpt
+        return F.resized_crop(inpt, params["top"], params["left"], params["height"], params["width"],
+                              params["size"], antialias=True)
+
+
+class RandomBrightnessShift(_CompatTransform):
+    """Add a uniform delta in ``[-max_delta, max_delta]`` to a float image (``tf.image.random_brightness``)."""
+
+    def __init__(self, max_delta: float = 0.15) -> None:
+        super().__init__()
+        self.max_delta = float(max_delta)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"delta": float(torch.empty(1).uniform_(-self.max_delta, self.max_delta))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        if not inpt.is_floating_point():
+            raise ScarceError("RandomBrightnessShift needs a float image; put ToFloatSample() before it")
+        return tv_tensors.wrap((inpt + params["delta"]).clamp_(0, 1), like=inpt)
+
+
+class ToFloatSample(torch.nn.Module):
+    """uint8 ``Image`` -> float32 in [0, 1]; ``Mask`` -> plain int64 tensor; other entries unchanged."""
+
+    def forward(self, sample: dict) -> dict:
+        return finalize_sample(sample)
+
+
+def finalize_sample(sample: dict) -> dict:
+    """Bring a decoded/augmented sample to the project convention (idempotent).
+
+    ``image``-like entries (``tv_tensors.Image``) become float32 ``(C, H, W)`` in [0, 1] and plain tensors;
+    masks become int64 ``(H, W)`` plain tensors.
+    """
+    out = {}
+    for key, value in sample.items():
+        if isinstance(value, tv_tensors.Image):
+            value = value.as_subclass(torch.Tensor)
+            if not value.is_floating_point():
+                value = value.float().div_(255)
+        elif isinstance(value, tv_tensors.Mask):
+            value = value.as_subclass(torch.Tensor).long()
+        out[key] = value
+    return out
+
+
+def train_transform(size: Sequence[int] | None = None, *, flip: bool = True,
+                    crop_scale: tuple[float, float] | None = (0.8, 1.0), brightness: float = 0.15,
+                    saturation: tuple[float, float] | None = (0.5, 1.75)) -> v2.Compose:
+    """The book's joint augmentation, on a sample dict with an ``Image`` (uint8) and optionally a ``Mask``.
+
+    Horizontal flip, random crop of ``crop_scale`` of the size resized to ``size`` (or back to the input
+    size), conversion to float, brightness +-``brightness``, saturation in ``saturation``. Returns floats in
+    [0, 1] and int64 masks (via :func:`finalize_sample`).
+    """
+    steps: list[Callable] = []
+    if flip:
+        steps.append(v2.RandomHorizontalFlip())
+    if crop_scale is not None:
+        steps.append(RandomScaleCrop(crop_scale, size))
+    elif size is not None:
+        steps.append(v2.Resize(list(size), antialias=True))
+    steps.append(v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True))
+    if brightness:
+        steps.append(RandomBrightnessShift(brightness))
+    if saturation is not None:
+        steps.append(v2.ColorJitter(saturation=saturation))
+    steps.append(ToFloatSample())
+    return v2.Compose(steps)
+
+
+def eval_transform(size: Sequence[int] | None = None) -> v2.Compose:
+    """Resize (when ``size`` is given) and convert to float, for validation and test."""
+    steps: list[Callable] = []
+    if size is not None:
+        steps.append(v2.Resize(list(size), antialias=True))
+    steps.append(ToFloatSample())
+    return v2.Compose(steps)
+
+
+# --------------------------------------------------------------------------------------------- fast JPEG path
+
+
+def draft_scale(src_hw: Sequence[int], crop_hw: Sequence[int], out_hw: Sequence[int]) -> int:
+    """The largest DCT scale denominator (1, 2, 4, 8) that keeps the crop at least as large as the output."""
+    for denom in (8, 4, 2):
+        if crop_hw[0] / denom >= out_hw[0] and crop_hw[1] / denom >= out_hw[1]:
+            return denom
+    return 1
+
+
+class JpegCropResize:
+    """Decode JPEG bytes, random-crop ``scale`` of the size, resize to ``size``, flip: uint8 ``(3, h, w)``.
+
+    PIL decodes at reduced DCT scale when the crop window, scaled down, still covers ``size``
+    (``reduced_decode=True``), crops and resizes in one call (``Image.resize(box=...)``) and flips the
+    small result. The random numbers come from ``random`` (seeded per DataLoader worker by torch).
+
+    Args:
+        size: Output ``(h, w)``.
+        scale: Crop side fraction range (one factor for both sides, as the book).
+        flip_p: Probability of a horizontal flip.
+        reduced_decode: Allow DCT-scaled decoding.
+        resample: PIL filter (bilinear, as ``tf.image.resize`` by default).
+    """
+
+    def __init__(self, size: Sequence[int] = (224, 224), scale: tuple[float, float] = (0.8, 1.0),
+                 flip_p: float = 0.5, reduced_decode: bool = True, resample: int = Image.BILINEAR) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.scale = scale
+        self.flip_p = flip_p
+        self.reduced_decode = reduced_decode
+        self.resample = resample
+
+    def __call__(self, data: bytes) -> torch.Tensor:
+        img = _check_image_bytes(data, "image")
+        width, height = img.size
+        s = random.uniform(*self.scale)
+        ch, cw = max(1, int(height * s)), max(1, int(width * s))
+        top, left = random.randint(0, height - ch), random.randint(0, width - cw)
+        denom = draft_scale((height, width), (ch, cw), self.size) if self.reduced_decode else 1
+        if denom > 1 and img.format == "JPEG":
+            img.draft("RGB", (-(-width // denom), -(-height // denom)))
+            fx, fy = img.size[0] / width, img.size[1] / height
+            box = (left * fx, top * fy, (left + cw) * fx, (top + ch) * fy)
+        else:
+            box = (left, top, left + cw, top + ch)
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        out = img.resize((self.size[1], self.size[0]), self.resample, box=box)
+        if random.random() < self.flip_p:
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1)
