@@ -1,5 +1,7 @@
-"""On-disk datasets. Each takes ``root``, ``split`` and ``transform`` and documents its layout."""
+"""On-disk and generated datasets. Each takes ``root``/``split``/``transform`` and documents its layout."""
 
+from scarce.data.datasets.blobs import Blobs
 from scarce.data.datasets.mnist import MNIST
+from scarce.data.datasets.mnistm import MNISTM
 
-__all__ = ["MNIST"]
+__all__ = ["Blobs", "MNIST", "MNISTM"]

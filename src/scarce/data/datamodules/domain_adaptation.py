@@ -1,0 +1,145 @@
+"""Source + target DataModules for domain adaptation: labelled source, unlabelled target for training."""
+
+from __future__ import annotations
+
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset
+
+from scarce.data.datasets import MNIST, MNISTM, Blobs
+from scarce.data.datasets._utils import verify_str_arg
+
+__all__ = ["DomainAdaptationDataModule", "DigitsDataModule", "BlobsDataModule", "Unlabelled", "GreyToRGB"]
+
+
+class Unlabelled(Dataset):
+    """A view of a dataset without its labels: target training data must not leak labels into training."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {k: v for k, v in self.dataset[index].items() if k != "label"}
+
+
+class GreyToRGB:
+    """Repeat a 1-channel image to 3 channels, so grey MNIST and colour MNIST-M share one network."""
+
+    def __call__(self, sample: dict) -> dict:
+        return dict(sample, image=sample["image"].expand(3, -1, -1))
+
+
+class DomainAdaptationDataModule(LightningDataModule):
+    """Loaders for domain adaptation; subclasses build the six datasets in :meth:`build_datasets`.
+
+    Training batches are dicts ``{"source": {"image", "label"}, "target": {"image"}}`` from Lightning's
+    ``CombinedLoader``; validation and test have two dataloaders, index 0 the source split and index 1 the
+    target split (target labels are used only here, for evaluation).
+
+    Args:
+        batch_size: Per-domain batch size (each training step sees ``batch_size`` source and target samples).
+        num_workers: DataLoader workers per loader.
+        mode: ``CombinedLoader`` mode: ``"max_size_cycle"`` (epoch = the longer domain, the shorter one cycles)
+            or ``"min_size"``.
+        pin_memory: Pin host memory (useful on GPU).
+    """
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, mode: str = "max_size_cycle",
+                 pin_memory: bool = False) -> None:
+        super().__init__()
+        verify_str_arg(mode, "mode", ("max_size_cycle", "min_size"))
+        self.save_hyperparameters()
+        self.datasets: dict[str, Dataset] = {}
+
+    def build_datasets(self, stage: str | None) -> dict[str, Dataset]:
+        """Return ``{"source_train", "target_train", "source_val", "target_val", "source_test", "target_test"}``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_datasets(stage)")
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.datasets:
+            self.datasets = self.build_datasets(stage)
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=hp.num_workers, pin_memory=hp.pin_memory,
+                          persistent_workers=hp.num_workers > 0)
+
+    def train_dataloader(self) -> CombinedLoader:
+        loaders = {
+            "source": self._loader(self.datasets["source_train"], shuffle=True, drop_last=True),
+            "target": self._loader(Unlabelled(self.datasets["target_train"]), shuffle=True, drop_last=True),
+        }
+        return CombinedLoader(loaders, mode=self.hparams.mode)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(self.datasets["source_val"], False), self._loader(self.datasets["target_val"], False)]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(self.datasets["source_test"], False), self._loader(self.datasets["target_test"], False)]
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["target_test"], False)
+
+
+class DigitsDataModule(DomainAdaptationDataModule):
+    """MNIST (source) -> MNIST-M (target), the DANN paper's digit benchmark.
+
+    Args:
+        mnist_root: Folder of MNIST IDX files; ``None`` uses the offline copy (see :class:`MNIST`).
+        photos_dir: Colour photos for MNIST-M; ``None`` uses those shipped with scikit-image / scikit-learn.
+        mnistm_seed: Seed of the MNIST-M crops.
+        cache_dir: MNIST-M cache folder (default ``$SCARCE_CACHE`` or ``~/.cache/scarce``).
+        limit_train: Use only the first N training digits of each domain (quick runs, tests).
+        limit_eval: Use only the first N validation and test digits of each domain.
+    """
+
+    def __init__(self, mnist_root: str | None = None, photos_dir: str | None = None, mnistm_seed: int = 0,
+                 cache_dir: str | None = None, limit_train: int | None = None, limit_eval: int | None = None,
+                 batch_size: int = 64, num_workers: int = 0, mode: str = "max_size_cycle",
+                 pin_memory: bool = False) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, mode=mode, pin_memory=pin_memory)
+        self.save_hyperparameters()
+
+    def _mnistm(self, split: str, limit: int | None) -> MNISTM:
+        hp = self.hparams
+        return MNISTM(hp.mnist_root, split=split, photos_dir=hp.photos_dir, seed=hp.mnistm_seed,
+                      cache_dir=hp.cache_dir, limit=limit)
+
+    def prepare_data(self) -> None:
+        # Build the MNIST-M caches once, on one process per node, before the ranks read them.
+        for split in ("train", "val", "test"):
+            self._mnistm(split, self._limit(split))
+
+    def _limit(self, split: str) -> int | None:
+        return self.hparams.limit_train if split == "train" else self.hparams.limit_eval
+
+    def build_datasets(self, stage: str | None) -> dict[str, Dataset]:
+        rgb = GreyToRGB()
+        datasets = {}
+        for split in ("train", "val", "test"):
+            limit = self._limit(split)
+            datasets[f"source_{split}"] = MNIST(self.hparams.mnist_root, split=split, transform=rgb, limit=limit)
+            datasets[f"target_{split}"] = self._mnistm(split, limit)
+        return datasets
+
+
+class BlobsDataModule(DomainAdaptationDataModule):
+    """The book's 3-D blobs (notebook 7.5): source [0,0,0] / [2,4,4], target [6,3,3] / [7,6,7].
+
+    Args:
+        seed: Seed of every draw (source and target, all splits).
+    """
+
+    def __init__(self, seed: int = 0, batch_size: int = 32, num_workers: int = 0, mode: str = "max_size_cycle",
+                 pin_memory: bool = False) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, mode=mode, pin_memory=pin_memory)
+        self.save_hyperparameters()
+
+    def build_datasets(self, stage: str | None) -> dict[str, Dataset]:
+        return {f"{domain}_{split}": Blobs(domain, split, seed=self.hparams.seed)
+                for domain in ("source", "target") for split in ("train", "val", "test")}

@@ -1,0 +1,156 @@
+"""Domain-adversarial training (DANN, Ganin et al. 2016) for classification; also the source-only baseline."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+from scarce.data.datasets._utils import verify_str_arg
+from scarce.nets.dann import create_dann_network
+from scarce.schedules import dann_lambda, dann_lr_factor, progress
+
+__all__ = ["DANN"]
+
+DOMAINS = ("source", "target")
+
+
+class DANN(LightningModule):
+    """DANN on labelled source and unlabelled target batches (``{"source": {...}, "target": {...}}``).
+
+    The loss is ``cls_loss(source) + domain_loss(source, target)``; the domain loss reaches the feature
+    extractor through gradient reversal scaled by ``lambda_p = adaptation_weight * schedule(p)``, while the
+    domain classifier itself always learns at full rate.
+
+    With ``adaptation_weight: 0`` the same code trains the source-only baseline: target images never pass
+    through the trained feature extractor in training mode (so batch-norm statistics stay source-only), and
+    the domain classifier becomes a probe on detached features that measures how separable the domains are.
+
+    Args:
+        network: Registered network name (``"digits"``: the paper's MNIST nets; ``"blobs"``: small MLPs).
+        num_classes: Number of label classes.
+        adaptation_weight: Maximum lambda; 0 gives the source-only baseline.
+        lambda_schedule: ``"dann"`` (``2/(1+exp(-gamma p))-1``) or ``"constant"``.
+        lambda_gamma: ``gamma`` of the lambda schedule.
+        optimizer: ``"sgd"`` (with momentum, as the paper) or ``"adam"``.
+        lr: Initial learning rate.
+        momentum: SGD momentum.
+        weight_decay: Weight decay.
+        lr_schedule: ``"dann"`` (``lr / (1 + alpha p)^beta``, the paper's annealing) or ``"constant"``.
+        lr_alpha: ``alpha`` of the learning-rate annealing.
+        lr_beta: ``beta`` of the learning-rate annealing.
+    """
+
+    def __init__(self, network: str = "digits", num_classes: int = 10, adaptation_weight: float = 1.0,
+                 lambda_schedule: str = "dann", lambda_gamma: float = 10.0, optimizer: str = "sgd",
+                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, lr_schedule: str = "dann",
+                 lr_alpha: float = 10.0, lr_beta: float = 0.75) -> None:
+        super().__init__()
+        verify_str_arg(lambda_schedule, "lambda_schedule", ("dann", "constant"))
+        verify_str_arg(optimizer, "optimizer", ("sgd", "adam"))
+        verify_str_arg(lr_schedule, "lr_schedule", ("dann", "constant"))
+        self.save_hyperparameters()
+        self.net = create_dann_network(network, num_classes=num_classes)
+        # Metrics accumulate over the whole split and sync across DDP ranks in compute().
+        acc = lambda: MulticlassAccuracy(num_classes=num_classes, average="micro")  # noqa: E731
+        self.train_acc = acc()
+        self.eval_acc = torch.nn.ModuleDict({d: acc() for d in DOMAINS})
+        self.eval_domain_acc = BinaryAccuracy()
+
+    @property
+    def adapting(self) -> bool:
+        return self.hparams.adaptation_weight > 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, num_classes)``."""
+        return self.net(x)[0]
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``(B, F)`` the classifiers see."""
+        return self.net.features(x)
+
+    def progress(self) -> float:
+        return progress(self.global_step, int(self.trainer.estimated_stepping_batches))
+
+    def current_lambda(self) -> float:
+        hp = self.hparams
+        ramp = dann_lambda(self.progress(), hp.lambda_gamma) if hp.lambda_schedule == "dann" else 1.0
+        return hp.adaptation_weight * ramp
+
+    def _domain_step(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float):
+        """Class logits of the source and domain logits of source + target, by mode (adapting or probing)."""
+        n_s = x_s.shape[0]
+        if self.adapting:
+            # One forward over both domains: batch norm sees the mixed batch, as at test time on either domain.
+            feats = self.net.features(torch.cat([x_s, x_t]))
+            return self.net.classifier(feats[:n_s]), self.net.domain_logits(feats, coeff)
+        feats_s = self.net.features(x_s)
+        with torch.no_grad():
+            was_training = self.net.features.training
+            self.net.features.eval()
+            feats_t = self.net.features(x_t)
+            self.net.features.train(was_training)
+        domain_logits = self.net.domain_classifier(torch.cat([feats_s.detach(), feats_t]))
+        return self.net.classifier(feats_s), domain_logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        x_s, y_s, x_t = batch["source"]["image"], batch["source"]["label"], batch["target"]["image"]
+        coeff = self.current_lambda()
+        logits, domain_logits = self._domain_step(x_s, x_t, coeff)
+        domain_labels = torch.cat([x_s.new_zeros(x_s.shape[0], dtype=torch.long),
+                                   x_t.new_ones(x_t.shape[0], dtype=torch.long)])
+        cls_loss = F.cross_entropy(logits, y_s)
+        domain_loss = F.cross_entropy(domain_logits, domain_labels)
+        loss = cls_loss + domain_loss
+        self.train_acc(logits.detach(), y_s)
+        domain_acc = (domain_logits.detach().argmax(1) == domain_labels).float().mean()
+        self.log_dict({"train/loss": loss, "train/cls_loss": cls_loss, "train/domain_loss": domain_loss,
+                       "train/domain_acc": domain_acc, "train/lambda": coeff}, prog_bar=False)
+        self.log("train/source_acc", self.train_acc, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: dict, dataloader_idx: int) -> None:
+        domain = DOMAINS[dataloader_idx]
+        logits, feats = self.net(batch["image"])
+        self.eval_acc[domain].update(logits, batch["label"])
+        domain_pred = self.net.domain_classifier(feats).argmax(1)
+        self.eval_domain_acc.update(domain_pred, torch.full_like(domain_pred, dataloader_idx))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        for domain in DOMAINS:
+            metric = self.eval_acc[domain]
+            if metric.update_called:
+                self.log(f"{stage}/{domain}_acc", metric.compute(), prog_bar=True)
+            metric.reset()
+        if self.eval_domain_acc.update_called:
+            self.log(f"{stage}/domain_acc", self.eval_domain_acc.compute())
+        self.eval_domain_acc.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self(batch["image"]).argmax(1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: dann_lr_factor(progress(step, total), hp.lr_alpha, hp.lr_beta))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

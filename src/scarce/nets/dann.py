@@ -1,0 +1,59 @@
+"""A DANN network: feature extractor, label classifier and domain classifier, registered by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from scarce._errors import ScarceError
+from scarce.nets.blob_mlp import BlobClassifier, BlobDomainClassifier, BlobFeatures
+from scarce.nets.dann_digits import DigitClassifier, DigitDomainClassifier, DigitFeatures
+from scarce.nets.grl import grad_reverse
+
+__all__ = ["DANNNetwork", "DANN_NETWORKS", "dann_digits", "dann_blobs", "create_dann_network"]
+
+
+class DANNNetwork(nn.Module):
+    """Features ``G_f``, label classifier ``G_y`` and domain classifier ``G_d`` behind gradient reversal.
+
+    Shape:
+        ``forward(x)``: ``x`` of the feature extractor's input shape -> ``(logits (B, C), features (B, F))``.
+        ``domain_logits(features, coeff)``: ``(B, F)`` -> ``(B, 2)``.
+    """
+
+    def __init__(self, features: nn.Module, classifier: nn.Module, domain_classifier: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+        self.domain_classifier = domain_classifier
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(x)
+        return self.classifier(feats), feats
+
+    def domain_logits(self, feats: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
+        return self.domain_classifier(grad_reverse(feats, coeff))
+
+
+def dann_digits(*, num_classes: int = 10, in_channels: int = 3) -> DANNNetwork:
+    """The DANN paper's MNIST -> MNIST-M networks (with batch norm), for ``(B, 3, 28, 28)`` inputs."""
+    features = DigitFeatures(in_channels)
+    return DANNNetwork(features, DigitClassifier(features.out_features, num_classes),
+                       DigitDomainClassifier(features.out_features))
+
+
+def dann_blobs(*, num_classes: int = 2, hidden: int = 16) -> DANNNetwork:
+    """Small MLPs for the book's 3-D blobs, for ``(B, 3)`` inputs."""
+    features = BlobFeatures(3, hidden)
+    return DANNNetwork(features, BlobClassifier(hidden, num_classes), BlobDomainClassifier(hidden, hidden))
+
+
+DANN_NETWORKS: dict[str, Callable[..., DANNNetwork]] = {"digits": dann_digits, "blobs": dann_blobs}
+
+
+def create_dann_network(name: str, **kwargs) -> DANNNetwork:
+    if name not in DANN_NETWORKS:
+        raise ScarceError(f"Unknown DANN network {name!r} (model.init_args.network); valid values are {sorted(DANN_NETWORKS)}")
+    return DANN_NETWORKS[name](**kwargs)
