@@ -1,0 +1,247 @@
+"""The segmentation DataModule: one source domain to train on, an optional target domain to measure the gap.
+
+Each domain is a :class:`SegmentationSource`: Cityscapes or SYNTHIA folders, their TFRecord shards, or rendered
+scenes. Validation has one dataloader per domain (index 0 the source, index 1 the target), so one run reports
+``val/source_miou`` and ``val/target_miou``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import tv_tensors
+
+from scarce._errors import ScarceError
+from scarce.data.datasets.labels import NUM_CLASSES
+from scarce.data.transforms import eval_transform, train_transform
+
+__all__ = ["SegmentationSource", "SegmentationTransform", "SegmentationDataModule", "build_dataset",
+           "class_pixel_counts", "median_frequency_weights"]
+
+Kind = Literal["cityscapes", "synthia", "shards", "rendered"]
+
+
+@dataclass
+class SegmentationSource:
+    """Where one domain's images come from.
+
+    Args:
+        kind: ``cityscapes`` (official folders), ``synthia`` (sequence folders), ``shards`` (the output of
+            ``scarce data convert cityscapes|synthia``) or ``rendered`` (scenes rendered on the fly).
+        root: the dataset folder (not used by ``rendered``).
+        train_split: split trained on.
+        val_split: split validated on (Cityscapes ``val``; SYNTHIA has no official split, see ``SYNTHIA``).
+        test_split: split tested on (Cityscapes' official test labels are void, hence ``val``).
+        preset: rendered only: the rendering preset (``synthetic-flat``, ``photo-clutter``).
+        num_train: rendered: number of training scenes; others: keep only the first ``num_train`` (None: all).
+        num_val: rendered: number of validation scenes; others: keep only the first ``num_val`` (None: all).
+        seed: rendered only: base seed; training, validation and test scenes use ``seed``, ``seed + 1``, ``seed + 2``.
+    """
+
+    kind: Kind = "cityscapes"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "val"
+    preset: str = "synthetic-flat"
+    num_train: int | None = None
+    num_val: int | None = None
+    seed: int = 0
+
+
+class SegmentationTransform:
+    """Sample dict -> resized (and, for training, augmented) sample dict, image and mask together.
+
+    Wraps :func:`scarce.data.transforms.train_transform` / :func:`eval_transform`: the mask is resized with
+    nearest neighbour, colour changes touch the image only.
+
+    Args:
+        size: output ``(H, W)``; None keeps the input size.
+        train: random flip, random 0.8-1.0 crop resized back, brightness and saturation jitter.
+    """
+
+    def __init__(self, size: Sequence[int] | None, train: bool):
+        self.size = list(size) if size is not None else None
+        self.pipeline = train_transform(self.size) if train else eval_transform(self.size)
+
+    def __call__(self, sample: dict) -> dict:
+        wrapped = dict(sample, image=tv_tensors.Image(sample["image"]), mask=tv_tensors.Mask(sample["mask"]))
+        return self.pipeline(wrapped)
+
+
+def _limit(dataset: Dataset, n: int | None) -> Dataset:
+    return Subset(dataset, range(min(n, len(dataset)))) if n is not None else dataset
+
+
+def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "test"],
+                  size: Sequence[int] | None, transform: Callable | None) -> Dataset:
+    """The dataset of one domain for one stage (imports each dataset module only when used)."""
+    split = {"train": source.train_split, "val": source.val_split, "test": source.test_split}[stage]
+    count = source.num_train if stage == "train" else source.num_val
+    if source.kind == "rendered":
+        from scarce.data.datasets.rendered_segmentation import RenderedSegmentation
+
+        n = count if count is not None else (512 if stage == "train" else 64)
+        offset = {"train": 0, "val": 1, "test": 2}[stage]
+        return RenderedSegmentation(source.preset, n, source.seed + offset, size=size, transform=transform)
+    if source.root is None:
+        raise ScarceError(f"data source of kind {source.kind!r} needs a root folder: set `root:` in the config "
+                          f"(e.g. `--data.source.root DIR`)")
+    if source.kind == "cityscapes":
+        from scarce.data.datasets.cityscapes import Cityscapes
+
+        dataset = Cityscapes(source.root, split, transform=transform)
+    elif source.kind == "synthia":
+        from scarce.data.datasets.synthia import SYNTHIA
+
+        dataset = SYNTHIA(source.root, split, transform=transform)
+    elif source.kind == "shards":
+        from scarce.data.datasets.segmentation_shards import SegmentationShards
+
+        dataset = SegmentationShards(source.root, split, transform=transform)
+    else:
+        raise ScarceError(f"unknown data source kind {source.kind!r}; valid values are "
+                          "'cityscapes', 'synthia', 'shards', 'rendered'")
+    return _limit(dataset, count)
+
+
+class _MaskOnly(Dataset):
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.bincount(self.dataset[index]["mask"].flatten(), minlength=256)[:256]
+
+
+def class_pixel_counts(dataset: Dataset, num_classes: int = NUM_CLASSES, num_workers: int = 0,
+                       limit: int | None = None) -> np.ndarray:
+    """Pixels per class over ``dataset`` (its masks' values ``0..num_classes-1``; 255 and others not counted).
+
+    Runs in a DataLoader so rendered datasets render in workers (never in the parent process).
+    """
+    loader = DataLoader(_MaskOnly(_limit(dataset, limit)), batch_size=1, num_workers=num_workers)
+    counts = torch.zeros(256, dtype=torch.int64)
+    for hist in loader:
+        counts += hist.sum(0)
+    return counts[:num_classes].numpy()
+
+
+def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus 2015): ``w_c = median(f) / f_c`` over the classes present.
+
+    ``f_c`` is the share of class ``c`` among labelled pixels; classes without a pixel get weight 0 (they cannot
+    be learnt from this data and must not blow up the loss).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        raise ScarceError("no labelled pixel in the dataset: cannot compute class weights")
+    freq = counts / total
+    present = freq > 0
+    weights = np.zeros_like(freq)
+    weights[present] = np.median(freq[present]) / freq[present]
+    return weights
+
+
+class SegmentationDataModule(LightningDataModule):
+    """Train on ``source``; validate on ``source`` (dataloader 0) and ``target`` (dataloader 1, when given).
+
+    Batches are dicts: ``image`` float ``(B, 3, H, W)``, ``mask`` int64 ``(B, H, W)`` (255 = ignore), ``name``.
+    With ``paired_target=True`` the training batches are ``{"source": batch, "target": batch}`` (for domain
+    adaptation; the target masks are dropped). Testing uses the target's ``test_split`` when there is a target,
+    else the source's.
+
+    Args:
+        source: the domain trained on.
+        target: the domain the gap is measured on (None: source only).
+        size: ``(H, W)`` every image and mask is resized to (training crops are resized back to it).
+        augment: random flip, crop and colour jitter on training samples.
+        batch_size: samples per batch.
+        num_workers: DataLoader workers per loader.
+        pin_memory: pin host memory (GPU training).
+        paired_target: training batches also carry unlabelled target samples.
+    """
+
+    def __init__(self, source: SegmentationSource, target: SegmentationSource | None = None,
+                 size: tuple[int, int] | None = (256, 512), augment: bool = True, batch_size: int = 8,
+                 num_workers: int = 0, pin_memory: bool = False, paired_target: bool = False) -> None:
+        super().__init__()
+        if paired_target and target is None:
+            raise ScarceError("paired_target=True needs a `target` data source")
+        self.save_hyperparameters()
+        self.source, self.target = source, target
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """Names of the validation dataloaders, in order."""
+        return ("source", "target") if self.target is not None else ("source",)
+
+    def _build(self, domain: str, stage: Literal["train", "val", "test"]) -> Dataset:
+        spec = self.source if domain == "source" else self.target
+        transform = SegmentationTransform(self.hparams.size, train=stage == "train" and self.hparams.augment)
+        return build_dataset(spec, stage, self.hparams.size, transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": [("source", "train"), *[(d, "val") for d in self.domains]],
+                  "validate": [(d, "val") for d in self.domains],
+                  "test": [(self.domains[-1], "test")],
+                  "predict": [(self.domains[-1], "test")]}
+        keys = wanted.get(stage) if stage else [k for v in wanted.values() for k in v]
+        if self.hparams.paired_target and stage in (None, "fit"):
+            keys = [*keys, ("target", "train")]
+        for domain, split in keys:
+            if f"{domain}_{split}" not in self.datasets:
+                self.datasets[f"{domain}_{split}"] = self._build(domain, split)
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        source = self._loader(self.datasets["source_train"], shuffle=True, drop_last=True)
+        if not self.hparams.paired_target:
+            return source
+        target = self._loader(_DropMask(self.datasets["target_train"]), shuffle=True, drop_last=True)
+        return CombinedLoader({"source": source, "target": target}, mode="max_size_cycle")
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(self.datasets[f"{d}_val"], shuffle=False) for d in self.domains]
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets[f"{self.domains[-1]}_test"], shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def class_weights(self, limit: int | None = None) -> np.ndarray:
+        """Median-frequency weights of the source training set (read without augmentation)."""
+        dataset = build_dataset(self.source, "train", self.hparams.size, SegmentationTransform(self.hparams.size,
+                                                                                               train=False))
+        return median_frequency_weights(class_pixel_counts(dataset, num_workers=self.hparams.num_workers,
+                                                           limit=limit))
+
+
+class _DropMask(Dataset):
+    """Target training samples without their labels: adaptation must not see them."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {k: v for k, v in self.dataset[index].items() if k != "mask"}
+

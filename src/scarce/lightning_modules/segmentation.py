@@ -1,0 +1,194 @@
+"""Semantic segmentation with FCN-8s: cross-entropy with an ignore index, mIoU / pixel accuracy per domain."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from scarce._errors import ScarceError
+from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
+from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
+from scarce.nets.fcn8s import FCN8s
+
+__all__ = ["Segmentation"]
+
+
+class Segmentation(LightningModule):
+    """FCN-8s trained with pixel-wise cross-entropy; evaluated with dataset-level IoU on one or two domains.
+
+    Validation dataloader 0 is the source domain and 1 the target domain (see
+    :class:`scarce.data.datamodules.segmentation.SegmentationDataModule`). With one dataloader the metrics are
+    ``val/miou``, ``val/acc``; with two, ``val/source_miou``, ``val/target_miou``, ... and ``val/miou_gap``
+    (source minus target). A per-class IoU table is printed at the end of each validation and test epoch.
+
+    Args:
+        num_classes: output classes (19 Cityscapes train ids).
+        backbone_weights: local torchvision VGG16 state dict to start from (None: random initialisation).
+        width_divisor: divide FCN-8s' channel counts by this (1 = the real network; larger only for quick runs).
+        dropout: dropout after fc6 and fc7.
+        optimizer: ``adam`` or ``sgd`` (with ``momentum``).
+        lr: learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        lr_schedule: ``constant`` or ``poly`` (``lr * (1 - step / total) ** 0.9``, the FCN / DeepLab schedule).
+        class_weights: cross-entropy weight per class: a list of ``num_classes`` floats, ``median_frequency``
+            (computed from the source training masks when fitting starts), or None (unweighted).
+        class_weight_samples: training samples read to compute ``median_frequency`` weights (None: all).
+        ignore_index: target value without loss or score.
+        class_names: names for the IoU table (default: the Cityscapes classes when ``num_classes`` is 19).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 19,
+        backbone_weights: str | None = None,
+        width_divisor: int = 1,
+        dropout: float = 0.5,
+        optimizer: Literal["adam", "sgd"] = "adam",
+        lr: float = 1e-4,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        lr_schedule: Literal["constant", "poly"] = "constant",
+        class_weights: list[float] | Literal["median_frequency"] | None = None,
+        class_weight_samples: int | None = 500,
+        ignore_index: int = IGNORE_INDEX,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if isinstance(class_weights, list) and len(class_weights) != num_classes:
+            raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
+                              "give one weight per class, 'median_frequency', or null")
+        if class_names is None:
+            class_names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else \
+                [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ScarceError(f"model.class_names has {len(class_names)} names, num_classes is {num_classes}")
+        self.class_names = list(class_names)
+        self.net = FCN8s(num_classes, backbone_weights=backbone_weights, width_divisor=width_divisor, dropout=dropout)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if isinstance(class_weights, list) else None
+        self.register_buffer("loss_weights", weights if weights is not None else torch.ones(num_classes))
+        # One metric per validation dataloader (source, target), one for test: states are summed over the split.
+        self.val_metrics = nn.ModuleList(SegmentationMetrics(num_classes, ignore_index) for _ in range(2))
+        self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
+        self.last_results: dict[str, dict[str, torch.Tensor]] = {}
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` images in [0, 1] -> ``(B, num_classes, H, W)`` logits."""
+        return self.net(image)
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.class_weights == "median_frequency":
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is None or not hasattr(datamodule, "class_weights"):
+                raise ScarceError("model.class_weights='median_frequency' needs a SegmentationDataModule "
+                                  "(its class_weights() reads the training masks); give a list of weights instead")
+            weights = torch.as_tensor(datamodule.class_weights(limit=self.hparams.class_weight_samples),
+                                      dtype=torch.float32)
+            self.loss_weights.copy_(weights)
+            rank_zero_info("median-frequency class weights: " + ", ".join(
+                f"{n}={w:.2f}" for n, w in zip(self.class_names, weights.tolist())))
+
+    def _domains(self) -> tuple[str, ...]:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return tuple(getattr(datamodule, "domains", ("source", "target")))
+
+    def _prefix(self, stage: str, dataloader_idx: int, num_loaders: int) -> str:
+        if stage == "train" or num_loaders == 1:
+            return f"{stage}/"
+        return f"{stage}/{self._domains()[dataloader_idx]}_"
+
+    def _num_loaders(self, stage: str) -> int:
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        return len(loaders) if isinstance(loaders, (list, tuple)) else 1
+
+    # ------------------------------------------------------------------------------------------ steps
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel-wise cross-entropy, ``ignore_index`` pixels excluded, classes weighted by ``loss_weights``."""
+        return F.cross_entropy(logits, mask, weight=self.loss_weights.to(logits.dtype),
+                               ignore_index=self.hparams.ignore_index)
+
+    def _common_step(self, batch: dict[str, Any], stage: str, dataloader_idx: int = 0) -> torch.Tensor:
+        image, mask = batch["image"], batch["mask"]
+        logits = self(image)
+        loss = self.loss(logits, mask)
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, batch_size=image.shape[0])
+            return loss
+        metrics = self.test_metrics if stage == "test" else self.val_metrics[dataloader_idx]
+        metrics.update(logits.argmax(1), mask)
+        prefix = self._prefix(stage, dataloader_idx, self._num_loaders(stage))
+        self.log(f"{prefix}loss", loss, batch_size=image.shape[0], add_dataloader_idx=False, sync_dist=True)
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if "source" in batch and "image" not in batch:  # paired source/target batches: source only here
+            batch = batch["source"]
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        if dataloader_idx >= len(self.val_metrics):
+            raise ScarceError(f"Segmentation supports {len(self.val_metrics)} validation dataloaders (source, "
+                              f"target); got dataloader {dataloader_idx}")
+        return self._common_step(batch, "val", dataloader_idx)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self._common_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self(batch["image"]).argmax(1)
+
+    # ------------------------------------------------------------------------------------------ epoch ends
+
+    def _report(self, stage: str, metrics: SegmentationMetrics, prefix: str, title: str) -> dict[str, torch.Tensor]:
+        result = metrics.compute()
+        metrics.reset()
+        self.log(f"{prefix}miou", result["miou"], add_dataloader_idx=False)
+        self.log(f"{prefix}acc", result["acc"], add_dataloader_idx=False)
+        if not self.trainer.sanity_checking:
+            rank_zero_info(format_iou_table(result["iou"], self.class_names, title=title))
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        n = self._num_loaders("val")
+        results = {}
+        for idx in range(n):
+            prefix = self._prefix("val", idx, n)
+            name = self._domains()[idx] if n > 1 else "val"
+            results[name] = self._report("val", self.val_metrics[idx], prefix,
+                                         f"epoch {self.current_epoch}, step {self.global_step}: {name} IoU")
+        if n > 1:
+            source, target = results[self._domains()[0]], results[self._domains()[1]]
+            gap = source["miou"] - target["miou"]
+            self.log("val/miou_gap", gap)
+            if not self.trainer.sanity_checking:
+                rank_zero_info(f"realism gap: source mIoU {source['miou']:.3f} (acc {source['acc']:.3f}), target "
+                               f"mIoU {target['miou']:.3f} (acc {target['acc']:.3f}), gap {gap:.3f}")
+        self.last_results = results
+
+    def on_test_epoch_end(self) -> None:
+        self.last_results = {"test": self._report("test", self.test_metrics, "test/", "test IoU")}
+
+    # ------------------------------------------------------------------------------------------ optimisation
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            raise ScarceError(f"model.optimizer {hp.optimizer!r} unknown; valid values are 'adam', 'sgd'")
+        if hp.lr_schedule == "constant":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / total) ** 0.9)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
