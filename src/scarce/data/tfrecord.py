@@ -261,7 +261,7 @@ def iter_raw_records(
                     raise CorruptRecordError(path, offset, "truncated record")
                 length, length_crc = _HEADER.unpack(header)
                 if verify and masked_crc(header[:8]) != length_crc:
-                    raise CorruptRecordError(path, offset, "corrupted record (length CRC mismatch)")
+                    raise CorruptRecordError(path, offset, "corrupted record")
                 if number < start:
                     _skip_bytes(stream, length + _FOOTER.size, path, offset)
                     offset += _HEADER.size + length + _FOOTER.size
@@ -271,8 +271,10 @@ def iter_raw_records(
                 footer = stream.read(_FOOTER.size)
                 if len(data) < length or len(footer) < _FOOTER.size:
                     raise CorruptRecordError(path, offset, "truncated record")
-            except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-                raise CorruptRecordError(path, offset, f"damaged {compression or 'plain'} stream ({err})") from err
+            except EOFError as err:  # a compressed stream cut off
+                raise CorruptRecordError(path, offset, "truncated record") from err
+            except (OSError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+                raise CorruptRecordError(path, offset, f"corrupted record ({compression or 'plain'} stream: {err})") from err
             except CorruptRecordError as err:
                 if skip_corrupt and report is not None:
                     report.add(err)
@@ -281,7 +283,7 @@ def iter_raw_records(
                 raise
             framed = _HEADER.size + length + _FOOTER.size
             if verify and masked_crc(data) != _FOOTER.unpack(footer)[0]:
-                err = CorruptRecordError(path, offset, "corrupted record (data CRC mismatch)")
+                err = CorruptRecordError(path, offset, "corrupted record")
                 if not skip_corrupt:
                     raise err
                 if report is not None:
@@ -309,9 +311,9 @@ def read_record_at(f: BinaryIO, path: str, offset: int, framed_length: int, veri
     data = buf[_HEADER.size:_HEADER.size + length]
     if verify:
         if masked_crc(buf[:8]) != length_crc:
-            raise CorruptRecordError(path, offset, "corrupted record (length CRC mismatch)")
+            raise CorruptRecordError(path, offset, "corrupted record")
         if masked_crc(data) != _FOOTER.unpack_from(buf, _HEADER.size + length)[0]:
-            raise CorruptRecordError(path, offset, "corrupted record (data CRC mismatch)")
+            raise CorruptRecordError(path, offset, "corrupted record")
     return data
 
 
