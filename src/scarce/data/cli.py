@@ -39,6 +39,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 CONVERTERS: dict[str, str] = {
     "imagefolder": "scarce.data.cli:convert_imagefolder",
     "mnist": "scarce.data.cli:convert_mnist",
+    "cityscapes": "scarce.data.datasets.cityscapes:convert",
+    "synthia": "scarce.data.datasets.synthia:convert",
 }
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
