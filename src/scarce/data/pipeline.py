@@ -211,6 +211,9 @@ class StreamingTFRecordDataset(IterableDataset):
         skip_corrupt: Skip damaged records instead of raising; see ``skip_report`` (per process).
         rank, world_size: Override torch.distributed's (default: read when iterating).
         counts: Records per file, if known (else from index / manifest / a pass over the framing).
+        even_ranks: Give every rank exactly ``N // world_size`` records, leaving out the last ``N % world_size``
+            of the epoch's order (which records those are changes with the shuffled file order). DDP training
+            needs the same number of batches on every rank; the default reads every record exactly once.
 
     Call :meth:`set_epoch` before each epoch (the :class:`~scarce.data.datamodules.tfrecord.TFRecordDataModule`
     does); ``len()`` is the number of records this rank yields per epoch.
@@ -220,12 +223,13 @@ class StreamingTFRecordDataset(IterableDataset):
                  transform: Callable | None = None, *, shuffle: bool = False, buffer_size: int = 1000,
                  seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
                  rank: int | None = None, world_size: int | None = None,
-                 counts: Sequence[int] | None = None) -> None:
+                 counts: Sequence[int] | None = None, even_ranks: bool = False) -> None:
         self.files = tfr.expand_files(files)
         self.parser = RecordParser(decode, transform)
         self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
         self.compression, self.verify, self.skip_corrupt = compression, verify, skip_corrupt
         self.rank, self.world_size = rank, world_size
+        self.even_ranks = even_ranks
         self.epoch = 0
         self.skip_report = tfr.SkipReport()
         if counts is not None and len(counts) != len(self.files):
@@ -249,9 +253,13 @@ class StreamingTFRecordDataset(IterableDataset):
         rank, world = distributed_rank()
         return (self.rank if self.rank is not None else rank), (self.world_size or world)
 
+    def _total(self, world: int) -> int:
+        total = sum(self.counts)
+        return total - total % world if self.even_ranks else total
+
     def __len__(self) -> int:
         rank, world = self._rank()
-        lo, hi = consumer_ranges(sum(self.counts), world)[rank]
+        lo, hi = consumer_ranges(self._total(world), world)[rank]
         return hi - lo
 
     def file_order(self, epoch: int | None = None) -> list[int]:
@@ -265,7 +273,9 @@ class StreamingTFRecordDataset(IterableDataset):
         """The ``(file index, start, stop)`` segments consumer ``consumer`` of ``num_consumers`` reads."""
         counts = self.counts
         order = self.file_order(epoch)
-        lo, hi = consumer_ranges(sum(counts), num_consumers)[consumer]
+        # Ranks own contiguous blocks of workers, so dropping the tail keeps every rank's share equal.
+        total = self._total(self._rank()[1])
+        lo, hi = consumer_ranges(total, num_consumers)[consumer]
         segments, base = [], 0
         for f in order:
             start, stop = max(lo, base), min(hi, base + counts[f])

@@ -1,0 +1,143 @@
+"""Train on TFRecord shards given by glob, with a feature description: ``TFRecordDataModule``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from scarce._errors import ScarceError
+from scarce.data.pipeline import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
+from scarce.data.transforms import eval_transform, train_transform
+
+__all__ = ["TFRecordDataModule", "EpochDataLoader"]
+
+SPLITS = ("train", "val", "test")
+
+
+class EpochDataLoader(DataLoader):
+    """A DataLoader that tells its streaming dataset the epoch and the DDP rank before each pass.
+
+    Lightning calls ``set_epoch`` only on samplers; an ``IterableDataset`` gets its epoch here, in the
+    main process, before the (non-persistent) workers copy it.
+    """
+
+    def __init__(self, *args: Any, epoch_source: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch_source = epoch_source
+        self._passes = 0
+
+    def __iter__(self):
+        dataset = self.dataset
+        if isinstance(dataset, StreamingTFRecordDataset):
+            trainer = getattr(self._epoch_source, "trainer", None) if self._epoch_source is not None else None
+            epoch = getattr(trainer, "current_epoch", None)
+            dataset.set_epoch(self._passes if epoch is None else int(epoch))
+            if dataset.rank is None and dataset.world_size is None:
+                dataset.rank, dataset.world_size = distributed_rank()
+        self._passes += 1
+        return super().__iter__()
+
+
+class TFRecordDataModule(LightningDataModule):
+    """Loaders over TFRecord shards: ``{"image": float (B, 3, H, W), "mask": int64 (B, H, W), "label": ...}``.
+
+    Expected layout (any names; globs select the splits)::
+
+        data/
+            train-00000-of-00008.tfrecord [.index]
+            ...
+            val-00000-of-00001.tfrecord
+            train.manifest.json            (optional: record counts, written by `scarce data convert`)
+
+    Args:
+        train: Glob (or folder / file) of the training shards.
+        val: Glob of the validation shards (optional).
+        test: Glob of the test shards (optional).
+        features: Feature description, e.g. ``{"image": "jpeg", "mask": "png", "label": "int"}``; see
+            :class:`scarce.data.transforms.FeatureDecoder`.
+        size: Output ``(H, W)``; ``None`` keeps the stored size (then all images must share it to batch).
+        augment: The book's joint augmentation for training (flip, 0.8-1.0 crop, brightness, saturation).
+        crop_scale: Crop side fraction range for ``augment``.
+        brightness: Additive brightness range for ``augment``.
+        saturation: Saturation factor range for ``augment``.
+        batch_size: Per device.
+        num_workers: DataLoader worker processes.
+        streaming: Read front to back (any file, compressed too) with exact rank x worker sharding;
+            ``False`` uses the index (uncompressed files) and Lightning's distributed sampler.
+        shuffle_buffer: Records in the shuffle buffer per worker (streaming).
+        seed: Shuffle seed; with the epoch, fixes the order.
+        skip_corrupt: Skip damaged records (counted in each dataset's ``skip_report``) instead of failing.
+        pin_memory: Pin host memory (default: when CUDA is available).
+        drop_last: Drop the last partial training batch.
+    """
+
+    def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
+                 features: dict[str, str] | None = None, size: Sequence[int] | None = None, augment: bool = True,
+                 crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.15,
+                 saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: int = 32, num_workers: int = 2,
+                 streaming: bool = True, shuffle_buffer: int = 1000, seed: int = 0, skip_corrupt: bool = False,
+                 pin_memory: bool | None = None, drop_last: bool = True) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ScarceError(f"TFRecordDataModule: batch_size must be >= 1, got {batch_size}; set "
+                              "`--data.batch_size`.")
+        if size is not None and len(size) != 2:
+            raise ScarceError(f"TFRecordDataModule: size must be [H, W], got {size}; set `--data.size`.")
+        self.save_hyperparameters()
+        self.files = {"train": train, "val": val, "test": test}
+        self.features = dict(features or {"image": "jpeg", "label": "int"})
+        self.datasets: dict[str, Any] = {}
+
+    def _transform(self, split: str):
+        h = self.hparams
+        size = list(h.size) if h.size is not None else None
+        if split == "train" and h.augment:
+            return train_transform(size, crop_scale=tuple(h.crop_scale) if h.crop_scale else None,
+                                   brightness=h.brightness, saturation=tuple(h.saturation) if h.saturation else None)
+        return eval_transform(size)
+
+    def _build(self, split: str):
+        pattern = self.files[split]
+        if pattern is None:
+            raise ScarceError(f"TFRecordDataModule: no {split} shards given; set `--data.{split}` to a glob such as "
+                              f"'data/{split}-*.tfrecord'")
+        h = self.hparams
+        if h.streaming:
+            _, world = distributed_rank()
+            ds = StreamingTFRecordDataset(pattern, decode=self.features, transform=self._transform(split),
+                                          shuffle=split == "train", buffer_size=h.shuffle_buffer, seed=h.seed,
+                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1)
+            ds.counts  # count once here, not in every worker  # noqa: B018
+            return ds
+        return TFRecordDataset(pattern, decode=self.features, transform=self._transform(split))
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
+        for split in splits:
+            if split not in self.datasets and (self.files[split] is not None or split == "train"):
+                self.datasets[split] = self._build(split)
+
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            self.datasets[split] = self._build(split)
+        ds = self.datasets[split]
+        h = self.hparams
+        pin = torch.cuda.is_available() if h.pin_memory is None else h.pin_memory
+        shuffle = split == "train" and not isinstance(ds, StreamingTFRecordDataset)
+        # Streaming workers must be re-created each epoch to see the new epoch (set in the main process).
+        return EpochDataLoader(ds, batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
+                               pin_memory=pin, drop_last=split == "train" and h.drop_last,
+                               persistent_workers=False, epoch_source=self)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val") if self.files["val"] is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

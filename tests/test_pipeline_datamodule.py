@@ -1,0 +1,81 @@
+"""TFRecordDataModule: a real tiny Lightning fit over JPEG + PNG-mask shards, every record once per epoch."""
+
+import io
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scarce._errors import ScarceError
+from scarce.data import tfrecord as tfr
+from scarce.data.datamodules.tfrecord import TFRecordDataModule
+
+N = 22
+
+
+def _encode(arr: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(0)
+
+    def records(n):
+        for i in range(n):
+            yield {"image": _encode(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8), "JPEG"),
+                   "mask": _encode(rng.integers(0, 3, (20, 24), dtype=np.uint8), "PNG"), "label": i % 2, "id": i}
+
+    tfr.write_shards(records(N), root, prefix="train", num_shards=3, compression="gzip")
+    tfr.write_shards(records(6), root, prefix="val", num_shards=1)
+    return root
+
+
+class Recorder(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Conv2d(3, 3, 1)
+        self.seen: dict[int, list[int]] = {}
+
+    def training_step(self, batch, batch_idx):
+        assert batch["image"].shape[1:] == (3, 16, 16) and batch["image"].dtype == torch.float32
+        assert batch["mask"].shape[1:] == (16, 16) and batch["mask"].dtype == torch.int64
+        self.seen.setdefault(self.current_epoch, []).extend(batch["id"].tolist())
+        return self.layer(batch["image"]).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_mean", self.layer(batch["image"]).mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_fit_sees_every_record_once_per_epoch(shards, num_workers):
+    dm = TFRecordDataModule(train=str(shards / "train-*.tfrecord"), val=str(shards / "val-*.tfrecord"),
+                            features={"image": "jpeg", "mask": "png", "label": "int", "id": "int"}, size=(16, 16),
+                            batch_size=4, num_workers=num_workers, shuffle_buffer=8, drop_last=False)
+    model = Recorder()
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, dm)
+    assert sorted(model.seen) == [0, 1]
+    for ids in model.seen.values():
+        assert sorted(ids) == list(range(N))
+    assert model.seen[0] != model.seen[1]  # a new order each epoch
+    assert dm.datasets["train"].epoch == 1
+
+
+def test_map_style_mode_and_missing_split(shards):
+    dm = TFRecordDataModule(train=str(shards / "val-*.tfrecord"), features={"image": "jpeg", "label": "int"},
+                            size=(8, 8), batch_size=2, num_workers=0, streaming=False, augment=False)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 3, 8, 8) and batch["label"].dtype == torch.int64
+    with pytest.raises(ScarceError, match="--data.test"):
+        dm.test_dataloader()
