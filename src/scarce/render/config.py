@@ -1,0 +1,194 @@
+"""The render configuration: one dataclass, read from YAML (``configs/render/*.yaml``) or a preset.
+
+A sample is a pure function of ``(RenderConfig, seed, index)``: nothing else (worker, order, run, machine)
+enters the random draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scarce._errors import ScarceError
+
+__all__ = ["ObjectSpec", "Intrinsics", "RenderConfig", "load_config", "KINECT"]
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole camera; ``fx, fy, cx, cy`` are for a ``width x height`` image and scale with the output size."""
+
+    fx: float = 572.4114
+    fy: float = 573.5704
+    cx: float = 325.2611
+    cy: float = 242.0489
+    width: int = 640
+    height: int = 480
+    near: float = 0.05
+    far: float = 5.0
+
+    def matrix(self, height: int, width: int) -> "np.ndarray":  # noqa: F821
+        """The 3x3 K for an ``height x width`` output (the image is resized, not cropped)."""
+        import numpy as np
+
+        sx, sy = width / self.width, height / self.height
+        return np.array(
+            [[self.fx * sx, 0.0, self.cx * sx], [0.0, self.fy * sy, self.cy * sy], [0.0, 0.0, 1.0]], dtype=np.float64
+        )
+
+
+# The book's Kinect values (LineMOD), 640x480.
+KINECT = Intrinsics()
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One kind of object.
+
+    Attributes:
+        name: class name (``CLASS_NAMES`` of the built-ins, or your own).
+        class_id: semantic id written to the masks (1..255; 0 is background).
+        mesh: a built-in procedural shape (``cube``, ``sphere``, ...), or a path to a PLY / OBJ / GLB file.
+        scale: multiplies the mesh coordinates (LineMOD PLYs are in millimetres: 0.001).
+        size: for built-in shapes, the bounding-sphere diameter range in metres (ignored for files).
+        appearance: ``random`` (sampled colours / textures) or ``mesh`` (the file's vertex colours / texture).
+    """
+
+    name: str
+    class_id: int
+    mesh: str
+    scale: float = 1.0
+    size: Range = (0.08, 0.16)
+    appearance: str = "random"
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Everything that defines a rendered dataset (besides the seed and the output size).
+
+    Ranges ``(lo, hi)`` are sampled uniformly per sample; ``lo == hi`` fixes the value.
+    """
+
+    objects: tuple[ObjectSpec, ...] = ()
+    """Object kinds; empty = the built-in procedural classes (``scarce.render.scene.CLASS_NAMES``)."""
+    num_objects: tuple[int, int] = (2, 5)
+    """Objects per scene (inclusive range); kinds drawn uniformly with replacement."""
+    intrinsics: Intrinsics = KINECT
+    viewpoints: str = "random"
+    """``random`` (uniform on the sphere) or ``fibonacci`` (sample i uses point i % num_views of the book's
+    Fibonacci sphere)."""
+    num_views: int = 10
+    upper_hemisphere: bool = False
+    """Keep viewpoints above the horizon (z >= 0)."""
+    distance: Range = (0.45, 0.8)
+    """Camera distance to the scene centre, metres."""
+    spread: float = 0.12
+    """Objects are placed in a cube of this half-size (metres) around the scene centre, not interpenetrating."""
+    roll: Range = (0.0, 0.0)
+    """Camera roll about its optical axis, degrees."""
+    colors: str = "random"
+    """``random`` (uniform hue, saturation 0.5-1, value 0.5-1) per instance."""
+    texture_prob: float = 0.0
+    """Probability that an instance gets a texture (photo crops and procedural patterns, triplanar-mapped)."""
+    roughness: Range = (0.5, 1.0)
+    ambient: Range = (0.05, 0.4)
+    """Ambient light level (the book's U(0.05, 0.4))."""
+    directional: Range = (0.6, 1.2)
+    """Directional light intensity; its direction is random in the hemisphere facing the camera."""
+    fixed_light: bool = False
+    """Directional light along the optical axis at the midpoint of ``directional``, ambient at its midpoint."""
+    point_lights: int = 0
+    """Number of point lights (fixed per config; a different count compiles another shader)."""
+    point_intensity: Range = (0.05, 0.2)
+    background: dict[str, float] = field(default_factory=lambda: {"solid": 1.0})
+    """Background kind -> probability: ``solid`` (random colour), ``gray`` (random gray), ``noise`` (smooth
+    colour noise), ``photo`` (crops of the colour photos scikit-image ships)."""
+    noise_std: Range = (0.0, 0.0)
+    """Gaussian sensor noise, standard deviation in 8-bit levels."""
+    blur_sigma: Range = (0.0, 0.0)
+    """Gaussian blur sigma in pixels (0 = none)."""
+    msaa: bool = True
+    """4x multisampling for the colour image; masks and depth are always exact."""
+
+    def __post_init__(self):
+        lo, hi = self.num_objects
+        if not 1 <= lo <= hi:
+            raise ScarceError(f"num_objects={self.num_objects!r}: expected 1 <= lo <= hi, e.g. [2, 5]")
+        if self.viewpoints not in ("random", "fibonacci"):
+            raise ScarceError(f"viewpoints={self.viewpoints!r}: expected 'random' or 'fibonacci'")
+        valid_bg = {"solid", "gray", "noise", "photo"}
+        bad = set(self.background) - valid_bg
+        if bad or not self.background or sum(self.background.values()) <= 0:
+            raise ScarceError(
+                f"background={self.background!r}: expected a mapping from {sorted(valid_bg)} to probabilities "
+                "with a positive sum, e.g. {solid: 1.0}"
+            )
+        for spec in self.objects:
+            if not 1 <= spec.class_id <= 255:
+                raise ScarceError(f"object {spec.name!r}: class_id={spec.class_id} must be in 1..255 (0 = background)")
+            if spec.appearance not in ("random", "mesh"):
+                raise ScarceError(f"object {spec.name!r}: appearance={spec.appearance!r}; expected 'random' or 'mesh'")
+
+    def replace(self, **changes: Any) -> "RenderConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> "RenderConfig":
+        """Build from plain data (YAML); unknown keys raise an error naming ``source`` and the valid keys."""
+        data = dict(data)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ScarceError(f"{source}: unknown render option(s) {sorted(unknown)}; valid options are {sorted(names)}")
+        base = Path(source).parent if source != "<dict>" else Path(".")
+        if "objects" in data:
+            objs = []
+            for i, o in enumerate(data["objects"] or ()):
+                try:
+                    spec = ObjectSpec(**o)
+                except TypeError as err:
+                    raise ScarceError(f"{source}: objects[{i}]: {err}; fields are name, class_id, mesh, scale, size, "
+                                      "appearance") from None
+                objs.append(_resolve_mesh_path(spec, base))
+            data["objects"] = tuple(objs)
+        if "intrinsics" in data:
+            try:
+                data["intrinsics"] = Intrinsics(**data["intrinsics"])
+            except TypeError as err:
+                raise ScarceError(f"{source}: intrinsics: {err}; fields are fx, fy, cx, cy, width, height, near, far") from None
+        for key, value in list(data.items()):
+            if isinstance(value, list):
+                data[key] = tuple(value)
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _resolve_mesh_path(spec: ObjectSpec, base: Path) -> ObjectSpec:
+    from scarce.render.scene import PROCEDURAL_SHAPES
+
+    if spec.mesh in PROCEDURAL_SHAPES:
+        return spec
+    path = Path(spec.mesh).expanduser()
+    if not path.is_absolute() and not path.exists() and (base / path).exists():
+        path = base / path
+    return dataclasses.replace(spec, mesh=str(path))
+
+
+def load_config(path: str | Path) -> RenderConfig:
+    """Read a render YAML file (``configs/render/*.yaml``); see :class:`RenderConfig` for the keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScarceError(f"render config {str(path)!r} not found; the shipped ones are configs/render/*.yaml")
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ScarceError(f"{path}: expected a mapping of render options at the top level")
+    return RenderConfig.from_dict(data, source=str(path))

@@ -1,0 +1,346 @@
+"""Rendered samples: ``render(config, seed, index)``, a map-style dataset, and the TFRecord record codec.
+
+Sample dict (numpy, from :meth:`SampleRenderer.render`)::
+
+    rgb       uint8   (H, W, 3)
+    depth     float32 (H, W)      metres along the optical axis, 0 = background
+    semantic  uint8   (H, W)      class ids (0 = background), exact
+    instance  uint16  (H, W)      instance ids 1..N (0 = background), exact
+    boxes     float32 (N, 4)      x0, y0, x1, y1 of the visible pixels, x1 / y1 exclusive; all 0 if hidden
+    classes   int64   (N,)        class id per instance
+    poses     float32 (N, 4, 4)   object-to-camera, OpenCV camera axes (x right, y down, z forward), metres
+    K         float32 (3, 3)
+
+Training sample dict (torch, from :class:`RenderedDataset` and :func:`decode_record`): ``image`` float
+``(3, H, W)`` in [0, 1], ``mask`` int64 ``(H, W)`` (semantic ids), ``depth`` float ``(H, W)``, ``instance``
+int64 ``(H, W)``, ``boxes`` float ``(N, 4)``, ``classes`` int64 ``(N,)``, ``poses`` float ``(N, 4, 4)``,
+``K`` float ``(3, 3)``, ``num_instances`` int64, ``index`` int64. :class:`RenderedDataset` pads the
+per-instance fields to the config's maximum objects per scene (zeros; class 0 = no instance) so that the
+default DataLoader collate works.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scarce._errors import ScarceError
+from scarce.render.config import RenderConfig, load_config
+from scarce.render.sampling import sample_scene
+
+__all__ = [
+    "SampleRenderer",
+    "RenderedDataset",
+    "resolve_config",
+    "encode_record",
+    "decode_record",
+    "decode_raw_record",
+    "read_rendered",
+    "to_training_sample",
+    "boxes_from_instances",
+]
+
+RECORD_FEATURES = ("image", "depth", "semantic", "instance", "boxes", "classes", "poses", "K", "height", "width")
+
+
+def resolve_config(config_or_preset: RenderConfig | str | os.PathLike) -> RenderConfig:
+    """A :class:`RenderConfig`, a preset name (``synthetic-flat``, ``photo-clutter``, ...) or a YAML path."""
+    from scarce.render.presets import PRESETS, get_preset
+    from scarce.render.scene import default_objects
+
+    if isinstance(config_or_preset, RenderConfig):
+        cfg = config_or_preset
+    elif str(config_or_preset) in PRESETS:
+        cfg = get_preset(str(config_or_preset))
+    elif str(config_or_preset).endswith((".yaml", ".yml")):
+        cfg = load_config(config_or_preset)
+    else:
+        raise ScarceError(
+            f"unknown render preset or config {str(config_or_preset)!r}; valid presets are {sorted(PRESETS)}, "
+            "or give a configs/render/*.yaml path"
+        )
+    if not cfg.objects:
+        cfg = cfg.replace(objects=default_objects())
+    return cfg
+
+
+def boxes_from_instances(instance: np.ndarray, n: int) -> np.ndarray:
+    """``(n, 4)`` float32 xyxy boxes (x1, y1 exclusive) of ids 1..n in ``instance``; zeros for absent ids."""
+    boxes = np.zeros((n, 4), np.float32)
+    rows = np.zeros((n + 1, instance.shape[0]), bool)
+    cols = np.zeros((n + 1, instance.shape[1]), bool)
+    ids = instance.astype(np.intp)
+    # One pass over the image: which ids occur in each row / column.
+    r_idx, c_idx = np.nonzero(ids)
+    v = ids[r_idx, c_idx]
+    rows[v, r_idx] = True
+    cols[v, c_idx] = True
+    for k in range(1, n + 1):
+        ys, xs = np.flatnonzero(rows[k]), np.flatnonzero(cols[k])
+        if ys.size:
+            boxes[k - 1] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return boxes
+
+
+class SampleRenderer:
+    """Renders samples of one config at one size; holds the GL context, so make one per process.
+
+    Args:
+        config: render configuration, preset name or YAML path.
+        size: ``(H, W)`` of the outputs.
+    """
+
+    def __init__(self, config: RenderConfig | str, size: tuple[int, int] = (256, 256)):
+        from scarce.render.renderer import FrameRenderer
+        from scarce.render.scene import RenderScene, photo_bank
+
+        self.config = resolve_config(config)
+        self.height, self.width = (int(size[0]), int(size[1]))
+        self.frame = FrameRenderer(self.height, self.width, msaa=self.config.msaa)
+        self.scene = RenderScene(self.config, self.height, self.width)
+        needs_photos = self.config.background.get("photo", 0) > 0
+        self.photos = photo_bank(self.height, self.width) if needs_photos else ()
+
+    def render(self, seed: int, index: int) -> dict[str, np.ndarray]:
+        """Sample ``index`` of the dataset with ``seed`` (see the module docstring for the keys)."""
+        params = sample_scene(self.config, seed, index, self.scene.radii, len(self.scene.textures), len(self.photos))
+        seg = self.scene.apply(params)
+        raw = self.frame.render(self.scene.scene, seg)
+        n = len(params.kinds)
+        semantic = np.ascontiguousarray(raw.ids[..., 0])
+        instance = raw.ids[..., 1].astype(np.uint16)
+        depth = np.where(instance > 0, raw.depth, np.float32(0.0))
+        rgb = self._finish_rgb(raw.rgba, params)
+        world_to_cam = np.linalg.inv(params.camera_pose)
+        poses = np.stack([world_to_cam @ self.scene.object_pose(params, i) for i in range(n)])
+        classes = np.array([self.config.objects[k].class_id for k in params.kinds], np.int64)
+        return {
+            "rgb": rgb,
+            "depth": depth,
+            "semantic": semantic,
+            "instance": instance,
+            "boxes": boxes_from_instances(instance, n),
+            "classes": classes,
+            "poses": poses.astype(np.float32),
+            "K": self.scene.K.astype(np.float32),
+        }
+
+    def _background(self, params) -> np.ndarray:
+        h, w = self.height, self.width
+        if params.background == "photo":
+            photo = self.photos[params.bg_index]
+            y = int(params.bg_offset[0] * (photo.shape[0] - h + 1))
+            x = int(params.bg_offset[1] * (photo.shape[1] - w + 1))
+            return photo[y : y + h, x : x + w]
+        if params.background == "noise":
+            from scarce.render.scene import smooth_noise
+
+            rng = np.random.default_rng(params.aux_seed)
+            return smooth_noise(rng, h, w, int(rng.integers(3, 12)))
+        return np.broadcast_to((params.bg_color * 255.0 + 0.5).astype(np.uint8), (h, w, 3))
+
+    def _finish_rgb(self, rgba: np.ndarray, params) -> np.ndarray:
+        """Composite the premultiplied render over the background, then sensor blur and noise."""
+        plain = params.background in ("solid", "gray")  # already the clear colour (RenderScene.apply)
+        if plain and params.noise_std == 0 and params.blur_sigma == 0:
+            return np.ascontiguousarray(rgba[..., :3])
+        img = rgba[..., :3].astype(np.float32)
+        if not plain:
+            img += (1.0 - rgba[..., 3:4].astype(np.float32) / 255.0) * self._background(params)
+        if params.blur_sigma > 0:
+            import cv2
+
+            img = cv2.GaussianBlur(img, (0, 0), params.blur_sigma)
+        if params.noise_std > 0:
+            rng = np.random.default_rng(params.aux_seed + 1)
+            img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(params.noise_std)
+        return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+    def close(self) -> None:
+        self.frame.close()
+
+
+def _pad(a: np.ndarray, n: int | None) -> np.ndarray:
+    if n is None or len(a) == n:
+        return a
+    if len(a) > n:
+        raise ScarceError(f"a sample has {len(a)} instances, more than pad_to={n}")
+    out = np.zeros((n, *a.shape[1:]), a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def to_training_sample(
+    sample: dict[str, np.ndarray], index: int | None = None, pad_to: int | None = None
+) -> dict[str, Any]:
+    """numpy render outputs -> the project's tensor sample dict (``image``, ``mask``, ...).
+
+    Args:
+        sample: outputs of :meth:`SampleRenderer.render` or :func:`decode_raw_record`.
+        index: sample index, stored as ``index`` when given.
+        pad_to: pad ``boxes``, ``classes``, ``poses`` with zeros (class 0 = none) to this many instances, so
+            the default DataLoader collate can stack them; ``num_instances`` holds the real count.
+    """
+    import torch
+
+    n = len(sample["classes"])
+    sample = dict(sample)
+    for key, shape in (("boxes", (-1, 4)), ("classes", (-1,)), ("poses", (-1, 4, 4))):
+        sample[key] = _pad(np.asarray(sample[key]).reshape(shape), pad_to)
+
+    out = {
+        "image": torch.from_numpy(np.ascontiguousarray(sample["rgb"].transpose(2, 0, 1))).float().div_(255.0),
+        "mask": torch.from_numpy(sample["semantic"].astype(np.int64)),
+        "depth": torch.from_numpy(np.ascontiguousarray(sample["depth"])),
+        "instance": torch.from_numpy(sample["instance"].astype(np.int64)),
+        "boxes": torch.from_numpy(np.asarray(sample["boxes"], np.float32).reshape(-1, 4)),
+        "classes": torch.from_numpy(np.asarray(sample["classes"], np.int64)),
+        "poses": torch.from_numpy(np.asarray(sample["poses"], np.float32).reshape(-1, 4, 4)),
+        "K": torch.from_numpy(np.asarray(sample["K"], np.float32).reshape(3, 3)),
+    }
+    out["num_instances"] = torch.tensor(n, dtype=torch.int64)
+    if index is not None:
+        out["index"] = torch.tensor(index, dtype=torch.int64)
+    return out
+
+
+class RenderedDataset:
+    """Map-style dataset: sample ``i`` is rendered on demand, a pure function of ``(config, seed, i)``.
+
+    Each process renders with its own GL context, created lazily on its first ``__getitem__``: the parent of
+    forked DataLoader workers must not render before they start (a fork of a process holding an EGL context
+    hangs in the child; this raises a clear error instead), or use ``multiprocessing_context="spawn"``.
+
+    Args:
+        config_or_preset: a :class:`RenderConfig`, a preset name or a ``configs/render/*.yaml`` path.
+        num_samples: dataset length.
+        seed: dataset seed.
+        size: ``(H, W)`` of the images.
+        transform: optional callable applied to the training sample dict.
+    """
+
+    def __init__(
+        self,
+        config_or_preset: RenderConfig | str = "synthetic-flat",
+        num_samples: int = 1000,
+        seed: int = 0,
+        size: tuple[int, int] = (256, 256),
+        transform: Callable[[dict], dict] | None = None,
+    ):
+        if int(num_samples) < 1:
+            raise ScarceError(f"num_samples must be >= 1, got {num_samples}")
+        self.config = resolve_config(config_or_preset)
+        self.num_samples, self.seed = int(num_samples), int(seed)
+        self.size = (int(size[0]), int(size[1]))
+        self.transform = transform
+        self._renderer: SampleRenderer | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def _get_renderer(self) -> SampleRenderer:
+        if self._renderer is None or self._pid != os.getpid():
+            # A renderer inherited through fork points at the parent's context: never touch it.
+            self._renderer, self._pid = SampleRenderer(self.config, self.size), os.getpid()
+        return self._renderer
+
+    def render(self, index: int) -> dict[str, np.ndarray]:
+        """The raw numpy outputs of sample ``index``."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for a RenderedDataset of {self.num_samples} samples")
+        return self._get_renderer().render(self.seed, index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = to_training_sample(self.render(int(index)), int(index), pad_to=self.config.num_objects[1])
+        return self.transform(sample) if self.transform is not None else sample
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_renderer"], state["_pid"] = None, None  # spawn / pickling: the GL context stays behind
+        return state
+
+
+# ------------------------------------------------------------------------------------------ records
+
+
+def _png(img: np.ndarray) -> bytes:
+    import cv2
+
+    if img.ndim == 3:
+        img = img[..., ::-1]  # OpenCV writes BGR
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ScarceError(f"PNG encoding failed for an image of shape {img.shape} and dtype {img.dtype}")
+    return buf.tobytes()
+
+
+def _unpng(data: bytes, dtype) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ScarceError("cannot decode a PNG feature of a rendered record")
+    if img.ndim == 3:
+        img = img[..., ::-1]
+    return np.ascontiguousarray(img.astype(dtype, copy=False))
+
+
+def encode_record(sample: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Render outputs -> a record dict for :func:`scarce.data.tfrecord.write_shards` (the issue's schema)."""
+    h, w = sample["semantic"].shape
+    return {
+        "image": _png(sample["rgb"]),
+        "depth": np.ascontiguousarray(sample["depth"], dtype="<f4").tobytes(),
+        "semantic": _png(sample["semantic"].astype(np.uint8)),
+        "instance": _png(sample["instance"].astype(np.uint16)),
+        "boxes": [float(v) for v in np.asarray(sample["boxes"]).ravel()],
+        "classes": [int(v) for v in np.asarray(sample["classes"]).ravel()],
+        "poses": [float(v) for v in np.asarray(sample["poses"]).ravel()],
+        "K": [float(v) for v in np.asarray(sample["K"]).ravel()],
+        "height": int(h),
+        "width": int(w),
+    }
+
+
+def _one(value):
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def decode_raw_record(record: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A record as :func:`scarce.data.tfrecord.read_records` yields it -> the numpy render outputs."""
+    missing = [k for k in RECORD_FEATURES if k not in record]
+    if missing:
+        raise ScarceError(f"not a rendered record: features {missing} missing (have {sorted(record)})")
+    h, w = int(_one(record["height"])), int(_one(record["width"]))
+    depth = np.frombuffer(_one(record["depth"]), dtype="<f4")
+    if depth.size != h * w:
+        raise ScarceError(f"rendered record: depth holds {depth.size} values, expected height*width = {h * w}")
+    return {
+        "rgb": _unpng(_one(record["image"]), np.uint8),
+        "depth": depth.reshape(h, w).astype(np.float32),
+        "semantic": _unpng(_one(record["semantic"]), np.uint8),
+        "instance": _unpng(_one(record["instance"]), np.uint16),
+        "boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4),
+        "classes": np.asarray(record["classes"], np.int64),
+        "poses": np.asarray(record["poses"], np.float32).reshape(-1, 4, 4),
+        "K": np.asarray(record["K"], np.float32).reshape(3, 3),
+    }
+
+
+def decode_record(record: dict[str, Any], pad_to: int | None = None) -> dict[str, Any]:
+    """A record read back from the shards -> the same training sample dict :class:`RenderedDataset` returns
+    (without ``index``; pass ``pad_to`` = the config's maximum objects per scene to pad like it does)."""
+    return to_training_sample(decode_raw_record(record), pad_to=pad_to)
+
+
+def read_rendered(path: str | Path):
+    """Yield the training sample dicts of one rendered shard file."""
+    from scarce.data.tfrecord import read_records
+
+    for record in read_records(path):
+        yield decode_record(record)

@@ -1,0 +1,49 @@
+"""The built-in domain presets: same classes and geometry distribution, different appearance.
+
+``synthetic-flat`` (source domain): flat random colours, plain backgrounds, a fixed light.
+``photo-clutter`` (target domain): photo backgrounds and textures, point lights, varied light, sensor noise
+and blur. Only appearance differs, so a model trained on one and tested on the other measures a domain shift.
+"""
+
+from __future__ import annotations
+
+from scarce._errors import ScarceError
+from scarce.render.config import RenderConfig
+from scarce.render.scene import CLASS_NAMES, default_objects
+
+__all__ = ["CLASS_NAMES", "PRESETS", "get_preset", "NUM_CLASSES"]
+
+NUM_CLASSES = len(CLASS_NAMES)  # including background 0
+
+_GEOMETRY = dict(num_objects=(2, 5), distance=(0.35, 0.65), spread=0.12, viewpoints="random")
+
+PRESETS: dict[str, RenderConfig] = {
+    "synthetic-flat": RenderConfig(
+        **_GEOMETRY,
+        texture_prob=0.0,
+        roughness=(1.0, 1.0),
+        ambient=(0.35, 0.35),
+        directional=(0.8, 0.8),
+        fixed_light=True,
+        background={"solid": 0.5, "gray": 0.5},
+    ),
+    "photo-clutter": RenderConfig(
+        **_GEOMETRY,
+        texture_prob=0.8,
+        roughness=(0.3, 1.0),
+        ambient=(0.05, 0.4),
+        directional=(0.3, 1.3),
+        point_lights=2,
+        point_intensity=(0.02, 0.12),
+        background={"photo": 0.8, "noise": 0.2},
+        noise_std=(1.0, 8.0),
+        blur_sigma=(0.0, 1.2),
+    ),
+}
+
+
+def get_preset(name: str) -> RenderConfig:
+    """The preset ``name`` with the built-in objects filled in."""
+    if name not in PRESETS:
+        raise ScarceError(f"unknown render preset {name!r}; valid presets are {sorted(PRESETS)}")
+    return PRESETS[name].replace(objects=default_objects())

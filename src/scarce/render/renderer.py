@@ -1,0 +1,207 @@
+"""Two passes per frame on one reused OpenGL context: lit colour (MSAA) and exact ids + depth (no MSAA).
+
+:class:`FrameRenderer` wraps ``pyrender.OffscreenRenderer`` with three changes that matter for speed on Mesa
+llvmpipe (measured in docs/rendering.md):
+
+- the colour pass uses a light Lambert / Blinn-Phong shader (``shaders/lit.frag``) instead of pyrender's PBR
+  shader, and reads back RGBA only (the MSAA-resolved alpha is the coverage used to composite backgrounds);
+- the SEG pass draws into the single-sample framebuffer (no MSAA, no resolve blit) and yields both the ids
+  (class in R, instance in G) and the depth of the same, exact surfaces;
+- depth is read once per frame (pyrender reads and linearises it in every pass).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from scarce._errors import ScarceError
+from scarce.render._gl import context_created_before_fork, import_pyrender, mark_context_created
+
+__all__ = ["FrameRenderer", "RawFrame", "SHADER_DIR"]
+
+SHADER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shaders")
+
+
+@dataclass
+class RawFrame:
+    """One rendered frame before post-processing.
+
+    Attributes:
+        rgba: uint8 ``(H, W, 4)``, premultiplied colour over black, alpha = coverage.
+        ids: uint8 ``(H, W, 3)``; R = class id, G = instance id, exact (no anti-aliasing).
+        depth: float32 ``(H, W)``, metres along the optical axis, 0 where nothing was drawn.
+    """
+
+    rgba: np.ndarray
+    ids: np.ndarray
+    depth: np.ndarray
+
+
+def _make_classes(pyrender):
+    from OpenGL import GL
+    from pyrender.constants import RenderFlags
+    from pyrender.renderer import Renderer
+    from pyrender.shader_program import ShaderProgramCache
+
+    class _LitShaderCache(ShaderProgramCache):
+        """pyrender's shader cache with ``mesh.vert/frag`` swapped for scarce's light shader."""
+
+        _SWAP = {"mesh.vert": os.path.join(SHADER_DIR, "lit.vert"), "mesh.frag": os.path.join(SHADER_DIR, "lit.frag")}
+
+        def get_program(self, vertex_shader, fragment_shader, geometry_shader=None, defines=None):
+            return super().get_program(
+                self._SWAP.get(vertex_shader, vertex_shader),
+                self._SWAP.get(fragment_shader, fragment_shader),
+                geometry_shader,
+                defines,
+            )
+
+    class _TwoPassRenderer(Renderer):
+        msaa = True
+
+        def _sorted_mesh_nodes(self, scene):
+            # pyrender sorts every mesh node (hidden ones too) by distance each pass; RenderScene keeps the
+            # visible ones in a fixed order, which also keeps the draw order identical in every process.
+            order = getattr(scene, "scarce_draw_order", None)
+            return super()._sorted_mesh_nodes(scene) if order is None else order
+
+        def _configure_forward_pass_viewport(self, flags):
+            super()._configure_forward_pass_viewport(flags)
+            if flags & RenderFlags.SEG or not self.msaa:
+                GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
+
+        def _read_main_framebuffer(self, scene, flags):
+            width, height = self._main_fb_dims
+            if flags & RenderFlags.SEG:
+                GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb)
+                ids = GL.glReadPixels(0, 0, width, height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE)
+                depth = GL.glReadPixels(0, 0, width, height, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT)
+                ids = np.frombuffer(ids, np.uint8).reshape(height, width, 3)[::-1]
+                depth = np.frombuffer(depth, np.float32).reshape(height, width)[::-1]
+                return ids, depth
+            if self.msaa:
+                GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
+                GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
+                GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_LINEAR)
+            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb)
+            rgba = GL.glReadPixels(0, 0, width, height, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE)
+            return np.frombuffer(rgba, np.uint8).reshape(height, width, 4)[::-1]
+
+    _cache_uniform_locations()
+    return _LitShaderCache, _TwoPassRenderer, RenderFlags
+
+
+_uniform_locations: dict = {}
+_active_context = [0]
+
+
+def _cache_uniform_locations() -> None:
+    """Memoise ``glGetUniformLocation`` for pyrender, which asks for every uniform of every draw call.
+
+    Program ids are per context, so the key holds the renderer that is drawing (set by ``render``).
+    """
+    import pyrender.shader_program as sp
+
+    if getattr(sp, "_scarce_cached", False):
+        return
+    lookup = sp.glGetUniformLocation
+
+    def cached(program_id, name):
+        key = (_active_context[0], program_id, name)
+        loc = _uniform_locations.get(key)
+        if loc is None:
+            loc = _uniform_locations[key] = lookup(program_id, name)
+        return loc
+
+    sp.glGetUniformLocation = cached
+    sp._scarce_cached = True
+
+
+def linearize_depth(raw: np.ndarray, znear: float, zfar: float) -> np.ndarray:
+    """Window-space depth in [0, 1] -> metres; 1.0 (cleared, nothing drawn) -> 0."""
+    ndc = 2.0 * raw - 1.0
+    with np.errstate(divide="ignore"):
+        metres = (2.0 * znear * zfar) / (zfar + znear - ndc * (zfar - znear))
+    return np.where(raw < 1.0, metres, 0.0).astype(np.float32)
+
+
+class FrameRenderer:
+    """An offscreen OpenGL context that renders a pyrender scene into colour, exact ids and depth.
+
+    Create one per process, lazily, in the process that renders (a DataLoader worker, a pool worker).
+
+    Args:
+        height: image height in pixels.
+        width: image width in pixels.
+        msaa: 4x multisampling for the colour pass (ids and depth never use it).
+
+    Raises:
+        ScarceError: in a process forked from one that had already created a GL context (it would hang).
+    """
+
+    def __init__(self, height: int, width: int, msaa: bool = True):
+        if context_created_before_fork():
+            raise ScarceError(
+                "this process was forked from one that had already created an OpenGL context, and a new EGL "
+                "context here would hang forever. Do not render in the parent before starting DataLoader "
+                "workers (RenderedDataset renders lazily inside each worker), or start the workers with "
+                "DataLoader(..., multiprocessing_context='spawn')."
+            )
+        pyrender = import_pyrender()
+        cache_cls, renderer_cls, self._flags = _make_classes(pyrender)
+        self.height, self.width = int(height), int(width)
+        self._osr = pyrender.OffscreenRenderer(self.width, self.height)
+        mark_context_created()
+        self._platform = self._osr._platform
+        # Swap pyrender's renderer (no GL objects yet: its framebuffers are made on the first render).
+        self._renderer = renderer_cls(self.width, self.height)
+        self._renderer.msaa = bool(msaa)
+        self._renderer._program_cache = cache_cls()
+        self._osr._renderer = self._renderer
+
+    def render(self, scene, seg_node_map: dict) -> RawFrame:
+        """Render ``scene`` (its main camera) twice: colour, then ids + depth.
+
+        Args:
+            scene: a ``pyrender.Scene`` with ``bg_color`` alpha 0 and a main camera.
+            seg_node_map: mesh node -> ``(class_id, instance_id, 0)``; nodes not in it are not drawn in the
+                id pass.
+        """
+        flags = self._flags
+        self._platform.make_current()
+        _active_context[0] = id(self)
+        rgba = self._renderer.render(scene, flags.OFFSCREEN)
+        ids, raw_depth = self._renderer.render(scene, flags.OFFSCREEN | flags.SEG, seg_node_map)
+        cam = scene.main_camera_node.camera
+        return RawFrame(rgba=rgba, ids=ids, depth=linearize_depth(raw_depth, cam.znear, cam.zfar))
+
+    def close(self) -> None:
+        """Free the GL context (the process must still not fork-and-render afterwards)."""
+        if self._osr is None:
+            return
+        osr, self._osr = self._osr, None
+        for key in [k for k in _uniform_locations if k[0] == id(self)]:
+            del _uniform_locations[key]
+        self._platform.make_current()
+        self._renderer.delete()
+        if hasattr(self._platform, "_egl_context"):
+            # pyrender would also eglTerminate the display, which every other context of this process shares.
+            from OpenGL.EGL import eglDestroyContext, eglMakeCurrent, EGL_NO_CONTEXT, EGL_NO_SURFACE
+
+            display = self._platform._egl_display
+            eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+            eglDestroyContext(display, self._platform._egl_context)
+            self._platform._egl_context = None
+            self._platform._egl_display = None
+        else:
+            self._platform.delete_context()
+        osr._renderer = osr._platform = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: GL may already be gone
+            pass

@@ -1,0 +1,238 @@
+"""Real offscreen rendering (EGL, Mesa llvmpipe on CPU): exact masks, depth, boxes, K, determinism, PLY, fork."""
+
+import multiprocessing as mp
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from scarce._errors import ScarceError
+from scarce.render import CLASS_NAMES, RenderConfig, RenderedDataset, SampleRenderer, get_preset
+from scarce.render.config import Intrinsics, ObjectSpec, load_config
+from scarce.render.dataset import decode_record, encode_record, to_training_sample
+from scarce.render.sampling import fibonacci_sphere, look_at
+
+SIZE = (64, 80)  # non-square on purpose: catches swapped axes
+
+
+@pytest.fixture(scope="module")
+def flat():
+    r = SampleRenderer("synthetic-flat", SIZE)
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def clutter():
+    r = SampleRenderer("photo-clutter", SIZE)
+    yield r
+    r.close()
+
+
+def _samples(renderer, n=6):
+    return [renderer.render(7, i) for i in range(n)]
+
+
+def test_mask_ids_are_exactly_the_placed_ids(flat, clutter):
+    seen = set()
+    for renderer in (flat, clutter):
+        for s in _samples(renderer):
+            n = len(s["classes"])
+            inst, sem = s["instance"], s["semantic"]
+            assert inst.dtype == np.uint16 and sem.dtype == np.uint8
+            ids = set(np.unique(inst).tolist()) - {0}
+            assert ids <= set(range(1, n + 1)) and ids, "instance ids must be 1..N, no blended values"
+            # each instance's pixels carry exactly its class id, and background is 0 in both masks
+            for k in ids:
+                assert set(np.unique(sem[inst == k]).tolist()) == {int(s["classes"][k - 1])}
+            assert np.all(sem[inst == 0] == 0)
+            seen |= set(s["classes"].tolist())
+    assert seen <= set(range(1, len(CLASS_NAMES)))
+
+
+def test_depth_positive_exactly_on_objects(flat, clutter):
+    for renderer in (flat, clutter):
+        for s in _samples(renderer):
+            d = s["depth"]
+            assert d.dtype == np.float32
+            np.testing.assert_array_equal(d > 0, s["instance"] > 0)
+            near, far = 0.05, 5.0
+            assert d[d > 0].min() > near and d.max() < far
+
+
+def test_boxes_match_masks(clutter):
+    for s in _samples(clutter):
+        for k, box in enumerate(s["boxes"], start=1):
+            ys, xs = np.nonzero(s["instance"] == k)
+            if ys.size == 0:
+                np.testing.assert_array_equal(box, 0)
+            else:
+                np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+def test_rerender_gives_identical_bytes(clutter):
+    a = clutter.render(3, 5)
+    clutter.render(3, 0)  # other samples in between change the scene state
+    b = clutter.render(3, 5)
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+    c = clutter.render(4, 5)  # another seed is another sample
+    assert a["rgb"].tobytes() != c["rgb"].tobytes()
+
+
+def test_presets_share_geometry_but_not_appearance(flat, clutter):
+    a, b = flat.render(0, 1), clutter.render(0, 1)
+    np.testing.assert_array_equal(a["semantic"], b["semantic"])
+    np.testing.assert_array_equal(a["poses"], b["poses"])
+    assert np.abs(a["rgb"].astype(int) - b["rgb"].astype(int)).mean() > 10
+
+
+def _single_object_config(spec, **kw):
+    base = dict(objects=(spec,), num_objects=(1, 1), spread=0.0, distance=(0.5, 0.5), background={"solid": 1.0})
+    base.update(kw)
+    return RenderConfig(**base)
+
+
+def test_projection_with_K_lands_on_the_rendered_mesh():
+    import trimesh
+
+    from scarce.render.scene import procedural_mesh
+
+    cfg = _single_object_config(ObjectSpec("sphere", 2, "sphere", size=(0.1, 0.1)), spread=0.08)
+    r = SampleRenderer(cfg, SIZE)
+    try:
+        for i in range(4):
+            s = r.render(1, i)
+            K, pose = s["K"].astype(np.float64), s["poses"][0].astype(np.float64)
+            # the pose maps mesh coordinates (scaled to metres) into the OpenCV camera frame
+            verts = procedural_mesh("sphere").vertices * (0.1 / (2 * 0.5))
+            cam = verts @ pose[:3, :3].T + pose[:3, 3]
+            uv = cam @ K.T
+            uv = uv[:, :2] / uv[:, 2:]
+            ys, xs = np.nonzero(s["instance"] == 1)
+            # the centre projects onto the blob's centroid (pixel centres are at +0.5)
+            c = K @ pose[:3, 3]
+            assert abs(c[0] / c[2] - (xs.mean() + 0.5)) < 0.75 and abs(c[1] / c[2] - (ys.mean() + 0.5)) < 0.75
+            # and the projected silhouette matches the rendered box within a pixel
+            x0, y0, x1, y1 = s["boxes"][0]
+            assert abs(uv[:, 0].min() - x0) < 1.0 and abs(uv[:, 0].max() - x1) < 1.0
+            assert abs(uv[:, 1].min() - y0) < 1.0 and abs(uv[:, 1].max() - y1) < 1.0
+            # depth at the blob centre = distance of the sphere's front surface along the ray
+            assert abs(s["depth"][int(c[1] / c[2]), int(c[0] / c[2])] - (pose[2, 3] - 0.05)) < 0.005
+    finally:
+        r.close()
+    del trimesh
+
+
+def test_ply_with_vertex_colors_round_trips(tmp_path):
+    import trimesh
+
+    from scarce.render.scene import load_mesh
+
+    mesh = trimesh.creation.box(extents=(60.0, 60.0, 60.0))  # millimetres, like LineMOD
+    color = np.array([200, 30, 90, 255], np.uint8)
+    mesh.visual.vertex_colors = np.tile(color, (len(mesh.vertices), 1))
+    path = tmp_path / "obj_01.ply"
+    mesh.export(path)
+    loaded = load_mesh(path, scale=0.001)
+    np.testing.assert_array_equal(loaded.visual.vertex_colors[:, :3], np.tile(color[:3], (len(mesh.vertices), 1)))
+    assert np.allclose(loaded.extents, 0.06)
+
+    spec = ObjectSpec("duck", 1, str(path), scale=0.001, appearance="mesh")
+    # ambient 1, no directional light: pixels show the vertex colour itself
+    cfg = _single_object_config(spec, ambient=(1.0, 1.0), directional=(0.0, 0.0), fixed_light=True)
+    r = SampleRenderer(cfg, SIZE)
+    try:
+        s = r.render(0, 0)
+    finally:
+        r.close()
+    inner = s["instance"] == 1
+    inner[1:-1, 1:-1] &= inner[:-2, 1:-1] & inner[2:, 1:-1] & inner[1:-1, :-2] & inner[1:-1, 2:]  # drop edges
+    px = s["rgb"][inner].astype(int)
+    assert px.size and np.abs(px - color[:3]).max() <= 2
+
+
+def test_records_round_trip_through_shards(tmp_path, clutter):
+    from scarce.data.tfrecord import read_records, write_shards
+
+    samples = [clutter.render(2, i) for i in range(3)]
+    manifest = write_shards((encode_record(s) for s in samples), tmp_path, prefix="render", num_shards=1)
+    assert manifest["num_records"] == 3
+    back = [decode_record(r) for r in read_records(tmp_path / "render-00000-of-00001.tfrecord")]
+    for s, b in zip(samples, back):
+        want = to_training_sample(s)
+        for key, value in want.items():
+            assert torch.equal(value, b[key]), key
+    assert back[0]["image"].shape == (3, *SIZE) and back[0]["mask"].dtype == torch.int64
+
+
+def test_fibonacci_and_look_at():
+    pts = fibonacci_sphere(10)
+    np.testing.assert_allclose(np.linalg.norm(pts, axis=1), 1.0, atol=1e-12)
+    for p in pts:
+        T = look_at(p * 0.7, np.zeros(3))
+        np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
+        np.testing.assert_allclose(T[:3, 2], -p, atol=1e-9)  # optical axis towards the target
+
+
+def test_configs_parse_and_bad_keys_name_the_file(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "render"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.name for f in files} >= {"synthetic_flat.yaml", "photo_clutter.yaml", "linemod_views.yaml"}
+    for f in files:
+        assert isinstance(load_config(f), RenderConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("num_objectz: [1, 2]\n")
+    with pytest.raises(ScarceError, match="bad.yaml.*num_objectz"):
+        load_config(bad)
+    with pytest.raises(ScarceError, match="valid presets"):
+        RenderedDataset("no-such-preset", 4)
+    assert Intrinsics().matrix(480, 640)[0, 0] == pytest.approx(572.4114)
+    assert get_preset("synthetic-flat").objects[0].class_id == 1
+
+
+def _loader(ds, ctx):
+    return torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context=ctx, timeout=120)
+
+
+def _check_fork_then_parent():
+    """Run in a fresh process: fork workers render; then the parent; then fork again must fail, not hang."""
+    ds = RenderedDataset("photo-clutter", num_samples=4, seed=11, size=(32, 32))
+    batches = list(_loader(ds, "fork"))
+    images = torch.cat([b["image"] for b in batches])
+    for i in range(4):  # the parent renders the same bytes as the workers
+        assert torch.equal(ds[i]["image"], images[i])
+    try:
+        list(_loader(ds, "fork"))
+    except Exception as err:  # DataLoader re-raises the worker's error
+        assert "forked from one that had already created an OpenGL context" in str(err)
+    else:
+        raise AssertionError("a forked worker rendered after the parent created a context")
+    assert torch.equal(torch.cat([b["image"] for b in _loader(ds, "spawn")]), images)
+
+
+def test_dataloader_fork_workers_do_not_hang():
+    # In a spawned interpreter: this pytest process may already hold a GL context from other tests.
+    proc = mp.get_context("spawn").Process(target=_check_fork_then_parent)
+    proc.start()
+    proc.join(timeout=240)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("rendering DataLoader workers hung")
+    assert proc.exitcode == 0
+
+
+def test_rendered_dataset_sample_contract():
+    ds = RenderedDataset("synthetic-flat", num_samples=2, seed=0, size=(16, 24))
+    s = ds[1]
+    assert s["image"].shape == (3, 16, 24) and s["image"].dtype == torch.float32
+    assert 0.0 <= float(s["image"].min()) and float(s["image"].max()) <= 1.0
+    assert s["mask"].shape == (16, 24) and s["mask"].dtype == torch.int64
+    assert s["depth"].shape == (16, 24) and s["instance"].dtype == torch.int64
+    assert s["K"].shape == (3, 3) and s["poses"].shape[1:] == (4, 4)
+    with pytest.raises(IndexError):
+        ds.render(2)
+    assert os.environ.get("PYOPENGL_PLATFORM") in ("egl", "osmesa")
