@@ -14,7 +14,7 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 endif
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup gl-deps demo test bench clean
+.PHONY: setup gl-deps demo test bench clean tf-env
 
 setup: gl-deps $(STAMP)
 
@@ -45,11 +45,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: setup
 	$(BIN)/scarce demo
 
-test: setup
+# TensorFlow in its own venv (it pins protobuf / numpy apart from the main one): the TF compatibility test
+# (tests/test_tf_compat.py) and the tf.data side of benchmarks/pipeline_vs_tfdata.py run it as a subprocess.
+TF_VENV := .venv-tf
+TF_STAMP := $(TF_VENV)/.installed
+ifeq ($(shell uname -m),aarch64)
+TF_SPEC := tensorflow==2.21.0
+else
+TF_SPEC := tensorflow-cpu==2.21.0
+endif
+
+$(TF_STAMP):
+	$(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TF_VENV)/bin/python -m pip install -q $(TF_SPEC)
+	touch $@
+
+tf-env: $(TF_STAMP)
+
+test: setup $(TF_STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: setup $(TF_STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(TF_VENV) runs .pytest_cache
