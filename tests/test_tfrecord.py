@@ -165,7 +165,7 @@ def _damaged_copies(tmp_path: Path) -> dict:
     cases = {}
     data_flip = bytearray(src)
     data_flip[third + 12 + 5] ^= 0x01
-    cases["data byte"] = (bytes(data_flip), third, "corrupted record")
+    cases["data byte"] = (bytes(data_flip), third + 12, "corrupted record")  # TF names the data's start
     len_flip = bytearray(src)
     len_flip[third + 1] ^= 0x40
     cases["length byte"] = (bytes(len_flip), third, "corrupted record")

@@ -8,8 +8,9 @@ A TFRecord file is a sequence of framed records::
     uint32  masked_crc32c(data)
 
 optionally wrapped whole in a GZIP or ZLIB stream. Reading detects the compression from the first bytes of
-the file (``compression="auto"``); every error names the file and the byte offset, in the uncompressed
-stream, of the record that failed, like TensorFlow's ``DataLossError``.
+the file (``compression="auto"``); every error names the file and the byte offset in the uncompressed
+stream, the same offset TensorFlow's ``DataLossError`` gives: the record's start for a damaged length or a
+cut-off record, the start of its data for a data CRC mismatch.
 
 An *index* (the ``tfrecord`` package's format: one line ``"offset length"`` per record, the length counting
 the framing) allows random access into an uncompressed file; it is written next to the file as
@@ -283,7 +284,8 @@ def iter_raw_records(
                 raise
             framed = _HEADER.size + length + _FOOTER.size
             if verify and masked_crc(data) != _FOOTER.unpack(footer)[0]:
-                err = CorruptRecordError(path, offset, "corrupted record")
+                # TensorFlow blames the start of the data for a data CRC mismatch; so do we.
+                err = CorruptRecordError(path, offset + _HEADER.size, "corrupted record")
                 if not skip_corrupt:
                     raise err
                 if report is not None:
@@ -313,7 +315,7 @@ def read_record_at(f: BinaryIO, path: str, offset: int, framed_length: int, veri
         if masked_crc(buf[:8]) != length_crc:
             raise CorruptRecordError(path, offset, "corrupted record")
         if masked_crc(data) != _FOOTER.unpack_from(buf, _HEADER.size + length)[0]:
-            raise CorruptRecordError(path, offset, "corrupted record")
+            raise CorruptRecordError(path, offset + _HEADER.size, "corrupted record")
     return data
 
 
@@ -349,6 +351,8 @@ def _values_and_kind(name: str, value: Any, known_kind: str | None) -> tuple[str
             return "float", value.astype(np.float32).reshape(-1).tolist()
         if value.dtype.kind in "SUO":
             value = value.reshape(-1).tolist()
+            if not value:
+                return "bytes", []
         else:
             raise FeatureError(f"feature {name!r}: numpy dtype {value.dtype} cannot be stored; expected an "
                                "integer, bool, floating, bytes or str array")
