@@ -236,3 +236,29 @@ def test_rendered_dataset_sample_contract():
     with pytest.raises(IndexError):
         ds.render(2)
     assert os.environ.get("PYOPENGL_PLATFORM") in ("egl", "osmesa")
+
+
+def test_cli_writes_shards_preview_and_same_bytes_with_workers(tmp_path):
+    from scarce.cli import main as scarce_main
+    from scarce.data.tfrecord import read_records
+
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        argv = ["render", "--preset", "synthetic-flat", "--out", str(out), "--num-samples", "6", "--shards", "2",
+                "--size", "32", "40", "--seed", "5", "--workers", str(workers)]
+        with pytest.raises(SystemExit) as exc:
+            scarce_main(argv)
+        assert exc.value.code == 0
+        outs.append(out)
+    names = sorted(p.name for p in outs[0].iterdir())
+    assert names == sorted(["data-00000-of-00002.tfrecord", "data-00000-of-00002.tfrecord.index",
+                            "data-00001-of-00002.tfrecord", "data-00001-of-00002.tfrecord.index",
+                            "data.manifest.json", "preview.png", "render_config.json"])
+    for name in ("data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    recs = list(read_records(outs[0] / "data-00001-of-00002.tfrecord"))
+    assert len(recs) == 3
+    s = decode_record(recs[0])  # record 1 of the dataset (round-robin)
+    ds = RenderedDataset("synthetic-flat", num_samples=6, seed=5, size=(32, 40))
+    assert torch.equal(s["image"], ds[1]["image"]) and torch.equal(s["mask"], ds[1]["mask"])

@@ -1,0 +1,143 @@
+"""``scarce bench render``: frames per second with all outputs, next to a plain pyrender loop from the same run.
+
+The anchor is the loop the issue quotes: a stock ``pyrender.OffscreenRenderer``, a colour + depth pass and
+a SEG pass per frame, 5 meshes. scarce's figure is :meth:`SampleRenderer.render` (colour, depth, semantic and
+instance masks, boxes, poses, K; no file encoding). Both run in ``--workers`` processes (spawned: each has
+its own GL context) that start together after a warm-up; frames/s = all frames / wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import time
+
+import numpy as np
+
+__all__ = ["main", "measure"]
+
+
+def _anchor_worker(size, frames, barrier, queue):
+    from scarce.render._gl import import_pyrender
+    from scarce.render.scene import PROCEDURAL_SHAPES, procedural_mesh
+
+    pr = import_pyrender()
+    from pyrender.constants import RenderFlags
+
+    h, w = size
+    scene = pr.Scene(bg_color=[0.2, 0.3, 0.4, 1.0], ambient_light=[0.2, 0.2, 0.2])
+    nodes = []
+    for i, name in enumerate(PROCEDURAL_SHAPES[:5]):
+        pose = np.eye(4)
+        pose[:3, 3] = [(i - 2) * 0.12, 0.0, -0.05 * (i % 2)]
+        mesh = pr.Mesh.from_trimesh(procedural_mesh(name).copy().apply_scale(0.1))
+        nodes.append(scene.add(mesh, pose=pose))
+    cam_pose = np.eye(4)
+    cam_pose[2, 3] = 0.6
+    scene.add(pr.IntrinsicsCamera(572.4114 * w / 640, 573.5704 * h / 480, 325.2611 * w / 640, 242.0489 * h / 480,
+                                  0.05, 5.0), pose=cam_pose)
+    scene.add(pr.DirectionalLight(intensity=3.0), pose=cam_pose)
+    seg = {n: (i + 1) * 40 for i, n in enumerate(nodes)}
+    r = pr.OffscreenRenderer(w, h)
+
+    def frame(i):
+        scene.set_pose(nodes[i % 5], scene.get_pose(nodes[i % 5]))
+        r.render(scene)
+        r.render(scene, RenderFlags.SEG, seg)
+
+    _timed(frame, frames, barrier, queue, _gl_renderer())
+
+
+def _scarce_worker(preset, size, frames, barrier, queue, rank, workers):
+    from scarce.render.dataset import SampleRenderer
+
+    r = SampleRenderer(preset, size)
+
+    def frame(i):
+        r.render(0, rank + i * workers)
+
+    _timed(frame, frames, barrier, queue, _gl_renderer())
+
+
+def _gl_renderer() -> str:
+    try:
+        from OpenGL import GL
+
+        return GL.glGetString(GL.GL_RENDERER).decode()
+    except Exception:  # the name is only for the report
+        return "?"
+
+
+def _timed(frame, frames, barrier, queue, gl_name):
+    for i in range(5):  # shaders compile, buffers upload
+        frame(10_000 + i)
+    barrier.wait()
+    start = time.perf_counter()
+    for i in range(frames):
+        frame(i)
+    queue.put((start, time.perf_counter(), frames, gl_name))
+
+
+def measure(kind: str, workers: int, frames: int, size=(256, 256), preset: str = "synthetic-flat") -> dict:
+    """Run ``kind`` (``anchor`` or ``scarce``) in ``workers`` spawned processes; return frames/s and details."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(workers), ctx.Queue()
+    per = max(1, frames // workers)
+    procs = []
+    for rank in range(workers):
+        if kind == "anchor":
+            args = (_anchor_worker, (size, per, barrier, queue))
+        else:
+            args = (_scarce_worker, (preset, size, per, barrier, queue, rank, workers))
+        p = ctx.Process(target=args[0], args=args[1], daemon=True)
+        p.start()
+        procs.append(p)
+    results = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    start = min(r[0] for r in results)
+    end = max(r[1] for r in results)
+    total = sum(r[2] for r in results)
+    return {"kind": kind, "workers": workers, "frames": total, "seconds": end - start,
+            "fps": total / (end - start), "gl": results[0][3]}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scarce bench render", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", nargs=2, type=int, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--frames", type=int, default=400, help="frames per measurement, split over workers")
+    parser.add_argument("--preset", default="synthetic-flat", help="scarce preset to measure (synthetic-flat, "
+                        "photo-clutter) or a configs/render/*.yaml path")
+    parser.add_argument("--no-anchor", action="store_true", help="skip the plain pyrender loop")
+    args = parser.parse_args(argv)
+    from scarce.render._gl import select_backend
+
+    select_backend()  # probe once here (in a subprocess); the workers inherit the choice
+    size = tuple(args.size)
+    load_before = os.getloadavg()
+    print(f"# scarce bench render  {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC  "
+          f"{platform.node()}  {os.cpu_count()} CPUs  PYOPENGL_PLATFORM={os.environ.get('PYOPENGL_PLATFORM')}")
+    print(f"# size {size[0]}x{size[1]}, {args.frames} frames per row, load average before "
+          f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    rows = []
+    if not args.no_anchor:
+        rows.append(("plain pyrender loop (colour+depth, SEG; 5 meshes)", 1, measure("anchor", 1, args.frames, size)))
+        if args.workers > 1:
+            rows.append(("plain pyrender loop (colour+depth, SEG; 5 meshes)", args.workers,
+                         measure("anchor", args.workers, args.frames, size)))
+    rows.append((f"scarce {args.preset} (all outputs)", 1, measure("scarce", 1, args.frames, size, args.preset)))
+    if args.workers > 1:
+        rows.append((f"scarce {args.preset} (all outputs)", args.workers,
+                     measure("scarce", args.workers, args.frames, size, args.preset)))
+    load_after = os.getloadavg()
+    print(f"# GL renderer: {rows[0][2]['gl']}")
+    print(f"{'what':<52} {'workers':>7} {'frames/s':>9}")
+    for name, workers, res in rows:
+        print(f"{name:<52} {workers:>7} {res['fps']:>9.1f}")
+    print(f"# load average after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    return 0
