@@ -34,8 +34,9 @@ class SegmentationSource:
 
     Args:
         kind: ``cityscapes`` (official folders), ``synthia`` (sequence folders), ``shards`` (the output of
-            ``scarce data convert cityscapes|synthia``) or ``rendered`` (scenes rendered on the fly).
-        root: the dataset folder (not used by ``rendered``).
+            ``scarce data convert cityscapes|synthia``) or ``rendered`` (scenes rendered on the fly, or the
+            rendering shards under ``root`` when it is set).
+        root: the dataset folder (optional for ``rendered``).
         train_split: split trained on.
         val_split: split validated on (Cityscapes ``val``; SYNTHIA has no official split, see ``SYNTHIA``).
         test_split: split tested on (Cityscapes' official test labels are void, hence ``val``).
@@ -85,6 +86,10 @@ def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "te
     """The dataset of one domain for one stage (imports each dataset module only when used)."""
     split = {"train": source.train_split, "val": source.val_split, "test": source.test_split}[stage]
     count = source.num_train if stage == "train" else source.num_val
+    if source.kind == "rendered" and source.root is not None:
+        from scarce.data.datasets.rendered_segmentation import RenderedSegmentationShards
+
+        return _limit(RenderedSegmentationShards(source.root, split, transform=transform), count)
     if source.kind == "rendered":
         from scarce.data.datasets.rendered_segmentation import RenderedSegmentation
 

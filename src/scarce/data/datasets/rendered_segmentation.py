@@ -1,0 +1,109 @@
+"""Rendered scenes as segmentation samples: rendered on demand, or read back from the rendering shards.
+
+The label space is the rendering class table, :data:`scarce.render.CLASS_NAMES` (``background``, ``cube``,
+``sphere``, ...): the shapes have no Cityscapes counterpart, so their train ids are their render class ids
+(0 = background, a real class here, not ignored). Only ``image`` and ``mask`` are kept, so batches collate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from scarce._errors import DataNotFoundError
+
+__all__ = ["RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
+
+SHARDS_LAYOUT = """\
+root/
+    {split}-00000-of-0000N.tfrecord[.index]   (rendered records: image, semantic, instance, depth, ...)
+made by `scarce render --out root` (uncompressed shards, so they can be read by index)"""
+
+
+def rendered_class_names() -> tuple[str, ...]:
+    """The rendering class table (train id = position)."""
+    from scarce.render.scene import CLASS_NAMES
+
+    return tuple(CLASS_NAMES)
+
+
+def _segmentation_view(sample: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"image": sample["image"], "mask": sample["mask"], "name": name}
+
+
+class RenderedSegmentation(Dataset):
+    """Scenes rendered on demand (sample ``i`` is a pure function of ``(preset, seed, i)``).
+
+    Rendering happens in the process that asks for a sample, with its own GL context created on first use: keep
+    DataLoader workers (``num_workers > 0``) doing it, and never render in the parent before they fork.
+
+    Args:
+        preset: rendering preset (``synthetic-flat``, ``photo-clutter``) or a ``configs/render/*.yaml`` path.
+        num_samples: number of scenes.
+        seed: scene seed (use different seeds for training and validation).
+        size: ``(H, W)`` rendered.
+        transform: called on each sample dict.
+    """
+
+    def __init__(self, preset: str = "synthetic-flat", num_samples: int = 512, seed: int = 0,
+                 size: tuple[int, int] | list[int] | None = (64, 64), transform: Callable | None = None):
+        from scarce.render.dataset import RenderedDataset
+
+        size = tuple(size) if size is not None else (256, 256)
+        self.preset = preset
+        self.scenes = RenderedDataset(preset, num_samples, seed, size=size)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = _segmentation_view(self.scenes[index], f"{self.preset}_{self.scenes.seed}_{index}")
+        return self.transform(sample) if self.transform is not None else sample
+
+    def iter_masks(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self.scenes.render(i)["semantic"]
+
+
+def _decode_rendered(example: dict[str, Any]) -> dict[str, Any]:
+    from scarce.render.dataset import decode_record
+
+    return _segmentation_view(decode_record(example), "")
+
+
+class RenderedSegmentationShards(Dataset):
+    """A split of rendered scenes written as shards by the rendering tools, read by index.
+
+    Expected layout::
+
+        root/
+            {split}-00000-of-0000N.tfrecord[.index]
+
+    Args:
+        root: the shard folder.
+        split: file prefix of the split (``train``, ``val``, ...).
+        transform: called on each sample dict.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
+        from scarce.data.pipeline import TFRecordDataset
+
+        files = sorted(p for p in Path(root).glob(f"{split}-*.tfrecord") if p.is_file())
+        if not files:
+            raise DataNotFoundError(f"no rendered {split!r} shards in {str(root)!r}. Expected:\n"
+                                    + SHARDS_LAYOUT.format(split=split))
+        self.records = TFRecordDataset([str(p) for p in files], decode=_decode_rendered)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.records[index]
+        sample["name"] = str(index)
+        return self.transform(sample) if self.transform is not None else sample

@@ -1,0 +1,85 @@
+"""``scarce data stats``: class pixel frequencies and median-frequency class weights of a segmentation dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from scarce.data.datamodules.segmentation import SegmentationSource, build_dataset, median_frequency_weights
+
+__all__ = ["main", "class_statistics"]
+
+
+def class_statistics(kind: str, root: str | None, split: str = "train", num_classes: int = 19,
+                     limit: int | None = None, preset: str = "synthetic-flat", num_samples: int = 64,
+                     seed: int = 0) -> dict:
+    """Pixel count, frequency and median-frequency weight per class, plus the ignored pixels.
+
+    Masks are read at their stored size (no resizing), so the counts are those of the files.
+    """
+    spec = SegmentationSource(kind=kind, root=root, train_split=split, preset=preset, num_train=num_samples
+                              if kind == "rendered" else limit, seed=seed)
+    dataset = build_dataset(spec, "train", None, None)
+    counts = np.zeros(256, dtype=np.int64)
+    masks = getattr(dataset, "iter_masks", None)
+    if masks is None:  # a Subset (limit) or another dataset: read the samples
+        stream = (dataset[i]["mask"].numpy() for i in range(len(dataset)))
+    else:
+        stream = masks()
+    images = 0
+    for mask in stream:
+        counts += np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)[:256]
+        images += 1
+    labelled = counts[:num_classes]
+    weights = median_frequency_weights(labelled)
+    total = labelled.sum()
+    return {
+        "images": images,
+        "labelled_pixels": int(total),
+        "ignored_pixels": int(counts[num_classes:].sum()),
+        "classes": [{"id": c, "pixels": int(labelled[c]), "frequency": float(labelled[c] / total),
+                     "median_frequency_weight": float(weights[c])} for c in range(num_classes)],
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scarce data stats", description="Class pixel frequencies and "
+                                     "median-frequency class weights (w_c = median(f) / f_c) of a segmentation split.")
+    parser.add_argument("kind", choices=("shards", "cityscapes", "synthia", "rendered"),
+                        help="shards: the output of `scarce data convert cityscapes|synthia`")
+    parser.add_argument("--root", help="dataset folder (not needed for rendered)")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--limit", type=int, default=None, help="read only the first N samples")
+    parser.add_argument("--preset", default="synthetic-flat", help="rendered: the preset")
+    parser.add_argument("--num-samples", type=int, default=64, help="rendered: scenes to render")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    stats = class_statistics(args.kind, args.root, args.split, args.num_classes, args.limit, args.preset,
+                             args.num_samples)
+    if args.json:
+        print(json.dumps(stats, indent=1))
+        return 0
+    names = _names(args.kind, args.num_classes)
+    print(f"{stats['images']} images, {stats['labelled_pixels']} labelled pixels, "
+          f"{stats['ignored_pixels']} ignored")
+    width = max(len(n) for n in names)
+    print(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'frequency':>9}  {'weight':>8}")
+    for row, name in zip(stats["classes"], names):
+        print(f"{row['id']:>3}  {name:<{width}}  {row['pixels']:>12}  {row['frequency']:>9.5f}  "
+              f"{row['median_frequency_weight']:>8.3f}")
+    return 0
+
+
+def _names(kind: str, num_classes: int) -> list[str]:
+    if kind == "rendered":
+        from scarce.data.datasets.rendered_segmentation import rendered_class_names
+
+        names = list(rendered_class_names())
+    else:
+        from scarce.data.datasets.labels import CITYSCAPES_CLASSES
+
+        names = list(CITYSCAPES_CLASSES)
+    return (names + [str(i) for i in range(len(names), num_classes)])[:num_classes]

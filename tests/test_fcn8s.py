@@ -1,0 +1,146 @@
+"""FCN-8s: wiring, output size, parameter count, bilinear upsampling, VGG16 weight loading."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from scarce._errors import ScarceError
+from scarce.nets import fcn8s as fcn_module
+from scarce.nets.fcn8s import FCN8s, bilinear_kernel
+
+
+@pytest.fixture(scope="module")
+def full_net():
+    torch.manual_seed(0)
+    return FCN8s(19).eval()
+
+
+def test_parameter_count_for_19_classes(full_net):
+    # VGG16 convs 14.71M + fc6 (512*49+1)*4096 + fc7 (4096+1)*4096 + scores and upsamplings: about 134 million.
+    n = sum(p.numel() for p in full_net.parameters())
+    assert 133_000_000 < n < 136_000_000, n
+    assert full_net.fc6[0].weight.shape == (4096, 512, 7, 7)
+    assert full_net.fc7[0].weight.shape == (4096, 4096, 1, 1)
+    assert [m.p for m in full_net.modules() if isinstance(m, torch.nn.Dropout)] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("size", [(32, 32), (64, 96), (50, 70), (33, 100), (1, 1)])
+def test_full_network_output_size_equals_input_size(full_net, size):
+    with torch.no_grad():
+        out = full_net(torch.rand(1, 3, *size))
+    assert out.shape == (1, 19, *size)
+
+
+@pytest.mark.parametrize("size", [(32, 64), (45, 61)])
+def test_output_size_and_gradients_tiny(size):
+    torch.manual_seed(0)
+    net = FCN8s(5, width_divisor=16)
+    x = torch.rand(2, 3, *size, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 5, *size)
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        assert torch.isfinite(p.grad).all(), name
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_fc6_and_fc7_are_on_the_path():
+    # The book's first version fed pool5 to the score layer: then fc6 and fc7 would not change the output.
+    torch.manual_seed(0)
+    net = FCN8s(3, width_divisor=16).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = net(x)
+        net.fc6[0].weight.mul_(2.0)
+        after_fc6 = net(x)
+        net.fc7[0].weight.mul_(2.0)
+        after_fc7 = net(x)
+    assert not torch.allclose(before, after_fc6)
+    assert not torch.allclose(after_fc6, after_fc7)
+    feats = net.forward_features(x)
+    assert feats["pool5"].shape[-2:] == (2, 2) and feats["fc7"].shape[-2:] == (2, 2)
+    assert feats["pool4"].shape[-2:] == (4, 4) and feats["pool3"].shape[-2:] == (8, 8)
+
+
+def test_skips_feed_the_output():
+    torch.manual_seed(0)
+    net = FCN8s(3, width_divisor=16).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = net(x)
+        net.score_pool3.bias.fill_(1.0)
+        mid = net(x)
+        net.score_pool4.bias.fill_(1.0)
+        after = net(x)
+    assert not torch.allclose(before, mid) and not torch.allclose(mid, after)
+
+
+@pytest.mark.parametrize("factor", [2, 8])
+def test_transposed_convolutions_start_bilinear(factor):
+    up = fcn_module._upsample(4, factor)
+    x = torch.rand(1, 4, 6, 6)
+    y = up(x)
+    assert y.shape == (1, 4, 6 * factor, 6 * factor)
+    ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    m = factor  # away from the border, where the transposed convolution sees zero padding
+    torch.testing.assert_close(y[..., m:-m, m:-m], ref[..., m:-m, m:-m], atol=1e-5, rtol=1e-5)
+    # A constant map stays constant inside: channels do not mix.
+    torch.testing.assert_close(up(torch.ones(1, 4, 5, 5))[..., m:-m, m:-m], torch.ones(1, 4, 5 * m - 2 * m,
+                                                                                         5 * m - 2 * m))
+    k = bilinear_kernel(3, 4)
+    assert k[0, 1].abs().sum() == 0 and k[1, 1].sum() > 0
+
+
+def test_loads_a_torchvision_vgg16_state_dict(full_net):
+    torch.manual_seed(1)
+    vgg = torchvision.models.vgg16(weights=None)
+    state = vgg.state_dict()
+    net = full_net  # the last test to use it: loading replaces its weights
+    net.load_backbone(state)
+    torch.testing.assert_close(net.features[28].weight, vgg.features[28].weight)
+    torch.testing.assert_close(net.fc6[0].weight.flatten(1), vgg.classifier[0].weight)
+    torch.testing.assert_close(net.fc7[0].weight.flatten(1), vgg.classifier[3].weight)
+    # fc6 as a 7x7 convolution computes what the Linear layer computes on a 7x7 pool5.
+    pool5 = torch.rand(1, 512, 7, 7)
+    with torch.no_grad():
+        conv = F.conv2d(pool5, net.fc6[0].weight, net.fc6[0].bias)
+        lin = vgg.classifier[0](pool5.flatten(1))
+    torch.testing.assert_close(conv.flatten(), lin.flatten(), atol=1e-4, rtol=1e-4)
+
+
+def _vgg_like_state(width_divisor: int) -> dict:
+    """A state dict with torchvision VGG16's keys at reduced width (what a real file holds, smaller)."""
+    net = FCN8s(2, width_divisor=width_divisor)
+    state = {f"features.{k}": torch.randn_like(v) for k, v in net.features.state_dict().items()}
+    state["classifier.0.weight"] = torch.randn(net.fc6[0].weight.shape).flatten(1)
+    state["classifier.0.bias"] = torch.randn(net.fc6[0].bias.shape)
+    state["classifier.3.weight"] = torch.randn(net.fc7[0].weight.shape).flatten(1)
+    state["classifier.3.bias"] = torch.randn(net.fc7[0].bias.shape)
+    state["classifier.6.weight"] = torch.randn(1000, net.fc7[0].weight.shape[0])
+    return state
+
+
+def test_backbone_weights_from_a_local_file(tmp_path):
+    state = _vgg_like_state(16)
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    net = FCN8s(4, backbone_weights=str(path), width_divisor=16)
+    torch.testing.assert_close(net.features[0].weight, state["features.0.weight"])
+    torch.testing.assert_close(net.fc7[0].bias, state["classifier.3.bias"])
+
+
+def test_backbone_weights_errors(tmp_path):
+    with pytest.raises(ScarceError, match="not a file"):
+        FCN8s(4, backbone_weights=str(tmp_path / "missing.pth"), width_divisor=16)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ScarceError, match="not a torchvision VGG16 state dict"):
+        FCN8s(4, backbone_weights=str(bad), width_divisor=16)
+    wrong_width = tmp_path / "w8.pth"
+    torch.save(_vgg_like_state(8), wrong_width)
+    with pytest.raises(ScarceError, match="does not fit"):
+        FCN8s(4, backbone_weights=str(wrong_width), width_divisor=16)
+    with pytest.raises(ScarceError, match="width_divisor"):
+        FCN8s(4, width_divisor=3)
