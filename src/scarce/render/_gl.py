@@ -37,8 +37,9 @@ DEBIAN_PACKAGES = {
     "egl": ("libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libgbm1"),
     "osmesa": ("libosmesa6",),
 }
-# PyOpenGL releases before this one fail at import on Python >= 3.12 (see docs/rendering.md).
-_PYOPENGL_MIN_PY312 = (3, 1, 7)
+# PyOpenGL releases before this one fail on Python >= 3.12 (the fix, mcfletch/pyopengl#100, is in 3.1.8, whose
+# first PyPI release is 3.1.9; see docs/rendering.md).
+_PYOPENGL_MIN_PY312 = (3, 1, 9)
 
 _PROBE = """
 import numpy as np
@@ -77,8 +78,8 @@ def _check_python_pyopengl() -> None:
         raise GLBackendError(
             f"PyOpenGL {have} (pyrender 0.1.45 pins 3.1.0) does not work on Python "
             f"{sys.version_info.major}.{sys.version_info.minor}. Override the pin after installing scarce: "
-            "`pip install 'PyOpenGL>=3.1.7'` (pip warns about pyrender's pin; rendering works, see "
-            "docs/rendering.md), or use Python 3.10 / 3.11."
+            "`pip install --no-deps 'PyOpenGL>=3.1.9'` (pip warns about pyrender's pin; rendering works, see "
+            "docs/rendering.md), or install `pyrender-maintained` instead of pyrender, or use Python 3.10 / 3.11."
         )
 
 
