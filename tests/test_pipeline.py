@@ -3,7 +3,6 @@
 import io
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -162,16 +161,23 @@ def test_segmentation_description_and_joint_augmentation(tmp_path):
 
 def test_jpeg_crop_resize_and_draft_scale():
     arr = np.random.default_rng(1).integers(0, 255, (256, 512, 3), dtype=np.uint8)
+    arr[:, :256, 0] = 255  # red left half: tells RGB order and flips apart
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=90)
-    out = JpegCropResize((64, 64))(buf.getvalue())
+    out = JpegCropResize((64, 64)).to_tensor(buf.getvalue())
     assert out.shape == (3, 64, 64) and out.dtype == torch.uint8
+    assert JpegCropResize._jpeg_size(buf.getvalue()) == (256, 512)
     assert draft_scale((256, 512), (256, 512), (64, 64)) == 4
     assert draft_scale((256, 512), (205, 410), (224, 224)) == 1
-    # a reduced-scale decode stays close to a full decode of the same crop
-    full = JpegCropResize((64, 64), scale=(1, 1), flip_p=0, reduced_decode=False)(buf.getvalue()).float()
-    fast = JpegCropResize((64, 64), scale=(1, 1), flip_p=0, reduced_decode=True)(buf.getvalue()).float()
-    assert (full - fast).abs().mean() < 20
+    keep = JpegCropResize((64, 64), scale=(1, 1), flip_p=0, reduced_decode=False)(buf.getvalue()).astype(float)
+    flip = JpegCropResize((64, 64), scale=(1, 1), flip_p=1, reduced_decode=False)(buf.getvalue()).astype(float)
+    assert keep[:, :24, 0].mean() > 200 > 170 > keep[:, -24:, 0].mean()  # RGB order: red on the left
+    assert flip[:, -24:, 0].mean() > 200
+    assert np.abs(keep[:, ::-1] - flip).max() == 0
+    # a reduced-scale decode (1/4 here: 128x64 still covers 64x64) stays close to the full decode
+    fast = JpegCropResize((64, 64), scale=(1, 1), flip_p=0, reduced_decode=True, antialias=True)
+    full = JpegCropResize((64, 64), scale=(1, 1), flip_p=0, reduced_decode=False, antialias=True)
+    assert np.abs(full(buf.getvalue()).astype(float) - fast(buf.getvalue())).mean() < 12
 
 
 def test_streaming_skip_corrupt(tmp_path):

@@ -275,7 +275,8 @@ def iter_raw_records(
             except EOFError as err:  # a compressed stream cut off
                 raise CorruptRecordError(path, offset, "truncated record") from err
             except (OSError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-                raise CorruptRecordError(path, offset, f"corrupted record ({compression or 'plain'} stream: {err})") from err
+                what = f"corrupted record ({compression or 'plain'} stream: {err})"
+                raise CorruptRecordError(path, offset, what) from err
             except CorruptRecordError as err:
                 if skip_corrupt and report is not None:
                     report.add(err)
