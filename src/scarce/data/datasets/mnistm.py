@@ -7,6 +7,7 @@ used BSDS500 photos; offline, scarce uses the colour photos that scikit-image an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -39,8 +40,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SCARCE_CACHE", Path.home() / ".cache" / "scarce"))
 
 
-def builtin_photos() -> list[tuple[str, np.ndarray]]:
-    """The colour photos shipped inside scikit-image and scikit-learn, as ``(name, uint8 HxWx3)``."""
+@functools.lru_cache(maxsize=1)
+def builtin_photos() -> tuple[tuple[str, np.ndarray], ...]:
+    """The colour photos shipped inside scikit-image and scikit-learn, as ``(name, uint8 HxWx3)``.
+
+    Decoded once per process (the arrays are made read-only, as they are shared).
+    """
     import skimage.data
     from sklearn.datasets import load_sample_images
 
@@ -55,7 +60,9 @@ def builtin_photos() -> list[tuple[str, np.ndarray]]:
     if len(photos) < 2:
         raise ScarceError("fewer than 2 built-in colour photos could be loaded from scikit-image / scikit-learn; "
                           "pass photos_dir= a folder of colour photos (BSDS500 gives the paper's recipe)")
-    return photos
+    for _, arr in photos:
+        arr.flags.writeable = False
+    return tuple(photos)
 
 
 def load_photos(folder: str | Path) -> list[tuple[str, np.ndarray]]:
@@ -92,6 +99,11 @@ def blend_mnistm(digits: np.ndarray, photos: Sequence[np.ndarray], rng: np.rando
         crop = photo[y:y + h, x:x + w].astype(np.int16)
         out[i] = np.abs(crop - digits[i, :, :, None].astype(np.int16)).astype(np.uint8)
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _builtin_fingerprint() -> str:
+    return _photos_fingerprint(builtin_photos())
 
 
 def _photos_fingerprint(photos: Sequence[tuple[str, np.ndarray]]) -> str:
@@ -136,7 +148,7 @@ class MNISTM(Dataset):
         key_fields = {
             "recipe": RECIPE_VERSION, "seed": seed, "split": split, "n": len(mnist),
             "mnist": hashlib.sha256(mnist.data.numpy().tobytes() + mnist.targets.numpy().tobytes()).hexdigest()[:16],
-            "photos": _photos_fingerprint(photos),
+            "photos": _photos_fingerprint(photos) if photos_dir is not None else _builtin_fingerprint(),
         }
         key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:16]
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -1,0 +1,92 @@
+import lightning as L
+import pytest
+import torch
+
+from scarce.data.datamodules.domain_adaptation import BlobsDataModule, DigitsDataModule, Unlabelled
+from scarce.data.datasets import Blobs
+from scarce.lightning_modules.dann import DANN
+from scarce.nets.dann import DANN_NETWORKS, create_dann_network
+from scarce._errors import ScarceError
+
+
+@pytest.mark.parametrize("name, shape", [("digits", (4, 3, 28, 28)), ("blobs", (4, 3))])
+def test_networks_forward_backward(name, shape):
+    net = DANN_NETWORKS[name]()
+    logits, feats = net(torch.randn(shape))
+    loss = logits.sum() + net.domain_logits(feats, 0.5).sum()
+    loss.backward()
+    for n, p in net.named_parameters():
+        assert p.grad is not None, f"no gradient for {n}"
+        assert torch.isfinite(p.grad).all(), f"non-finite gradient for {n}"
+
+
+def test_unknown_network_names_the_option():
+    with pytest.raises(ScarceError, match="model.init_args.network"):
+        create_dann_network("resnet")
+
+
+def _batch(seed: int, target_shift: float = 0.0):
+    g = torch.Generator().manual_seed(seed)
+    return {"source": {"image": torch.randn(8, 3, 28, 28, generator=g), "label": torch.randint(0, 10, (8,), generator=g)},
+            "target": {"image": torch.randn(8, 3, 28, 28, generator=g) + target_shift}}
+
+
+def _bn_stats(model):
+    return [m.running_mean.clone() for m in model.net.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("adaptation_weight, target_changes_bn", [(0.0, False), (1.0, True)])
+def test_source_only_keeps_batchnorm_statistics_source_only(adaptation_weight, target_changes_bn):
+    stats = []
+    for shift in (0.0, 50.0):
+        torch.manual_seed(0)
+        model = DANN(network="digits", adaptation_weight=adaptation_weight)
+        model.train()
+        batch = _batch(0, shift)
+        logits, domain_logits = model._domain_step(batch["source"]["image"], batch["target"]["image"], 1.0)
+        assert logits.shape == (8, 10) and domain_logits.shape == (16, 2)
+        stats.append(_bn_stats(model))
+    same = all(torch.equal(a, b) for a, b in zip(*stats))
+    assert same != target_changes_bn
+
+
+def test_unlabelled_view_drops_labels():
+    view = Unlabelled(Blobs("target", "train"))
+    assert set(view[0]) == {"image"} and len(view) == 400
+
+
+@pytest.mark.parametrize("adaptation_weight", [0.0, 1.0])
+def test_dann_blobs_trains_and_logs_the_contract_metrics(tmp_path, adaptation_weight):
+    L.seed_everything(0)
+    model = DANN(network="blobs", num_classes=2, optimizer="adam", lr=0.01, lr_schedule="constant",
+                 adaptation_weight=adaptation_weight)
+    dm = BlobsDataModule(seed=0, batch_size=32)
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, dm)
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/cls_loss", "train/domain_loss", "train/lambda", "train/source_acc",
+                "val/source_acc", "val/target_acc", "val/domain_acc"):
+        assert key in metrics, key
+    if adaptation_weight == 0:
+        # Source-only learns the easy source problem, and its domain probe separates the shifted domains.
+        assert metrics["val/source_acc"] > 0.95
+        assert metrics["val/domain_acc"] > 0.9
+        assert metrics["train/lambda"] == 0
+    results = trainer.test(model, dm, verbose=False)
+    keys = set().union(*results)
+    assert {"test/source_acc", "test/target_acc", "test/domain_acc"} <= keys
+
+
+def test_digits_datamodule_batches(tmp_path):
+    dm = DigitsDataModule(limit_train=32, limit_eval=16, batch_size=8, cache_dir=str(tmp_path))
+    dm.prepare_data()
+    dm.setup("fit")
+    batch, _, _ = next(iter(dm.train_dataloader()))
+    assert batch["source"]["image"].shape == (8, 3, 28, 28) and batch["source"]["label"].shape == (8,)
+    assert set(batch["target"]) == {"image"} and batch["target"]["image"].shape == (8, 3, 28, 28)
+    # Grey MNIST repeated into 3 identical channels; MNIST-M in colour.
+    src = batch["source"]["image"]
+    assert torch.equal(src[:, 0], src[:, 1])
+    source_val, target_val = dm.val_dataloader()
+    assert len(source_val.dataset) == 16 and len(target_val.dataset) == 16
