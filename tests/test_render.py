@@ -262,3 +262,25 @@ def test_cli_writes_shards_preview_and_same_bytes_with_workers(tmp_path):
     s = decode_record(recs[0])  # record 1 of the dataset (round-robin)
     ds = RenderedDataset("synthetic-flat", num_samples=6, seed=5, size=(32, 40))
     assert torch.equal(s["image"], ds[1]["image"]) and torch.equal(s["mask"], ds[1]["mask"])
+
+
+def test_msaa_only_touches_rgb():
+    from scarce.render.sampling import sample_scene
+
+    outs, alphas = {}, {}
+    for samples in (0, 2, 4):
+        r = SampleRenderer(get_preset("photo-clutter").replace(msaa=samples), SIZE)
+        try:
+            outs[samples] = r.render(9, 2)
+            params = sample_scene(r.config, 9, 2, r.scene.radii, len(r.scene.textures), len(r.photos))
+            alphas[samples] = r.frame.render(r.scene.scene, r.scene.apply(params)).rgba[..., 3]
+        finally:
+            r.close()
+    for samples in (2, 4):  # masks and depth are the same exact pass whatever the colour pass does
+        for key in ("semantic", "instance", "depth", "boxes"):
+            np.testing.assert_array_equal(outs[0][key], outs[samples][key])
+        assert not np.array_equal(outs[0]["rgb"], outs[samples]["rgb"])
+    assert set(np.unique(alphas[0]).tolist()) <= {0, 255}  # no coverage without MSAA
+    assert len(set(np.unique(alphas[4]).tolist()) - {0, 255}) >= 2  # partial coverage on the edges
+    with pytest.raises(ScarceError, match="msaa"):
+        get_preset("synthetic-flat").replace(msaa=3)

@@ -127,16 +127,15 @@ def select_backend() -> str:
 def import_pyrender():
     """Import and return pyrender with a working backend and the numpy 2 / PyOpenGL workarounds applied."""
     with _lock:
-        if "pyrender" in sys.modules:
-            return sys.modules["pyrender"]
         _check_python_pyopengl()
         import numpy as np
 
         if not hasattr(np, "infty"):
             # pyrender 0.1.45 still spells it np.infty; numpy 2 removed the alias.
             np.infty = np.inf
-        if "OpenGL" not in sys.modules:
-            select_backend()
+        # OffscreenRenderer reads PYOPENGL_PLATFORM when it is created, so this works even when OpenGL or
+        # pyrender were imported first: pyrender's EGL / OSMesa platforms install their PyOpenGL plugin.
+        select_backend()
         import pyrender
 
         return pyrender

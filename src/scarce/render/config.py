@@ -113,8 +113,9 @@ class RenderConfig:
     """Gaussian sensor noise, standard deviation in 8-bit levels."""
     blur_sigma: Range = (0.0, 0.0)
     """Gaussian blur sigma in pixels (0 = none)."""
-    msaa: bool = True
-    """4x multisampling for the colour image; masks and depth are always exact."""
+    msaa: int = 2
+    """Multisampling samples for the colour image: 0 (off), 2 or 4. Masks and depth never use it (exact).
+    On Mesa llvmpipe 4 samples cost about twice the CPU of 2 for the colour pass (docs/rendering.md)."""
 
     def __post_init__(self):
         lo, hi = self.num_objects
@@ -122,6 +123,8 @@ class RenderConfig:
             raise ScarceError(f"num_objects={self.num_objects!r}: expected 1 <= lo <= hi, e.g. [2, 5]")
         if self.viewpoints not in ("random", "fibonacci"):
             raise ScarceError(f"viewpoints={self.viewpoints!r}: expected 'random' or 'fibonacci'")
+        if isinstance(self.msaa, bool) or self.msaa not in (0, 2, 4):
+            raise ScarceError(f"msaa={self.msaa!r}: expected the number of samples, 0 (off), 2 or 4")
         valid_bg = {"solid", "gray", "noise", "photo"}
         bad = set(self.background) - valid_bg
         if bad or not self.background or sum(self.background.values()) <= 0:

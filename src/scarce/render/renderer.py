@@ -60,7 +60,46 @@ def _make_classes(pyrender):
             )
 
     class _TwoPassRenderer(Renderer):
-        msaa = True
+        msaa = 4  # samples of the colour pass; 0 = none
+
+        def _configure_main_framebuffer(self):
+            # pyrender's, with the sample count as a parameter (it hardcodes 4) and no MSAA buffers when off.
+            dims = (self.viewport_width, self.viewport_height)
+            if self._main_fb is not None and self._main_fb_dims != dims:
+                self._delete_main_framebuffer()
+            if self._main_fb is not None:
+                return
+            self._main_fb, self._main_cb, self._main_db = self._framebuffer(0)
+            if self.msaa:
+                self._main_fb_ms, self._main_cb_ms, self._main_db_ms = self._framebuffer(self.msaa)
+            else:
+                self._main_fb_ms, self._main_cb_ms, self._main_db_ms = self._main_fb, self._main_cb, self._main_db
+            self._main_fb_dims = dims
+
+        def _framebuffer(self, samples):
+            w, h = self.viewport_width, self.viewport_height
+            cb, db = GL.glGenRenderbuffers(2)
+            for rb, fmt in ((cb, GL.GL_RGBA8), (db, GL.GL_DEPTH_COMPONENT24)):
+                GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
+                if samples:
+                    GL.glRenderbufferStorageMultisample(GL.GL_RENDERBUFFER, samples, fmt, w, h)
+                else:
+                    GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, fmt, w, h)
+            fb = GL.glGenFramebuffers(1)
+            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, fb)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, cb)
+            GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, db)
+            return fb, cb, db
+
+        def _delete_main_framebuffer(self):
+            if self._main_fb is not None and self._main_fb_ms == self._main_fb:
+                self._main_fb_ms = self._main_cb_ms = self._main_db_ms = None
+                GL.glDeleteFramebuffers(1, [self._main_fb])
+                GL.glDeleteRenderbuffers(2, [self._main_cb, self._main_db])
+                self._main_fb = self._main_cb = self._main_db = None
+                self._main_fb_dims = (None, None)
+                return
+            super()._delete_main_framebuffer()
 
         def _sorted_mesh_nodes(self, scene):
             # pyrender sorts every mesh node (hidden ones too) by distance each pass; RenderScene keeps the
@@ -136,13 +175,13 @@ class FrameRenderer:
     Args:
         height: image height in pixels.
         width: image width in pixels.
-        msaa: 4x multisampling for the colour pass (ids and depth never use it).
+        msaa: multisampling samples for the colour pass: 0 (off), 2 or 4 (ids and depth never use it).
 
     Raises:
         ScarceError: in a process forked from one that had already created a GL context (it would hang).
     """
 
-    def __init__(self, height: int, width: int, msaa: bool = True):
+    def __init__(self, height: int, width: int, msaa: int = 4):
         if context_created_before_fork():
             raise ScarceError(
                 "this process was forked from one that had already created an OpenGL context, and a new EGL "
@@ -158,7 +197,7 @@ class FrameRenderer:
         self._platform = self._osr._platform
         # Swap pyrender's renderer (no GL objects yet: its framebuffers are made on the first render).
         self._renderer = renderer_cls(self.width, self.height)
-        self._renderer.msaa = bool(msaa)
+        self._renderer.msaa = int(msaa)
         self._renderer._program_cache = cache_cls()
         self._osr._renderer = self._renderer
 
