@@ -26,6 +26,7 @@ from __future__ import annotations
 import glob as _glob
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -39,9 +40,30 @@ from typing import Any, BinaryIO
 import crc32c
 import numpy as np
 from google.protobuf.message import DecodeError
-from tfrecord import example_pb2
 
 from scarce._errors import CorruptRecordError, DataNotFoundError, FeatureError, ScarceError
+
+
+def _load_example_pb2():
+    """The ``tf.train.Example`` protobuf module shipped by the ``tfrecord`` package.
+
+    Loaded from its file: ``import tfrecord.example_pb2`` would run the package ``__init__``, which imports
+    torch (4 s), and ``scarce data inspect`` should start in a blink.
+    """
+    spec = importlib.util.find_spec("tfrecord")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(folder, "example_pb2.py")
+        if os.path.isfile(path):
+            module_spec = importlib.util.spec_from_file_location("scarce.data._example_pb2", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+            return module
+    from tfrecord import example_pb2  # pragma: no cover - unusual installs
+
+    return example_pb2
+
+
+example_pb2 = _load_example_pb2()
 
 __all__ = [
     "COMPRESSIONS",
