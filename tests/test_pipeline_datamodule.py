@@ -79,3 +79,37 @@ def test_map_style_mode_and_missing_split(shards):
     assert batch["image"].shape == (2, 3, 8, 8) and batch["label"].dtype == torch.int64
     with pytest.raises(ScarceError, match="--data.test"):
         dm.test_dataloader()
+
+
+def _gpu_decode_fit(shards, accelerator: str) -> Recorder:
+    dm = TFRecordDataModule(train=str(shards / "train-*.tfrecord"), features={"image": "jpeg", "label": "int",
+                            "id": "int"}, size=(16, 16), batch_size=4, num_workers=0, gpu_decode=True,
+                            drop_last=False)
+
+    class NoMask(Recorder):
+        def training_step(self, batch, batch_idx):
+            assert batch["image"].shape[1:] == (3, 16, 16) and batch["image"].device.type == accelerator
+            assert 0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1
+            self.seen.setdefault(self.current_epoch, []).extend(batch["id"].tolist())
+            return self.layer(batch["image"]).mean()
+
+    model = NoMask()
+    pl.Trainer(max_epochs=1, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False).fit(model, dm)
+    assert sorted(model.seen[0]) == list(range(N))
+    return model
+
+
+def test_batched_decode_path_on_cpu(shards):
+    # the gpu_decode code path (encoded bytes in the batch, decode + augment per batch) on the CPU
+    _gpu_decode_fit(shards, "cpu")
+
+
+@pytest.mark.gpu
+def test_gpu_decode_on_cuda(shards):
+    _gpu_decode_fit(shards, "cuda")
+
+
+def test_gpu_decode_refuses_masks():
+    with pytest.raises(ScarceError, match="gpu_decode"):
+        TFRecordDataModule(train="x", features={"image": "jpeg", "mask": "png"}, size=(8, 8), gpu_decode=True)

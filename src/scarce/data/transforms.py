@@ -41,6 +41,9 @@ __all__ = [
     "train_transform",
     "eval_transform",
     "JpegCropResize",
+    "BatchCropResize",
+    "decode_jpeg_batch",
+    "collate_encoded",
     "finalize_sample",
 ]
 
@@ -48,7 +51,7 @@ __all__ = [
 # mask ("mask", "gt_mask", "mask_png") decode to a Mask, elsewhere to an Image.
 DESCRIPTION_KINDS = {
     "jpeg": "bytes", "png": "bytes", "image": "bytes", "mask": "bytes",
-    "bytes": "bytes", "str": "bytes",
+    "bytes": "bytes", "str": "bytes", "encoded": "bytes",
     "int": "int64", "int_list": "int64",
     "float": "float", "float_list": "float",
 }
@@ -107,7 +110,8 @@ class FeatureDecoder:
         description: feature name -> one of :data:`DESCRIPTION_KINDS`: ``"jpeg"|"png"|"image"`` (a uint8
             ``tv_tensors.Image``, or a ``Mask`` when the key contains ``"mask"``), ``"mask"``, ``"int"``
             (int64 scalar tensor), ``"int_list"``, ``"float"`` (float32 scalar), ``"float_list"``, ``"bytes"``
-            (raw bytes), ``"str"`` (UTF-8 text).
+            (raw bytes), ``"str"`` (UTF-8 text), ``"encoded"`` (the encoded image as a uint8 1-D tensor, for
+            batched decoding on the GPU: see :func:`decode_jpeg_batch`).
         rename: feature name -> sample key, e.g. ``{"image_png": "image"}``.
         min_size: Passed to :func:`decode_image` for reduced-scale JPEG decoding.
 
@@ -127,7 +131,7 @@ class FeatureDecoder:
         self.kinds = {key: DESCRIPTION_KINDS[kind] for key, kind in self.description.items()}
 
     def _one(self, key: str, kind: str, values: list) -> Any:
-        if kind in ("jpeg", "png", "image", "mask", "int", "float", "bytes", "str") and len(values) != 1:
+        if kind in ("jpeg", "png", "image", "mask", "int", "float", "bytes", "str", "encoded") and len(values) != 1:
             raise FeatureError(f"feature {key!r} ({kind}): expected exactly 1 value, found {len(values)}; "
                                f"describe it as '{kind}_list' or 'bytes' to keep every value")
         if kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key):
@@ -144,6 +148,8 @@ class FeatureDecoder:
             return torch.tensor(values, dtype=torch.float32)
         if kind == "str":
             return values[0].decode("utf-8")
+        if kind == "encoded":
+            return torch.frombuffer(bytearray(values[0]), dtype=torch.uint8)
         return values[0]
 
     def __call__(self, example: Mapping[str, list]) -> dict:
@@ -349,3 +355,68 @@ class JpegCropResize:
     def to_tensor(self, data: bytes) -> torch.Tensor:
         """uint8 ``(3, h, w)``."""
         return torch.from_numpy(self(data)).permute(2, 0, 1)
+
+
+# --------------------------------------------------------------------------------------------- GPU path
+
+
+def collate_encoded(keys: Sequence[str] = ("image",)) -> Callable[[list[dict]], dict]:
+    """A collate function that keeps ``keys`` (encoded images of varying length) as lists of tensors."""
+    from torch.utils.data import default_collate
+
+    def collate(samples: list[dict]) -> dict:
+        rest = default_collate([{k: v for k, v in s.items() if k not in keys} for s in samples])
+        rest.update({k: [s[k] for s in samples] for k in keys})
+        return rest
+
+    return collate
+
+
+def decode_jpeg_batch(encoded: Sequence[torch.Tensor], device: str | torch.device = "cuda") -> list[torch.Tensor]:
+    """Decode a list of JPEGs (uint8 1-D CPU tensors) at once; on CUDA with nvJPEG.
+
+    Returns uint8 ``(3, H, W)`` tensors on ``device``.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return decode_jpeg(list(encoded), mode=ImageReadMode.RGB, device=device)
+    return [decode_jpeg(e, mode=ImageReadMode.RGB) for e in encoded]
+
+
+class BatchCropResize(torch.nn.Module):
+    """Per image random crop of ``scale`` of the size, resize to ``size``, random flip; stack; float [0, 1].
+
+    Runs where the images are (the GPU after :func:`decode_jpeg_batch`): the GPU side of the book's
+    augmentation for classification batches.
+
+    Args:
+        size: Output ``(h, w)``.
+        scale: Crop side fraction range.
+        flip_p: Probability of a horizontal flip.
+        train: ``False``: resize only.
+
+    Shape: a list of ``(3, H_i, W_i)`` uint8 -> ``(B, 3, h, w)`` float32.
+    """
+
+    def __init__(self, size: Sequence[int], scale: tuple[float, float] = (0.8, 1.0), flip_p: float = 0.5,
+                 train: bool = True) -> None:
+        super().__init__()
+        self.size, self.scale, self.flip_p, self.train_mode = list(size), scale, flip_p, train
+
+    def forward(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        out = []
+        for img in images:
+            _, height, width = img.shape
+            if self.train_mode:
+                s = random.uniform(*self.scale)
+                ch, cw = max(1, int(height * s)), max(1, int(width * s))
+                top, left = random.randint(0, height - ch), random.randint(0, width - cw)
+                img = img[:, top:top + ch, left:left + cw]
+            x = torch.nn.functional.interpolate(img[None].float(), size=self.size, mode="bilinear",
+                                                antialias=True, align_corners=False)[0]
+            if self.train_mode and random.random() < self.flip_p:
+                x = x.flip(-1)
+            out.append(x)
+        return torch.stack(out).div_(255).clamp_(0, 1)

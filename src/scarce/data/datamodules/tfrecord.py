@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 
 from scarce._errors import ScarceError
 from scarce.data.pipeline import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
-from scarce.data.transforms import eval_transform, train_transform
+from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpeg_batch, eval_transform,
+                                    train_transform)
 
 __all__ = ["TFRecordDataModule", "EpochDataLoader"]
 
@@ -73,6 +74,9 @@ class TFRecordDataModule(LightningDataModule):
         skip_corrupt: Skip damaged records (counted in each dataset's ``skip_report``) instead of failing.
         pin_memory: Pin host memory (default: when CUDA is available).
         drop_last: Drop the last partial training batch.
+        gpu_decode: Decode the ``"jpeg"`` features on the accelerator (nvJPEG through
+            ``torchvision.io.decode_jpeg``) and crop / resize / flip them there: the workers only read and
+            parse, batches carry the encoded bytes (classification: no mask). Needs ``size``.
     """
 
     def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
@@ -80,7 +84,7 @@ class TFRecordDataModule(LightningDataModule):
                  crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.15,
                  saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: int = 32, num_workers: int = 2,
                  streaming: bool = True, shuffle_buffer: int = 1000, seed: int = 0, skip_corrupt: bool = False,
-                 pin_memory: bool | None = None, drop_last: bool = True) -> None:
+                 pin_memory: bool | None = None, drop_last: bool = True, gpu_decode: bool = False) -> None:
         super().__init__()
         if batch_size < 1:
             raise ScarceError(f"TFRecordDataModule: batch_size must be >= 1, got {batch_size}; set "
@@ -90,10 +94,19 @@ class TFRecordDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.files = {"train": train, "val": val, "test": test}
         self.features = dict(features or {"image": "jpeg", "label": "int"})
+        self.gpu_keys = [k for k, v in self.features.items() if v == "jpeg"] if gpu_decode else []
+        if gpu_decode and (size is None or not self.gpu_keys or any(v in ("png", "mask") for v in
+                                                                     self.features.values())):
+            raise ScarceError("TFRecordDataModule: gpu_decode needs `--data.size` and 'jpeg' features, and does "
+                              "not handle masks; set `--data.gpu_decode false` for segmentation")
+        if gpu_decode:
+            self.features.update({k: "encoded" for k in self.gpu_keys})
         self.datasets: dict[str, Any] = {}
 
     def _transform(self, split: str):
         h = self.hparams
+        if self.gpu_keys:
+            return None  # done per batch on the device, see on_before_batch_transfer
         size = list(h.size) if h.size is not None else None
         if split == "train" and h.augment:
             return train_transform(size, crop_scale=tuple(h.crop_scale) if h.crop_scale else None,
@@ -131,7 +144,21 @@ class TFRecordDataModule(LightningDataModule):
         # Streaming workers must be re-created each epoch to see the new epoch (set in the main process).
         return EpochDataLoader(ds, batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
                                pin_memory=pin, drop_last=split == "train" and h.drop_last,
-                               persistent_workers=False, epoch_source=self)
+                               persistent_workers=False, epoch_source=self,
+                               collate_fn=collate_encoded(self.gpu_keys) if self.gpu_keys else None)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``gpu_decode``: decode (nvJPEG) and augment the encoded images straight on the device."""
+        if not self.gpu_keys or not isinstance(batch, dict):
+            return batch
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        training = trainer is not None and trainer.training
+        h = self.hparams
+        augment = BatchCropResize(h.size, tuple(h.crop_scale), train=training and h.augment)
+        for key in self.gpu_keys:
+            batch[key] = augment(decode_jpeg_batch(batch[key], device))
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
