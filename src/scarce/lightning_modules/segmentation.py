@@ -116,9 +116,11 @@ class Segmentation(LightningModule):
         return F.cross_entropy(logits, mask, weight=self.loss_weights.to(logits.dtype),
                                ignore_index=self.hparams.ignore_index)
 
-    def _common_step(self, batch: dict[str, Any], stage: str, dataloader_idx: int = 0) -> torch.Tensor:
+    def _common_step(self, batch: dict[str, Any], stage: str, dataloader_idx: int = 0,
+                     logits: torch.Tensor | None = None) -> torch.Tensor:
         image, mask = batch["image"], batch["mask"]
-        logits = self(image)
+        # Subclasses that already ran the network on the batch (e.g. DANN, for its domain head) pass the logits.
+        logits = self(image) if logits is None else logits
         loss = self.loss(logits, mask)
         if stage == "train":
             self.log("train/loss", loss, prog_bar=True, batch_size=image.shape[0])
