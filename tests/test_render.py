@@ -284,3 +284,39 @@ def test_msaa_only_touches_rgb():
     assert len(set(np.unique(alphas[4]).tolist()) - {0, 255}) >= 2  # partial coverage on the edges
     with pytest.raises(ScarceError, match="msaa"):
         get_preset("synthetic-flat").replace(msaa=3)
+
+
+_BROKEN_EGL = "/nonexistent/egl_vendor.json"  # libglvnd then finds no EGL vendor: EGL cannot start
+
+
+def test_no_backend_error_lists_debian_packages(monkeypatch):
+    from scarce.render import _gl
+
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    monkeypatch.setenv("__EGL_VENDOR_LIBRARY_FILENAMES", _BROKEN_EGL)
+    monkeypatch.setattr(_gl, "BACKENDS", ("egl",))
+    with pytest.raises(_gl.GLBackendError, match="libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 libosmesa6"):
+        _gl.select_backend()
+    assert "PYOPENGL_PLATFORM" not in os.environ
+
+
+def _osmesa_usable() -> bool:
+    import ctypes.util
+    import importlib.metadata
+
+    version = tuple(int(p) for p in importlib.metadata.version("PyOpenGL").split(".")[:3])
+    return ctypes.util.find_library("OSMesa") is not None and version >= (3, 1, 5)
+
+
+@pytest.mark.skipif(not _osmesa_usable(), reason="needs libosmesa6 and PyOpenGL >= 3.1.5")
+def test_falls_back_to_osmesa_when_egl_fails():
+    import subprocess
+    import sys
+
+    code = ("from scarce.render._gl import select_backend; assert select_backend() == 'osmesa'; "
+            "from scarce.render import SampleRenderer; s = SampleRenderer('synthetic-flat', (32, 32)).render(0, 0); "
+            "assert (s['instance'] > 0).any() and ((s['depth'] > 0) == (s['instance'] > 0)).all()")
+    env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
+    env["__EGL_VENDOR_LIBRARY_FILENAMES"] = _BROKEN_EGL
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

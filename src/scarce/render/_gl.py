@@ -115,6 +115,9 @@ def select_backend() -> str:
             return platform
         errors[platform] = err
     detail = "; ".join(f"{p}: {e}" for p, e in errors.items())
+    if "OSMesaCreateContextAttribs" in errors.get("osmesa", ""):
+        detail += (" -- pyrender's OSMesa platform needs PyOpenGL >= 3.1.5 and pyrender 0.1.45 pins 3.1.0: "
+                   "`pip install --no-deps 'PyOpenGL>=3.1.5'` (tested with 3.1.10)")
     pkgs = " ".join(DEBIAN_PACKAGES["egl"] + DEBIAN_PACKAGES["osmesa"])
     raise GLBackendError(
         f"no headless OpenGL backend works ({detail}). Install one: "
