@@ -320,3 +320,33 @@ def test_falls_back_to_osmesa_when_egl_fails():
     env["__EGL_VENDOR_LIBRARY_FILENAMES"] = _BROKEN_EGL
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_linemod_views_config_renders_ten_fibonacci_views(tmp_path):
+    import dataclasses
+    from pathlib import Path
+
+    import trimesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=40.0)  # millimetres, like LineMOD
+    mesh.visual.vertex_colors = np.tile([30, 200, 90, 255], (len(mesh.vertices), 1)).astype(np.uint8)
+    mesh.apply_translation([5.0, -3.0, 10.0])  # LineMOD models are not centred on their origin
+    path = tmp_path / "mesh.ply"
+    mesh.export(path)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "render" / "linemod_views.yaml")
+    cfg = cfg.replace(objects=(dataclasses.replace(cfg.objects[0], mesh=str(path)),))
+    r = SampleRenderer(cfg, (48, 64))
+    try:
+        samples = [r.render(0, i) for i in range(11)]
+    finally:
+        r.close()
+    centres = []
+    for s in samples[:10]:
+        assert (s["instance"] == 1).sum() > 20 and (s["semantic"] == 1).sum() == (s["instance"] == 1).sum()
+        pose = s["poses"][0].astype(np.float64)
+        centre = pose[:3, :3] @ (np.array([5.0, -3.0, 10.0]) * 0.001) + pose[:3, 3]
+        assert abs(np.linalg.norm(centre) - 0.6) < 1e-4  # the camera sits on the sphere, looking at the centre
+        assert abs(centre[0]) < 1e-4 and abs(centre[1]) < 1e-4
+        centres.append(pose[:3, :3].ravel())
+    assert len({tuple(np.round(c, 4)) for c in centres}) == 10  # ten different viewpoints
+    np.testing.assert_allclose(samples[10]["poses"], samples[0]["poses"], atol=1e-6)  # view 10 = view 0 again

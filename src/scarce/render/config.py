@@ -90,6 +90,9 @@ class RenderConfig:
     """Camera distance to the scene centre, metres."""
     spread: float = 0.12
     """Objects are placed in a cube of this half-size (metres) around the scene centre, not interpenetrating."""
+    rotate_objects: bool = True
+    """Random object orientations; false keeps every model in its file's orientation (the book's 7.3: a fixed
+    model seen from the Fibonacci viewpoints)."""
     roll: Range = (0.0, 0.0)
     """Camera roll about its optical axis, degrees."""
     colors: str = "random"

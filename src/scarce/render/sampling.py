@@ -164,7 +164,8 @@ def sample_scene(
     centres = _place(rng, world_radii, config.spread)
     poses = np.tile(np.eye(4), (n, 1, 1))
     for i in range(n):
-        poses[i, :3, :3] = random_rotation(rng)
+        if config.rotate_objects:
+            poses[i, :3, :3] = random_rotation(rng)
         poses[i, :3, 3] = centres[i]
 
     # Camera.
