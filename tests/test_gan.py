@@ -182,3 +182,17 @@ def test_wgan_gp_mixed_precision_on_gpu(tmp_path, precision):
                       enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=data)
     assert torch.isfinite(trainer.callback_metrics["train_gp_epoch"])
+
+
+@pytest.mark.parametrize("config", ["gan_mnist", "gan_mnist_hinge", "gan_mnist_wgangp"])
+def test_config_runs_a_short_fit(tmp_path, monkeypatch, config):
+    from scarce.cli import lightning_cli
+
+    monkeypatch.chdir(tmp_path)
+    lightning_cli(["fit", "--config", str(ROOT / f"configs/{config}.yaml"), "--trainer.max_epochs=1",
+                   "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--data.limit_train=32",
+                   "--data.limit_val=16", "--data.batch_size=16", "--trainer.enable_progress_bar=false"])
+    run = tmp_path / "runs" / config
+    assert (run / "checkpoints/last.ckpt").is_file()
+    assert (run / "csv/version_0/figures/latent_walk_epoch000.png").is_file()
+    assert (run / "csv/version_0/figures/samples_epoch000.png").is_file()
