@@ -10,7 +10,9 @@ of the size -> resize to 224x224 -> float in [0, 1] -> shuffle 1000 -> batch 32.
 
 Runs alternate (tf.data, scarce, tf.data, scarce, ...) so load changes hit both; each run is ``--epochs``
 full passes, timed from the first batch request (pipeline construction excluded on both sides). Prints
-every run, the medians and ``speedup: X`` (scarce / tf.data). Then the streaming memory check: resident
+every run, the medians, the CPU time per image of each side (``time.process_time`` over the loop: on a
+shared machine wall-clock rates follow the other jobs, CPU time hardly does) and last ``speedup: X``
+(scarce / tf.data images per second). Then the streaming memory check: resident
 memory after 1k and after 100k records read through ``StreamingTFRecordDataset`` (shuffle buffer 1000).
 
     .venv/bin/python benchmarks/pipeline_vs_tfdata.py [--rounds 3] [--records 2000] [--cores 0,1]
@@ -49,7 +51,7 @@ def parse_and_augment(raw):
 files = tf.data.Dataset.list_files(pattern, shuffle=True)
 ds = files.interleave(tf.data.TFRecordDataset, cycle_length=4, num_parallel_calls=AUTOTUNE)
 ds = ds.map(parse_and_augment, num_parallel_calls=AUTOTUNE).shuffle(1000).batch(batch).prefetch(AUTOTUNE)
-images, start, epoch_rates = 0, time.perf_counter(), []
+images, start, cpu0, epoch_rates = 0, time.perf_counter(), time.process_time(), []
 for e in range(epochs):
     t, n = time.perf_counter(), 0
     for x, y in ds:
@@ -57,7 +59,7 @@ for e in range(epochs):
     epoch_rates.append(n / (time.perf_counter() - t))
     images += n
 print("RESULT " + json.dumps({"images_per_second": images / (time.perf_counter() - start), "epochs": epoch_rates,
-                              "images": images}))
+                              "images": images, "cpu_ms_per_image": (time.process_time() - cpu0) * 1e3 / images}))
 """
 
 
@@ -74,7 +76,7 @@ def run_tfdata(pattern: str, epochs: int, batch: int, size: tuple[int, int], cor
 
 
 SCARCE_CODE = r"""
-import json, sys, torch
+import json, sys, time, torch
 from scarce.data import tfrecord as tfr
 from scarce.data.bench import PipelineConfig, ThreadedJpegPipeline, process_pipeline, run
 pattern, epochs, batch, h, w, workers, mode = sys.argv[1:8]
@@ -83,9 +85,12 @@ import cv2
 cv2.setNumThreads(1)
 cfg = PipelineConfig(tfr.expand_files(pattern), "image", int(batch), (int(h), int(w)), int(workers))
 make = ThreadedJpegPipeline(cfg).epoch if mode == "threads" else process_pipeline(cfg)
+cpu0 = time.process_time()  # this process's threads; process mode's workers are not counted
 rate, times, images = run(make, int(epochs))
+cpu_ms = (time.process_time() - cpu0) * 1e3 / images
 epochs_rates = [len(t) * int(batch) / sum(t) for t in times if t]  # last batch may be partial: approximate
-print("RESULT " + json.dumps({"images_per_second": rate, "epochs": epochs_rates, "images": images}))
+print("RESULT " + json.dumps({"images_per_second": rate, "epochs": epochs_rates, "images": images,
+                              "cpu_ms_per_image": cpu_ms}))
 """
 
 
@@ -153,25 +158,31 @@ def main() -> int:
         make_jpeg_shards(data, args.records, args.shards)
     pattern = str(data / "bench-*.tfrecord")
     size = (224, 224)
-    tf_rates, sc_rates = [], []
+    tf_rates, sc_rates, tf_cpu, sc_cpu = [], [], [], []
     print(f"load average before: {os.getloadavg()}", flush=True)
     for r in range(args.rounds):
         tf_res = run_tfdata(pattern, args.epochs, args.batch_size, size, args.cores)
         sc_res = run_scarce(pattern, args.epochs, args.batch_size, size, args.workers, args.mode, args.cores)
         tf_rates.append(tf_res["images_per_second"])
         sc_rates.append(sc_res["images_per_second"])
-        print(f"round {r}: tf.data {tf_rates[-1]:.0f} img/s (epochs {[round(x) for x in tf_res['epochs']]}), "
-              f"scarce {sc_rates[-1]:.0f} img/s (epochs {[round(x) for x in sc_res['epochs']]}), "
+        tf_cpu.append(tf_res["cpu_ms_per_image"])
+        sc_cpu.append(sc_res["cpu_ms_per_image"])
+        print(f"round {r}: tf.data {tf_rates[-1]:.0f} img/s (epochs {[round(x) for x in tf_res['epochs']]}, "
+              f"{tf_cpu[-1]:.2f} CPU ms/img), scarce {sc_rates[-1]:.0f} img/s (epochs "
+              f"{[round(x) for x in sc_res['epochs']]}, {sc_cpu[-1]:.2f} CPU ms/img), "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
     tf_med, sc_med = statistics.median(tf_rates), statistics.median(sc_rates)
-    print(f"tf.data median: {tf_med:.0f} img/s")
-    print(f"scarce median: {sc_med:.0f} img/s ({args.mode}, {args.workers} workers)")
+    print(f"tf.data median: {tf_med:.0f} img/s, {statistics.median(tf_cpu):.2f} CPU ms per image")
+    print(f"scarce median: {sc_med:.0f} img/s, {statistics.median(sc_cpu):.2f} CPU ms per image "
+          f"({args.mode}, {args.workers} workers)")
+    # On a shared machine wall-clock rates follow the load; CPU time per image does not.
+    print(f"cpu_efficiency_ratio: {statistics.median(tf_cpu) / statistics.median(sc_cpu):.2f}")
     print(f"load average after: {os.getloadavg()}")
     if not args.skip_memory:
         mem = memory_check(data.parent / "memory")
         print(f"streaming memory: {mem['after_1k_mb']:.0f} MB after 1k records, {mem['after_all_mb']:.0f} MB after "
               f"{mem['records']} (growth {mem['growth_mb']:.1f} MB)")
-    print(f"speedup: {sc_med / tf_med:.2f}")
+    print(f"speedup: {sc_med / tf_med:.2f}")  # last line: scarce / tf.data images per second
     return 0
 
 

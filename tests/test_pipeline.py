@@ -191,3 +191,22 @@ def test_streaming_skip_corrupt(tmp_path):
     assert len(ids) == 8 and len(ds.skip_report) == 1
     with pytest.raises(CorruptRecordError):
         list(StreamingTFRecordDataset(path, decode={"id": "int"}))
+
+
+def _prefetch_batches(device: str) -> None:
+    from scarce.data.pipeline import CudaPrefetcher
+
+    loader = DataLoader(StreamingTFRecordDataset(str(SHARDED / "*.tfrecord"), decode={"id": "int"}), batch_size=10,
+                        pin_memory=device == "cuda")
+    batches = list(CudaPrefetcher(loader, device))
+    assert all(b["id"].device.type == device for b in batches)
+    assert torch.cat([b["id"].cpu() for b in batches]).tolist() == list(range(NUM))
+
+
+def test_prefetcher_cpu():
+    _prefetch_batches("cpu")
+
+
+@pytest.mark.gpu
+def test_prefetcher_cuda():
+    _prefetch_batches("cuda")
