@@ -10,6 +10,15 @@ from scarce.nets import fcn8s as fcn_module
 from scarce.nets.fcn8s import FCN8s, bilinear_kernel
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # CI and developers share 2 cores with other jobs: one intra-op thread avoids waiting on a descheduled one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def full_net():
     torch.manual_seed(0)
@@ -129,6 +138,8 @@ def test_backbone_weights_from_a_local_file(tmp_path):
     net = FCN8s(4, backbone_weights=str(path), width_divisor=16)
     torch.testing.assert_close(net.features[0].weight, state["features.0.weight"])
     torch.testing.assert_close(net.fc7[0].bias, state["classifier.3.bias"])
+    # Fine-tuning starts as the paper: skip scores at zero.
+    assert not net.score_pool3.weight.any() and not net.score_pool4.weight.any()
 
 
 def test_backbone_weights_errors(tmp_path):

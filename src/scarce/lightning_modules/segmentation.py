@@ -90,7 +90,8 @@ class Segmentation(LightningModule):
             if datamodule is None or not hasattr(datamodule, "class_weights"):
                 raise ScarceError("model.class_weights='median_frequency' needs a SegmentationDataModule "
                                   "(its class_weights() reads the training masks); give a list of weights instead")
-            weights = torch.as_tensor(datamodule.class_weights(limit=self.hparams.class_weight_samples),
+            weights = torch.as_tensor(datamodule.class_weights(self.hparams.num_classes,
+                                                             limit=self.hparams.class_weight_samples),
                                       dtype=torch.float32)
             self.loss_weights.copy_(weights)
             rank_zero_info("median-frequency class weights: " + ", ".join(

@@ -100,12 +100,8 @@ class FCN8s(nn.Module):
         for conv in (self.fc6[0], self.fc7[0]):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(conv.bias)
-        # The skip scores start at zero (as in the paper): at first the net is FCN-32s and the skips grow in.
-        for conv in (self.score_pool4, self.score_pool3):
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
-        nn.init.normal_(self.score_fr.weight, std=0.01)
-        nn.init.zeros_(self.score_fr.bias)
+        # Score layers keep PyTorch's default init: from scratch, the paper's zero-initialised skips leave the
+        # backbone without gradient for the first steps (a long plateau); load_backbone zeroes them as the paper.
 
     def load_backbone(self, source: str | Path | dict[str, torch.Tensor]) -> None:
         """Load a torchvision VGG16 state dict (a local path, or the dict) into the backbone, fc6 and fc7."""
@@ -135,6 +131,11 @@ class FCN8s(nn.Module):
         except (RuntimeError, ValueError) as err:
             raise ScarceError(f"FCN8s: {where} does not fit this network (width_divisor={self.width_divisor}; "
                               f"VGG16 weights need width_divisor=1): {err}") from err
+        # Fine-tuning as in the paper: the skips start at zero, so the net begins as FCN-32s and the skips grow in.
+        with torch.no_grad():
+            for conv in (self.score_pool4, self.score_pool3):
+                conv.weight.zero_()
+                conv.bias.zero_()
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

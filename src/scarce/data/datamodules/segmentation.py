@@ -230,11 +230,11 @@ class SegmentationDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def class_weights(self, limit: int | None = None) -> np.ndarray:
-        """Median-frequency weights of the source training set (read without augmentation)."""
+    def class_weights(self, num_classes: int = NUM_CLASSES, limit: int | None = None) -> np.ndarray:
+        """Median-frequency weights of the source training set (read without augmentation), ``(num_classes,)``."""
         dataset = build_dataset(self.source, "train", self.hparams.size, SegmentationTransform(self.hparams.size,
                                                                                                train=False))
-        return median_frequency_weights(class_pixel_counts(dataset, num_workers=self.hparams.num_workers,
+        return median_frequency_weights(class_pixel_counts(dataset, num_classes, num_workers=self.hparams.num_workers,
                                                            limit=limit))
 
 

@@ -1,0 +1,254 @@
+"""Segmentation training: metrics, class weights, the LightningModule learning, and `scarce fit` of every config."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _segmentation_data import make_cityscapes, make_synthia
+from lightning.pytorch import Trainer, seed_everything
+from torch.utils.data import DataLoader, Dataset
+
+from scarce._errors import ScarceError
+from scarce.callbacks.segmentation import overlay_grid
+from scarce.cli import lightning_cli
+from scarce.data.datamodules.segmentation import (
+    SegmentationDataModule,
+    SegmentationSource,
+    SegmentationTransform,
+    build_dataset,
+    class_pixel_counts,
+    median_frequency_weights,
+)
+from scarce.lightning_modules.segmentation import Segmentation
+from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # CI and developers share 2 cores with other jobs: one intra-op thread avoids waiting on a descheduled one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def test_iou_and_accuracy_by_hand():
+    metric = SegmentationMetrics(3)
+    target = torch.tensor([[[0, 0, 1, 1, 255]]])
+    pred = torch.tensor([[[0, 1, 1, 1, 2]]])
+    metric.update(pred, target)
+    result = metric.compute()
+    # class 0: 1 / 2; class 1: 2 / 3; class 2: only predicted on an ignored pixel -> no IoU.
+    torch.testing.assert_close(result["iou"][:2], torch.tensor([1 / 2, 2 / 3]))
+    assert result["iou"][2].isnan()
+    torch.testing.assert_close(result["miou"], torch.tensor((1 / 2 + 2 / 3) / 2))
+    torch.testing.assert_close(result["acc"], torch.tensor(3 / 4))
+    table = format_iou_table(result["iou"], ["a", "b", "c"])
+    assert "0.500" in table and "c  -" in table and "0.583" in table
+
+
+def test_metrics_accumulate_over_the_split_not_per_batch():
+    gen = torch.Generator().manual_seed(0)
+    preds = torch.randint(0, 4, (6, 8, 8), generator=gen)
+    targets = torch.randint(0, 4, (6, 8, 8), generator=gen)
+    targets[0, :4] = 255
+    whole, batched = SegmentationMetrics(4), SegmentationMetrics(4)
+    whole.update(preds, targets)
+    for i in range(0, 6, 2):
+        batched.update(preds[i:i + 2], targets[i:i + 2])
+    for key in ("iou", "miou", "acc"):
+        torch.testing.assert_close(batched.compute()[key], whole.compute()[key])
+    logits = torch.nn.functional.one_hot(preds, 4).permute(0, 3, 1, 2).float()
+    from_logits = SegmentationMetrics(4)
+    from_logits.update(logits, targets)
+    torch.testing.assert_close(from_logits.compute()["miou"], whole.compute()["miou"])
+
+
+def test_median_frequency_weights():
+    weights = median_frequency_weights(np.array([100, 10, 0, 50]))
+    # frequencies 100/160, 10/160, 50/160; median 50/160.
+    np.testing.assert_allclose(weights, [0.5, 5.0, 0.0, 1.0])
+    with pytest.raises(ScarceError, match="no labelled pixel"):
+        median_frequency_weights(np.zeros(3))
+
+
+def test_overlay_grid_shape():
+    grid = overlay_grid(torch.rand(2, 3, 8, 10), torch.zeros(2, 8, 10, dtype=torch.long),
+                        torch.full((2, 8, 10), 255))
+    assert grid.shape == (3, 2 * 8 + 3 * 2, 3 * 10 + 4 * 2)
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ScarceError, match="class_weights has 2 values"):
+        Segmentation(num_classes=3, width_divisor=16, class_weights=[1.0, 2.0])
+    with pytest.raises(ScarceError, match="class_names"):
+        Segmentation(num_classes=3, width_divisor=16, class_names=["a"])
+    with pytest.raises(ScarceError, match="root"):
+        SegmentationDataModule(SegmentationSource(kind="cityscapes")).setup("fit")
+    with pytest.raises(ScarceError, match="paired_target"):
+        SegmentationDataModule(SegmentationSource(kind="cityscapes", root="x"), paired_target=True)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+class Halves(Dataset):
+    """Each image is split into two halves of two different classes; each class has its own colour."""
+
+    colours = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.2, 0.2, 0.9]])
+
+    def __init__(self, n: int, seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        self.pairs = [torch.randperm(3, generator=gen)[:2] for _ in range(n)]
+        self.vertical = torch.rand(n, generator=gen) < 0.5
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        mask = torch.empty(32, 32, dtype=torch.long)
+        a, b = self.pairs[i].tolist()
+        if self.vertical[i]:
+            mask[:, :16], mask[:, 16:] = a, b
+        else:
+            mask[:16], mask[16:] = a, b
+        mask[0, :] = 255  # an ignored row: must not count
+        image = self.colours[mask.clamp(max=2)].permute(2, 0, 1).clone()
+        return {"image": image, "mask": mask}
+
+
+def test_learns_a_tiny_segmentation_task(tmp_path):
+    seed_everything(0)
+    model = Segmentation(num_classes=3, width_divisor=16, dropout=0.0, lr=1e-3, class_names=["r", "g", "b"])
+    train = DataLoader(Halves(64, 0), batch_size=8, shuffle=True)
+    val = DataLoader(Halves(16, 1), batch_size=16)
+    trainer = Trainer(max_epochs=10, check_val_every_n_epoch=10, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                      num_sanity_val_steps=0)
+    trainer.fit(model, train, val)
+    result = model.last_results["val"]
+    # Chance is 1/3 accuracy; a network that reads colours gets nearly every pixel but the borders.
+    assert result["acc"] > 0.8, result
+    assert result["miou"] > 0.6, result
+    assert trainer.callback_metrics["val/miou"] == result["miou"]
+
+
+def test_two_domains_gap_overlays_and_median_frequency(tmp_path):
+    make_cityscapes(tmp_path / "cs", splits=("val",))
+    make_synthia(tmp_path / "syn")
+    seed_everything(0)
+    data = SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")),
+                                  SegmentationSource(kind="cityscapes", root=str(tmp_path / "cs")),
+                                  size=(32, 48), batch_size=2)
+    model = Segmentation(width_divisor=16, class_weights="median_frequency")
+    from lightning.pytorch.loggers import CSVLogger
+
+    from scarce.callbacks.segmentation import SegmentationOverlays
+
+    trainer = Trainer(max_steps=2, limit_val_batches=1, logger=CSVLogger(tmp_path, name="csv"),
+                      callbacks=[SegmentationOverlays(num_images=2)], enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, data)
+    for key in ("val/source_miou", "val/target_miou", "val/source_acc", "val/target_acc", "val/miou_gap",
+                "val/source_loss", "val/target_loss"):
+        assert key in trainer.callback_metrics, key
+    torch.testing.assert_close(trainer.callback_metrics["val/miou_gap"],
+                               trainer.callback_metrics["val/source_miou"] - trainer.callback_metrics["val/target_miou"])
+    # Median-frequency weights from the source training masks, resized but not augmented.
+    plain = build_dataset(data.source, "train", (32, 48), SegmentationTransform((32, 48), train=False))
+    counts = class_pixel_counts(plain)
+    assert (counts > 0).all()  # the tiny SYNTHIA tree uses every train id
+    np.testing.assert_allclose(model.loss_weights.numpy(), median_frequency_weights(counts), rtol=1e-5)
+    overlays = sorted(p.name for p in (Path(trainer.log_dir) / "overlays").glob("*.png"))
+    assert overlays == ["epoch000_source.png", "epoch000_target.png"]
+    trainer.test(model, data)
+    assert "test/miou" in trainer.callback_metrics
+
+
+def test_paired_target_batches_drop_target_masks(tmp_path):
+    make_cityscapes(tmp_path / "cs", splits=("train", "val"))
+    make_synthia(tmp_path / "syn")
+    data = SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")),
+                                  SegmentationSource(kind="cityscapes", root=str(tmp_path / "cs")),
+                                  size=(32, 32), batch_size=2, paired_target=True)
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    batch = batch[0] if isinstance(batch, tuple) else batch
+    assert set(batch) == {"source", "target"}
+    assert "mask" in batch["source"] and "mask" not in batch["target"]
+    assert batch["target"]["image"].shape == (2, 3, 32, 32)
+
+
+# ------------------------------------------------------------------------------------------------ configs
+
+TINY = ["--model.width_divisor", "16", "--data.batch_size", "2", "--data.num_workers", "0",
+        "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+        "--trainer.log_every_n_steps", "1"]
+
+
+def _metrics(run_dir: Path) -> set[str]:
+    files = list(run_dir.glob("csv/version_*/metrics.csv"))
+    assert files, f"no metrics.csv under {run_dir}"
+    with open(files[0]) as f:
+        return set(next(csv.reader(f)))
+
+
+@pytest.mark.parametrize("shards", [False, True], ids=["folders", "shards"])
+def test_scarce_fit_cityscapes_config(tmp_path, monkeypatch, shards):
+    make_cityscapes(tmp_path / "cs", splits=("train", "val"))
+    root, kind = str(tmp_path / "cs"), "cityscapes"
+    if shards:
+        from scarce.data.datasets.cityscapes import convert
+
+        convert(root, tmp_path / "cs_shards")
+        root, kind = str(tmp_path / "cs_shards"), "shards"
+    monkeypatch.chdir(tmp_path)
+    lightning_cli(["fit", "--config", str(REPO / "configs/fcn8s_cityscapes.yaml"), "--data.source.root", root,
+                   "--data.source.kind", kind, "--data.size", "[32, 64]", *TINY])
+    assert {"val/miou", "val/acc", "train/loss"} <= _metrics(tmp_path / "runs/fcn8s_cityscapes")
+
+
+def test_scarce_fit_synthia_to_cityscapes_config(tmp_path, monkeypatch):
+    make_cityscapes(tmp_path / "cs", splits=("val",))
+    make_synthia(tmp_path / "syn")
+    monkeypatch.chdir(tmp_path)
+    lightning_cli(["fit", "--config", str(REPO / "configs/fcn8s_synthia_to_cityscapes.yaml"),
+                   "--data.source.root", str(tmp_path / "syn"), "--data.target.root", str(tmp_path / "cs"),
+                   "--data.size", "[32, 32]", *TINY])
+    assert {"val/source_miou", "val/target_miou", "val/miou_gap"} <= _metrics(
+        tmp_path / "runs/fcn8s_synthia_to_cityscapes")
+
+
+def test_scarce_fit_rendered_config(tmp_path):
+    # In a child process: rendering creates a GL context, which must not live in the pytest process that forks.
+    env = dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "scarce", "fit", "--config", str(REPO / "configs/fcn8s_rendered.yaml"),
+           "--model.width_divisor", "16", "--data.batch_size", "2", "--trainer.max_steps", "2",
+           "--trainer.val_check_interval", "2", "--data.source.num_train", "4", "--data.source.num_val", "2",
+           "--data.target.num_val", "2", "--data.size", "[32, 32]", "--trainer.enable_progress_bar", "false",
+           "--model.class_weight_samples", "4"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {"val/source_miou", "val/target_miou", "val/miou_gap"} <= _metrics(tmp_path / "runs/fcn8s_rendered")
+    assert "realism gap: source mIoU" in proc.stdout + proc.stderr
+
+
+def test_rendered_class_names_match_the_config():
+    import yaml
+
+    from scarce.data.datasets.rendered_segmentation import rendered_class_names
+
+    config = yaml.safe_load((REPO / "configs/fcn8s_rendered.yaml").read_text())
+    args = config["model"]["init_args"]
+    assert tuple(args["class_names"]) == rendered_class_names()
+    assert args["num_classes"] == len(rendered_class_names())
