@@ -153,13 +153,14 @@ class _ZlibReader(io.RawIOBase):
         self._raw = raw
         self._inflate = zlib.decompressobj()
         self._pending = b""
+        self._pos = 0  # read position in _pending (slicing it each time would copy it over and over)
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending and not self._eof:
+        while self._pos >= len(self._pending) and not self._eof:
             data = self._inflate.unconsumed_tail or self._raw.read(1 << 16)
             if not data:
                 self._eof = True
@@ -167,12 +168,12 @@ class _ZlibReader(io.RawIOBase):
                     raise EOFError("compressed stream ended before the end-of-stream marker was reached")
                 break
             # max_length bounds memory: a small damaged stream cannot inflate into gigabytes at once.
-            self._pending = self._inflate.decompress(data, 1 << 20)
+            self._pending, self._pos = self._inflate.decompress(data, 1 << 20), 0
             if self._inflate.eof and not self._inflate.unconsumed_tail:
                 self._eof = True
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+        n = min(len(buffer), len(self._pending) - self._pos)
+        buffer[:n] = memoryview(self._pending)[self._pos:self._pos + n]
+        self._pos += n
         return n
 
     def close(self) -> None:
