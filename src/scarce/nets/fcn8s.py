@@ -97,7 +97,10 @@ class FCN8s(nn.Module):
             self.load_backbone(backbone_weights)
 
     def _init_head(self) -> None:
-        for conv in (self.fc6[0], self.fc7[0]):
+        # He initialisation, as torchvision's VGG: PyTorch's default conv init shrinks the signal ~6x in variance
+        # per ReLU layer, so 15 plain layers from scratch would start with vanishing activations and gradients.
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)] + [self.fc6[0], self.fc7[0]]
+        for conv in convs:
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(conv.bias)
         # Score layers keep PyTorch's default init: from scratch, the paper's zero-initialised skips leave the
