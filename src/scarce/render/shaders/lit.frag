@@ -1,12 +1,6 @@
 #version 330 core
-// A light replacement for pyrender's PBR mesh.frag: Lambert diffuse + Blinn-Phong highlight, ambient,
-// directional and point lights. Same uniform names as mesh.frag, so pyrender binds them unchanged.
-// On Mesa llvmpipe the PBR shader, run per MSAA sample, is most of the frame time (docs/rendering.md).
-struct DirectionalLight { vec3 color; float intensity; vec3 direction; };
-struct PointLight { vec3 color; float intensity; float range; vec3 position; };
-struct SpotLight { vec3 color; float intensity; float range; vec3 position; vec3 direction;
-                   float light_angle_scale; float light_angle_offset; };
-
+// Colour = base (material factor x texture x vertex colour) x interpolated light + highlight; the lighting
+// itself is per vertex (lit.vert). Same uniform names as pyrender's mesh.frag.
 struct Material {
     vec3 emissive_factor;
 #ifdef USE_METALLIC_MATERIAL
@@ -22,27 +16,14 @@ struct Material {
 #ifdef HAS_BASE_COLOR_TEX
     sampler2D base_color_texture;
 #endif
-#ifdef HAS_DIFFUSE_TEX
-    sampler2D diffuse_texture;
-#endif
 };
 
 uniform Material material;
-uniform PointLight point_lights[MAX_POINT_LIGHTS];
-uniform int n_point_lights;
-uniform DirectionalLight directional_lights[MAX_DIRECTIONAL_LIGHTS];
-uniform int n_directional_lights;
-uniform SpotLight spot_lights[MAX_SPOT_LIGHTS];
-uniform int n_spot_lights;
-uniform vec3 cam_pos;
-uniform vec3 ambient_light;
 
-in vec3 frag_position;
 in vec3 obj_position;
-#ifdef NORMAL_LOC
-in vec3 frag_normal;
 in vec3 obj_normal;
-#endif
+in vec3 light_diffuse;
+in vec3 light_specular;
 #ifdef TEXCOORD_0_LOC
 in vec2 uv_0;
 #endif
@@ -73,10 +54,8 @@ void main()
 {
 #ifdef USE_METALLIC_MATERIAL
     vec4 base = material.base_color_factor;
-    float rough = material.roughness_factor;
 #else
     vec4 base = vec4(1.0);
-    float rough = 1.0;
 #endif
 #ifdef HAS_BASE_COLOR_TEX
     base *= base_texture();
@@ -84,32 +63,7 @@ void main()
 #ifdef COLOR_0_LOC
     base *= color_multiplier;
 #endif
-    vec3 color = ambient_light * base.rgb + material.emissive_factor;
-#ifdef NORMAL_LOC
-    vec3 n = normalize(frag_normal);
-    vec3 v = normalize(cam_pos - frag_position);
-    if (dot(n, v) < 0.0) n = -n;  // back faces of open meshes light like front faces
-    float shininess = mix(64.0, 4.0, rough);
-    float spec_weight = 0.5 * (1.0 - rough);
-    for (int i = 0; i < n_directional_lights; i++) {
-        vec3 l = normalize(-directional_lights[i].direction);
-        vec3 radiance = directional_lights[i].color * directional_lights[i].intensity;
-        float nl = max(dot(n, l), 0.0);
-        float nh = max(dot(n, normalize(l + v)), 0.0);
-        color += radiance * (base.rgb * nl + spec_weight * pow(nh, shininess) * step(0.0, nl));
-    }
-    for (int i = 0; i < n_point_lights; i++) {
-        vec3 d = point_lights[i].position - frag_position;
-        float dist2 = max(dot(d, d), 1e-4);
-        vec3 l = d * inversesqrt(dist2);
-        vec3 radiance = point_lights[i].color * point_lights[i].intensity / dist2;
-        float nl = max(dot(n, l), 0.0);
-        float nh = max(dot(n, normalize(l + v)), 0.0);
-        color += radiance * (base.rgb * nl + spec_weight * pow(nh, shininess) * step(0.0, nl));
-    }
-#else
-    color += base.rgb;
-#endif
+    vec3 color = base.rgb * light_diffuse + light_specular + material.emissive_factor;
     // Opaque objects write alpha 1 over a clear alpha of 0: after the MSAA resolve, alpha is the pixel
     // coverage, which composites anti-aliased edges over any background.
     frag_color = vec4(clamp(color, 0.0, 1.0), 1.0);
