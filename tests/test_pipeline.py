@@ -210,3 +210,10 @@ def test_prefetcher_cpu():
 @pytest.mark.gpu
 def test_prefetcher_cuda():
     _prefetch_batches("cuda")
+
+
+def test_even_ranks_equal_shares():
+    per_rank = _ids(3, 2, epoch=2, shuffle=True, seed=4, even_ranks=True)
+    assert [len(ids) for ids in per_rank] == [NUM // 3] * 3  # 104 = 3 * 34 + 2: two records left out
+    flat = [i for ids in per_rank for i in ids]
+    assert len(set(flat)) == len(flat) == 102
