@@ -61,10 +61,12 @@ class SegmentationOverlays(Callback):
             self._batches[dataloader_idx] = {k: batch[k][: self.num_images].detach() for k in ("image", "mask")}
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # trainer.log_dir broadcasts from rank 0 under DDP: every rank must ask, or rank 0 waits forever.
+        log_dir = trainer.log_dir
         if not self._batches or not trainer.is_global_zero:
             return
         domains = getattr(trainer.datamodule, "domains", None) if trainer.datamodule is not None else None
-        out_dir = Path(trainer.log_dir or trainer.default_root_dir) / "overlays"
+        out_dir = Path(log_dir or trainer.default_root_dir) / "overlays"
         out_dir.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
             for idx, batch in sorted(self._batches.items()):
