@@ -22,13 +22,13 @@ import threading
 from scarce._errors import ScarceError
 
 __all__ = [
-    "DEBIAN_PACKAGES",
     "BACKENDS",
+    "DEBIAN_PACKAGES",
     "GLBackendError",
-    "select_backend",
+    "context_created_before_fork",
     "import_pyrender",
     "mark_context_created",
-    "context_created_before_fork",
+    "select_backend",
 ]
 
 BACKENDS = ("egl", "osmesa")
@@ -88,7 +88,7 @@ def _probe(platform: str, timeout: float = 60.0) -> str | None:
     env = dict(os.environ, PYOPENGL_PLATFORM=platform)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout:.0f} s"

@@ -15,7 +15,7 @@ import yaml
 
 from scarce._errors import ScarceError
 
-__all__ = ["ObjectSpec", "Intrinsics", "RenderConfig", "load_config", "KINECT"]
+__all__ = ["KINECT", "Intrinsics", "ObjectSpec", "RenderConfig", "load_config"]
 
 Range = tuple[float, float]
 
@@ -33,7 +33,7 @@ class Intrinsics:
     near: float = 0.05
     far: float = 5.0
 
-    def matrix(self, height: int, width: int) -> "np.ndarray":  # noqa: F821
+    def matrix(self, height: int, width: int) -> np.ndarray:  # noqa: F821
         """The 3x3 K for an ``height x width`` output (the image is resized, not cropped)."""
         import numpy as np
 
@@ -141,11 +141,11 @@ class RenderConfig:
             if spec.appearance not in ("random", "mesh"):
                 raise ScarceError(f"object {spec.name!r}: appearance={spec.appearance!r}; expected 'random' or 'mesh'")
 
-    def replace(self, **changes: Any) -> "RenderConfig":
+    def replace(self, **changes: Any) -> RenderConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "RenderConfig":
+    def from_dict(cls, data: dict, source: str = "<dict>") -> RenderConfig:
         """Build from plain data (YAML); unknown keys raise an error naming ``source`` and the valid keys."""
         data = dict(data)
         names = {f.name for f in dataclasses.fields(cls)}

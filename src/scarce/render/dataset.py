@@ -33,15 +33,15 @@ from scarce.render.config import RenderConfig, load_config
 from scarce.render.sampling import sample_scene
 
 __all__ = [
-    "SampleRenderer",
     "RenderedDataset",
-    "resolve_config",
-    "encode_record",
-    "decode_record",
-    "decode_raw_record",
-    "read_rendered",
-    "to_training_sample",
+    "SampleRenderer",
     "boxes_from_instances",
+    "decode_raw_record",
+    "decode_record",
+    "encode_record",
+    "read_rendered",
+    "resolve_config",
+    "to_training_sample",
 ]
 
 RECORD_FEATURES = ("image", "depth", "semantic", "instance", "boxes", "classes", "poses", "K", "height", "width")

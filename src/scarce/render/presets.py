@@ -11,11 +11,11 @@ from scarce._errors import ScarceError
 from scarce.render.config import RenderConfig
 from scarce.render.scene import CLASS_NAMES, default_objects
 
-__all__ = ["CLASS_NAMES", "PRESETS", "get_preset", "NUM_CLASSES"]
+__all__ = ["CLASS_NAMES", "NUM_CLASSES", "PRESETS", "get_preset"]
 
 NUM_CLASSES = len(CLASS_NAMES)  # including background 0
 
-_GEOMETRY = dict(num_objects=(2, 5), distance=(0.35, 0.65), spread=0.12, viewpoints="random")
+_GEOMETRY = {"num_objects": (2, 5), "distance": (0.35, 0.65), "spread": 0.12, "viewpoints": "random"}
 
 PRESETS: dict[str, RenderConfig] = {
     "synthetic-flat": RenderConfig(

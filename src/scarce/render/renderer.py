@@ -20,7 +20,7 @@ import numpy as np
 from scarce._errors import ScarceError
 from scarce.render._gl import context_created_before_fork, import_pyrender, mark_context_created
 
-__all__ = ["FrameRenderer", "RawFrame", "SHADER_DIR"]
+__all__ = ["SHADER_DIR", "FrameRenderer", "RawFrame"]
 
 SHADER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shaders")
 
@@ -228,7 +228,7 @@ class FrameRenderer:
         self._renderer.delete()
         if hasattr(self._platform, "_egl_context"):
             # pyrender would also eglTerminate the display, which every other context of this process shares.
-            from OpenGL.EGL import eglDestroyContext, eglMakeCurrent, EGL_NO_CONTEXT, EGL_NO_SURFACE
+            from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglDestroyContext, eglMakeCurrent
 
             display = self._platform._egl_display
             eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)

@@ -14,7 +14,7 @@ import numpy as np
 
 from scarce.render.config import RenderConfig
 
-__all__ = ["fibonacci_sphere", "look_at", "SceneParams", "sample_scene", "rng_for", "random_rotation"]
+__all__ = ["SceneParams", "fibonacci_sphere", "look_at", "random_rotation", "rng_for", "sample_scene"]
 
 BACKGROUND_KINDS = ("solid", "gray", "noise", "photo")
 

@@ -17,12 +17,12 @@ from scarce.render.config import ObjectSpec, RenderConfig
 __all__ = [
     "CLASS_NAMES",
     "PROCEDURAL_SHAPES",
-    "default_objects",
-    "procedural_mesh",
-    "load_mesh",
-    "texture_bank",
-    "photo_bank",
     "RenderScene",
+    "default_objects",
+    "load_mesh",
+    "photo_bank",
+    "procedural_mesh",
+    "texture_bank",
 ]
 
 # The one class table of the built-in objects: id = position; 0 is background.
@@ -38,7 +38,7 @@ def default_objects() -> tuple[ObjectSpec, ...]:
     return tuple(ObjectSpec(name=n, class_id=i, mesh=n) for i, n in enumerate(CLASS_NAMES) if i > 0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def procedural_mesh(name: str):
     """A built-in shape as a ``trimesh.Trimesh`` centred at the origin, bounding-sphere radius about 0.5."""
     import trimesh
@@ -85,7 +85,7 @@ def _resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photos() -> tuple[np.ndarray, ...]:
     import skimage.data
 
