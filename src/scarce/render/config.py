@@ -183,8 +183,8 @@ def _resolve_mesh_path(spec: ObjectSpec, base: Path) -> ObjectSpec:
     if spec.mesh in PROCEDURAL_SHAPES:
         return spec
     path = Path(spec.mesh).expanduser()
-    if not path.is_absolute() and not path.exists() and (base / path).exists():
-        path = base / path
+    if not path.is_absolute():
+        path = (base / path).resolve()  # relative to the config file, wherever scarce runs from
     return dataclasses.replace(spec, mesh=str(path))
 
 
