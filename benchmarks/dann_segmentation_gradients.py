@@ -40,7 +40,6 @@ def main(argv=None) -> int:
 
     import inspect
 
-    import torch
     import torch.nn.functional as F
     from lightning.pytorch import seed_everything
     from torch.utils.data import DataLoader

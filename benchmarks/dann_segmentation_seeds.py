@@ -43,7 +43,7 @@ def fit(config: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, fl
     cmd = [str(SCARCE), "fit", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}",
            "--trainer.enable_progress_bar=false", *extra]
     with open(run_dir / "log.txt", "w") as log:
-        proc = subprocess.run(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.run(cmd, check=False, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
                               env=dict(os.environ, PYOPENGL_PLATFORM="egl"))
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {run_dir / 'log.txt'}")
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
             print(f"{name:<12} seed {seed}: source mIoU {result[KEYS[0]]:.3f}, target mIoU {result[KEYS[1]]:.3f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     base = results["source-only"]
-    print(f"\n| model | source mIoU | target mIoU | seeds |\n| --- | --- | --- | --- |")
+    print("\n| model | source mIoU | target mIoU | seeds |\n| --- | --- | --- | --- |")
     for name, runs in results.items():
         print(f"| {name} | {_stats([r[KEYS[0]] for r in runs])} | {_stats([r[KEYS[1]] for r in runs])} | "
               f"{' '.join(map(str, args.seeds))} |")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 
 from scarce._errors import ScarceError
@@ -17,8 +18,9 @@ from scarce.schedules import dann_lambda, progress
 
 __all__ = ["DANNSegmentation"]
 
-# FCN-8s' pool5 has 512 channels at width_divisor 1 (VGG16).
-_POOL5_CHANNELS = 512
+def _pool5_channels(net: nn.Module) -> int:
+    """Channels of FCN-8s' pool5: those of the backbone's last convolution (512 / ``width_divisor``)."""
+    return [m for m in net.features if isinstance(m, nn.Conv2d)][-1].out_channels
 
 
 class DANNSegmentation(Segmentation):
@@ -94,7 +96,7 @@ class DANNSegmentation(Segmentation):
                               f"({domain_loss_weight}) must be >= 0; use adaptation_weight: 0 for source-only")
         self.save_hyperparameters()
         if placement == "pool5":
-            self.domain_head = Pool5DomainClassifier(_POOL5_CHANNELS // self.net.width_divisor, domain_dropout)
+            self.domain_head = Pool5DomainClassifier(_pool5_channels(self.net), domain_dropout)
         else:
             self.domain_head = OutputDomainDiscriminator(self.net.num_classes, discriminator_width,
                                                          discriminator_layers, discriminator_downsamples)

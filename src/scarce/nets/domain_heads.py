@@ -17,7 +17,7 @@ from torch import nn
 
 from scarce._errors import ScarceError
 
-__all__ = ["Pool5DomainClassifier", "OutputDomainDiscriminator", "DOMAIN_HEADS", "create_domain_head"]
+__all__ = ["DOMAIN_HEADS", "OutputDomainDiscriminator", "Pool5DomainClassifier", "create_domain_head"]
 
 
 class Pool5DomainClassifier(nn.Module):
