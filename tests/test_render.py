@@ -352,3 +352,19 @@ def test_linemod_views_config_renders_ten_fibonacci_views(tmp_path):
         centres.append(pose[:3, :3].ravel())
     assert len({tuple(np.round(c, 4)) for c in centres}) == 10  # ten different viewpoints
     np.testing.assert_allclose(samples[10]["poses"], samples[0]["poses"], atol=1e-6)  # view 10 = view 0 again
+
+
+@pytest.mark.parametrize("ext", ["obj", "glb"])
+def test_obj_and_glb_meshes_render_with_their_class(tmp_path, ext):
+    import trimesh
+
+    path = tmp_path / f"part.{ext}"
+    trimesh.creation.cone(radius=30.0, height=80.0).export(path)
+    spec = ObjectSpec("part", 9, str(path), scale=0.001, appearance="random")
+    r = SampleRenderer(_single_object_config(spec), SIZE)
+    try:
+        s = r.render(0, 0)
+    finally:
+        r.close()
+    assert set(np.unique(s["semantic"]).tolist()) == {0, 9}
+    assert s["classes"].tolist() == [9] and (s["instance"] == 1).sum() > 30
