@@ -252,3 +252,26 @@ def test_rendered_class_names_match_the_config():
     args = config["model"]["init_args"]
     assert tuple(args["class_names"]) == rendered_class_names()
     assert args["num_classes"] == len(rendered_class_names())
+
+
+# ------------------------------------------------------------------------------------------------ data commands
+
+
+def test_scarce_data_convert_and_stats(tmp_path, capsys):
+    from scarce.data.cli import main as data_main
+
+    make_cityscapes(tmp_path / "cs", splits=("train",), label_ids=True)
+    assert data_main(["convert", "cityscapes", "--root", str(tmp_path / "cs"), "--out", str(tmp_path / "out")]) == 0
+    assert '"num_records": 4' in capsys.readouterr().out
+    assert data_main(["stats", "shards", "--root", str(tmp_path / "out"), "--json"]) == 0
+    import json
+
+    stats = json.loads(capsys.readouterr().out)
+    counts = np.array([c["pixels"] for c in stats["classes"]])
+    assert stats["images"] == 4 and counts.sum() == stats["labelled_pixels"]
+    assert stats["labelled_pixels"] + stats["ignored_pixels"] == 4 * 24 * 40
+    np.testing.assert_allclose([c["median_frequency_weight"] for c in stats["classes"]],
+                               median_frequency_weights(counts))
+    assert data_main(["stats", "cityscapes", "--root", str(tmp_path / "cs")]) == 0
+    table = capsys.readouterr().out
+    assert "road" in table and "weight" in table
