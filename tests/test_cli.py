@@ -68,7 +68,7 @@ def test_every_config_logs_to_csv_and_tensorboard():
 QUICK = {
     "dann_blobs": ["--trainer.max_epochs=1", "--trainer.log_every_n_steps=5", "--trainer.check_val_every_n_epoch=1"],
     "source_only_blobs": ["--trainer.max_epochs=1", "--trainer.log_every_n_steps=5", "--trainer.check_val_every_n_epoch=1"],
-    "dann_mnist_mnistm": ["--trainer.max_steps=3", "--trainer.limit_val_batches=2", "--data.init_args.limit_train=64",
+    "dann_mnist_mnistm": ["--trainer.max_epochs=1", "--trainer.log_every_n_steps=2", "--data.init_args.limit_train=64",
                           "--data.init_args.limit_eval=32", "--data.init_args.batch_size=16"],
 }
 QUICK["source_only_mnist_mnistm"] = QUICK["dann_mnist_mnistm"]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from scarce._errors import ScarceError
 
-__all__ = ["COMMANDS", "BENCHMARKS", "main", "lightning_cli"]
+__all__ = ["COMMANDS", "BENCHMARKS", "main", "lightning_cli", "load_target", "dispatch"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -47,11 +47,27 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _call(target: str, argv: list[str]) -> int:
+def load_target(target: str):
+    """Import ``"module:function"`` and return the function."""
     module_name, func_name = target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    result = func(argv)
-    return int(result or 0)
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _call(target: str, argv: list[str]) -> int:
+    return int(load_target(target)(argv) or 0)
+
+
+def dispatch(argv: list[str], table: dict[str, tuple[str, str]], prog: str) -> int:
+    """Run ``argv[0]`` from a ``{name: ("module:function", help)}`` table, or print the table for ``-h``."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {prog} NAME [ARGS...]\n")
+        for name, (_, text) in table.items():
+            print(f"  {name:<11} {text}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        raise ScarceError(f"unknown {prog} command {name!r}; valid values are {sorted(table)}")
+    return _call(table[name][0], rest)
 
 
 def lightning_cli(argv: Sequence[str], run: bool = True):
@@ -77,15 +93,7 @@ def lightning_cli(argv: Sequence[str], run: bool = True):
 
 
 def bench_main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: scarce bench NAME [ARGS...]\n")
-        for name, (_, text) in BENCHMARKS.items():
-            print(f"  {name:<11} {text}")
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in BENCHMARKS:
-        raise ScarceError(f"unknown benchmark {name!r}; valid values are {sorted(BENCHMARKS)}")
-    return _call(BENCHMARKS[name][0], rest)
+    return dispatch(argv, BENCHMARKS, "scarce bench")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

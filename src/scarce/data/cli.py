@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import importlib
 import json
 import sys
 from pathlib import Path
 
 from scarce._errors import CorruptRecordError, ScarceError
+from scarce.cli import dispatch, load_target
 from scarce.data import tfrecord as tfr
 
 __all__ = ["SUBCOMMANDS", "CONVERTERS", "main", "convert_main", "inspect_main", "dump_main", "index_main",
@@ -46,21 +46,8 @@ CONVERTERS: dict[str, str] = {
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def _load(target: str):
-    module_name, func_name = target.split(":")
-    return getattr(importlib.import_module(module_name), func_name)
-
-
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: scarce data SUBCOMMAND [ARGS...]\n")
-        for name, (_, text) in SUBCOMMANDS.items():
-            print(f"  {name:<9} {text}")
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        raise ScarceError(f"unknown data subcommand {name!r}; valid values are {sorted(SUBCOMMANDS)}")
-    return int(_load(SUBCOMMANDS[name][0])(rest) or 0)
+    return dispatch(argv, SUBCOMMANDS, "scarce data")
 
 
 # --------------------------------------------------------------------------------------------- convert
@@ -76,7 +63,7 @@ def convert_main(argv: list[str]) -> int:
     parser.add_argument("--compression", choices=tfr.COMPRESSIONS, default="none")
     args = parser.parse_args(argv)
     compression = None if args.compression == "none" else args.compression
-    result = _load(CONVERTERS[args.name])(args.root, args.out, args.shards, compression)
+    result = load_target(CONVERTERS[args.name])(args.root, args.out, args.shards, compression)
     print(json.dumps(result, indent=1))
     return 0
 
