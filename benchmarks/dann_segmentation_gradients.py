@@ -1,8 +1,9 @@
 """How much adversarial gradient reaches FCN-8s' backbone, relative to the segmentation gradient (book 7.6).
 
 For each placement of the domain head (pool5, output space), on rendered ``synthetic-flat`` (source) and
-``photo-clutter`` (target) batches at 64x64 with the full-width FCN-8s of ``configs/dann_fcn8s_rendered.yaml``,
-at initialisation, prints
+``photo-clutter`` (target) batches at 64x64 with the FCN-8s of ``configs/dann_fcn8s_rendered.yaml`` (its
+``width_divisor`` unless given; median-frequency class weights from the measured source masks, as the config's
+``class_weights``), at initialisation, prints
 
     r = || d(L_dom) / d(backbone) || / || d(L_seg) / d(backbone) ||   (lambda = 1, weight = 1)
 
@@ -10,7 +11,7 @@ so the adversarial share of the backbone gradient is ``lambda * w * r``. The anc
 book's setting ``w = 1e-4`` next to this project's default (``w = 1``, ``lambda`` ramping to
 ``adaptation_weight``). Usage:
 
-    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/dann_segmentation_gradients.py [--batches 4] [--width-divisor 1]
+    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/dann_segmentation_gradients.py [--batches 4] [--width-divisor 8]
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "dann_fcn8s_rendered.yaml"
 
 
 def _grad_norm(params, loss) -> float:
@@ -33,36 +36,43 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--width-divisor", type=int, default=1)
+    parser.add_argument("--width-divisor", type=int, default=None, help="default: the config's")
     parser.add_argument("--adaptation-weight", type=float, default=None,
                         help="lambda of the project default (default: the DANNSegmentation default)")
     args = parser.parse_args(argv)
 
     import inspect
 
+    import torch
     import torch.nn.functional as F
+    import yaml
     from lightning.pytorch import seed_everything
     from torch.utils.data import DataLoader
 
-    from scarce.data.datamodules.segmentation import SegmentationTransform
+    from scarce.data.datamodules.segmentation import SegmentationTransform, median_frequency_weights
     from scarce.data.datasets.rendered_segmentation import RenderedSegmentation
     from scarce.lightning_modules.dann_segmentation import DANNSegmentation
 
     default_lambda = args.adaptation_weight
     if default_lambda is None:
         default_lambda = inspect.signature(DANNSegmentation).parameters["adaptation_weight"].default
+    if args.width_divisor is None:
+        args.width_divisor = yaml.safe_load(CONFIG.read_text())["model"]["init_args"].get("width_divisor", 1)
     n = args.batches * args.batch_size
     transform = SegmentationTransform((64, 64), train=False)
     loaders = [DataLoader(RenderedSegmentation(preset, n, seed, size=(64, 64), transform=transform),
                           batch_size=args.batch_size, num_workers=1)
                for preset, seed in (("synthetic-flat", 0), ("photo-clutter", 100))]
     batches = list(zip(*loaders))
+    masks = torch.cat([source["mask"] for source, _ in batches])
+    weights = median_frequency_weights(torch.bincount(masks[masks != 255].flatten(), minlength=7).numpy())
     print(f"{len(batches)} batches of {args.batch_size} source + {args.batch_size} target images, 64x64, "
           f"FCN-8s width_divisor={args.width_divisor}, at initialisation")
     for placement in ("pool5", "output"):
         seed_everything(0)
         model = DANNSegmentation(placement=placement, num_classes=7, width_divisor=args.width_divisor,
                                  adaptation_weight=1.0)
+        model.loss_weights.copy_(torch.as_tensor(weights, dtype=torch.float32))
         model.train()
         backbone = [p for p in model.net.features.parameters()]
         ratios = []

@@ -150,6 +150,29 @@ def test_source_only_probe_leaves_the_network_to_the_segmentation_loss(placement
 # ------------------------------------------------------------------------------------------------ configs
 
 
+DANN_ONLY = {"placement", "adaptation_weight", "lambda_schedule", "lambda_gamma", "domain_loss_weight", "domain_dropout",
+             "discriminator_width", "discriminator_layers", "discriminator_downsamples"}
+
+
+@pytest.mark.parametrize("source_only, dann", [("fcn8s_rendered", "dann_fcn8s_rendered"),
+                                               ("fcn8s_synthia_to_cityscapes", "dann_fcn8s_synthia_to_cityscapes")])
+def test_dann_configs_keep_the_source_only_budget(source_only, dann):
+    """Same seed, trainer, data and segmentation hyperparameters as the source-only config: a fair comparison."""
+    import yaml
+
+    base, adv = (yaml.safe_load((REPO / f"configs/{name}.yaml").read_text()) for name in (source_only, dann))
+    for config, name in ((base, source_only), (adv, dann)):
+        for logger in config["trainer"]["logger"]:
+            assert logger["init_args"]["save_dir"] == f"runs/{name}"
+            logger["init_args"]["save_dir"] = "runs/X"
+    assert adv["seed_everything"] == base["seed_everything"]
+    assert adv["trainer"] == base["trainer"]
+    assert adv["model"]["class_path"] == "scarce.lightning_modules.dann_segmentation.DANNSegmentation"
+    assert {k: v for k, v in adv["model"]["init_args"].items() if k not in DANN_ONLY} == base["model"]["init_args"]
+    assert adv["data"]["init_args"].pop("paired_target") is True
+    assert adv["data"] == base["data"]
+
+
 def test_scarce_fit_synthia_to_cityscapes_dann_config_bf16(tmp_path, monkeypatch):
     """Both domains on tiny trees in their real layouts, under bf16-mixed; every contract metric is logged."""
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))
