@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _segmentation_data import make_cityscapes, write_gray
 
+from _segmentation_data import make_cityscapes, write_gray
 from scarce._errors import DataNotFoundError, ScarceError
 from scarce.data.datasets.cityscapes import Cityscapes, PairingError, convert
 from scarce.data.datasets.labels import (
@@ -57,7 +57,7 @@ def test_reads_every_split(tmp_path, label_ids):
 def test_train_ids_are_preferred_over_label_ids(tmp_path):
     expected = make_cityscapes(tmp_path, splits=("val",))
     # A labelIds file beside the trainIds one, with different content: it must not be used.
-    gt = sorted((tmp_path / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    gt = min((tmp_path / "gtFine" / "val").glob("*/*_labelTrainIds.png"))
     write_gray(gt.with_name(gt.name.replace("labelTrainIds", "labelIds")), np.zeros((24, 40), np.uint8))
     np.testing.assert_array_equal(Cityscapes(tmp_path, "val")[0]["mask"].numpy(), expected["val"][0])
 
@@ -88,7 +88,7 @@ def test_image_without_label_and_label_without_image(tmp_path):
 
 def test_label_value_outside_the_mapping(tmp_path):
     make_cityscapes(tmp_path, splits=("val",), label_ids=True)
-    bad = sorted((tmp_path / "gtFine" / "val").glob("*/*_labelIds.png"))[0]
+    bad = min((tmp_path / "gtFine" / "val").glob("*/*_labelIds.png"))
     ids = cv2.imread(str(bad), cv2.IMREAD_UNCHANGED)
     ids[0, 0] = 200
     write_gray(bad, ids)
@@ -97,7 +97,7 @@ def test_label_value_outside_the_mapping(tmp_path):
     assert str(bad) in str(err.value)
     # trainIds files may only hold 0..18 and 255.
     make_cityscapes(tmp_path / "t", splits=("val",))
-    bad = sorted((tmp_path / "t" / "gtFine" / "val").glob("*/*_labelTrainIds.png"))[0]
+    bad = min((tmp_path / "t" / "gtFine" / "val").glob("*/*_labelTrainIds.png"))
     write_gray(bad, np.full((24, 40), 19, np.uint8))
     with pytest.raises(LabelMapError, match=r"\[19\]"):
         Cityscapes(tmp_path / "t", "val")[0]

@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _segmentation_data import make_synthia, synthia_label_png, write_rgb
 from PIL import Image
 
+from _segmentation_data import make_synthia, synthia_label_png, write_rgb
 from scarce._errors import DataNotFoundError
 from scarce.data.datasets.cityscapes import PairingError
 from scarce.data.datasets.labels import SYNTHIA_RAND_TO_TRAIN_ID, SYNTHIA_SEQS_TO_TRAIN_ID, LabelMapError
@@ -60,7 +60,7 @@ def test_layout_detected_per_sequence(tmp_path):
 def test_splits_partition_each_camera_sequence(tmp_path):
     make_synthia(tmp_path, rand_frames=10)
     train, val, every = (SYNTHIA(tmp_path, s, val_fraction=0.2) for s in ("train", "val", "all"))
-    names = lambda d: {d._name(i) for i in range(len(d))}  # noqa: E731
+    names = lambda d: {d._name(i) for i in range(len(d))}
     assert names(train) | names(val) == names(every) and not names(train) & names(val)
     # The tail of each sequence is held out: RAND frames 8 and 9, and the last frame of each SEQS camera.
     assert sorted(n for n in names(val) if n.startswith("RAND")) == ["RAND_CITYSCAPES_0000008",

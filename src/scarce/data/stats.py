@@ -9,7 +9,7 @@ import numpy as np
 
 from scarce.data.datamodules.segmentation import SegmentationSource, build_dataset, median_frequency_weights
 
-__all__ = ["main", "class_statistics"]
+__all__ = ["class_statistics", "main"]
 
 
 def class_statistics(kind: str, root: str | None, split: str = "train", num_classes: int = 19,

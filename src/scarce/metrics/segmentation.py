@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -47,7 +48,7 @@ def format_iou_table(iou: torch.Tensor, class_names: Sequence[str], title: str =
     lines = [title] if title else []
     lines.append(f"{'class':<{width}}  IoU")
     for name, value in zip(class_names, iou.tolist()):
-        lines.append(f"{name:<{width}}  {'-' if value != value else f'{value:.3f}'}")
+        lines.append(f"{name:<{width}}  {'-' if math.isnan(value) else f'{value:.3f}'}")
     valid = iou[~iou.isnan()]
     lines.append(f"{'mean':<{width}}  {valid.mean().item() if len(valid) else float('nan'):.3f}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from torchvision.models.vgg import make_layers
 
 from scarce._errors import ScarceError
 
-__all__ = ["FCN8s", "fcn8s", "bilinear_kernel"]
+__all__ = ["FCN8s", "bilinear_kernel", "fcn8s"]
 
 # ImageNet statistics: the backbone sees the same input distribution as torchvision's VGG16 weights.
 _MEAN = (0.485, 0.456, 0.406)

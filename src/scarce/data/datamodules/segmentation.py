@@ -22,8 +22,14 @@ from scarce._errors import ScarceError
 from scarce.data.datasets.labels import NUM_CLASSES
 from scarce.data.transforms import eval_transform, train_transform
 
-__all__ = ["SegmentationSource", "SegmentationTransform", "SegmentationDataModule", "build_dataset",
-           "class_pixel_counts", "median_frequency_weights"]
+__all__ = [
+    "SegmentationDataModule",
+    "SegmentationSource",
+    "SegmentationTransform",
+    "build_dataset",
+    "class_pixel_counts",
+    "median_frequency_weights",
+]
 
 Kind = Literal["cityscapes", "synthia", "shards", "rendered"]
 

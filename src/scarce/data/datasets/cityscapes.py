@@ -15,7 +15,7 @@ from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import IGNORE_INDEX, NUM_CLASSES, label_ids_to_train_ids, lookup_table, remap
 from scarce.data.datasets.segmentation_shards import make_record, make_sample, write_split_shards
 
-__all__ = ["Cityscapes", "LAYOUT", "convert", "PairingError"]
+__all__ = ["LAYOUT", "Cityscapes", "PairingError", "convert"]
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIX = "_leftImg8bit.png"

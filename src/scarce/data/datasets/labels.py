@@ -17,20 +17,20 @@ import torch
 from scarce._errors import ScarceError
 
 __all__ = [
-    "IGNORE_INDEX",
-    "NUM_CLASSES",
-    "CityscapesLabel",
-    "CITYSCAPES_LABELS",
     "CITYSCAPES_CLASSES",
     "CITYSCAPES_COLORS",
+    "CITYSCAPES_LABELS",
+    "IGNORE_INDEX",
     "LABEL_ID_TO_TRAIN_ID",
-    "SYNTHIA_SEQS_TO_TRAIN_ID",
+    "NUM_CLASSES",
     "SYNTHIA_RAND_TO_TRAIN_ID",
+    "SYNTHIA_SEQS_TO_TRAIN_ID",
+    "CityscapesLabel",
     "LabelMapError",
+    "colorize",
+    "label_ids_to_train_ids",
     "lookup_table",
     "remap",
-    "label_ids_to_train_ids",
-    "colorize",
 ]
 
 IGNORE_INDEX = 255

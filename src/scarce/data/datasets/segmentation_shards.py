@@ -32,10 +32,10 @@ from scarce.data.datasets._utils import verify_str_arg
 __all__ = [
     "FEATURES",
     "SegmentationShards",
-    "encode_png",
     "decode_png",
-    "make_sample",
+    "encode_png",
     "make_record",
+    "make_sample",
     "write_split_shards",
 ]
 

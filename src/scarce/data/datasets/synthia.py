@@ -17,7 +17,7 @@ from scarce.data.datasets.cityscapes import PairingError, _pairing_message
 from scarce.data.datasets.labels import SYNTHIA_RAND_TO_TRAIN_ID, SYNTHIA_SEQS_TO_TRAIN_ID, lookup_table, remap
 from scarce.data.datasets.segmentation_shards import make_record, make_sample, write_split_shards
 
-__all__ = ["SYNTHIA", "LAYOUT", "detect_layout", "read_synthia_label", "convert"]
+__all__ = ["LAYOUT", "SYNTHIA", "convert", "detect_layout", "read_synthia_label"]
 
 SPLITS = ("train", "val", "all")
 
