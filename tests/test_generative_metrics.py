@@ -1,6 +1,7 @@
 """Offline FID / KID / IS in the MNIST classifier's feature space, and `scarce bench generative` end to end."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,9 +56,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("generative")
     quick = ["--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--data.batch_size=64"]
     cwd = Path.cwd()
-    import os
-
-    os.chdir(root)
+    os.chdir(root)  # monkeypatch is function-scoped; this fixture serves the whole module
     try:
         lightning_cli(["fit", "--config", str(ROOT / "configs/mnist_classifier.yaml"), "--data.limit_train=1024",
                        "--data.limit_val=128", *quick])
