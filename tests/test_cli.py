@@ -114,7 +114,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     result = subprocess.run(
         [str(SCARCE), "fit", "--config", str(REPO / "configs/dann_blobs.yaml"),
          "--config", str(REPO / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2",
-         "--trainer.max_epochs=2", "--trainer.enable_progress_bar=false"],
+         "--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr + result.stdout
