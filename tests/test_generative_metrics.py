@@ -11,7 +11,7 @@ from scarce._errors import DataNotFoundError
 from scarce.cli import lightning_cli
 from scarce.data.datasets.mnist import MNIST
 from scarce.generative_bench import load_generative_model, main as bench_main
-from scarce.metrics.generative import ClassifierFeatures, GenerativeScores, load_classifier
+from scarce.metrics.generative import ClassifierFeatures, GenerativeScores, feature_scale, load_classifier
 from scarce.nets.mnist_classifier import MNISTClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +43,11 @@ def test_feature_extractor_stays_in_eval_mode():
     x = torch.rand(3, 1, 28, 28)
     assert not features.classifier.training
     torch.testing.assert_close(features(x), features(x))  # no dropout, no batch statistics
+    scale = feature_scale(features.classifier, x, batch_size=2)
+    torch.testing.assert_close(features(x).pow(2).mean().sqrt(), torch.tensor(scale, dtype=torch.float32))
+    unit = ClassifierFeatures(features.classifier, scale=scale)
+    torch.testing.assert_close(unit(x), features(x) / scale)
+    torch.testing.assert_close(unit(x).pow(2).mean(), torch.tensor(1.0), rtol=1e-4, atol=1e-4)
 
 
 def test_missing_classifier_names_the_command(tmp_path):

@@ -17,7 +17,7 @@ import torch
 
 from scarce._errors import DataNotFoundError, ScarceError
 from scarce.data.datasets.mnist import MNIST
-from scarce.metrics.generative import DEFAULT_CLASSIFIER_CKPT, GenerativeScores, load_classifier
+from scarce.metrics.generative import DEFAULT_CLASSIFIER_CKPT, GenerativeScores, feature_scale, load_classifier
 
 __all__ = ["main", "load_generative_model", "score_images"]
 
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _row(name: str, values: dict) -> str:
-    return (f"{name:<44} {values['fid']:>9.3f} {values['kid_mean']:>9.5f} ± {values['kid_std']:.5f} "
+    return (f"{name:<44} {values['fid']:>9.4f} {values['kid_mean']:>9.5f} ± {values['kid_std']:.5f} "
             f"{values['is_mean']:>6.3f} ± {values['is_std']:.3f}")
 
 
@@ -84,11 +84,13 @@ def main(argv: list[str]) -> int:
         raise ScarceError(f"--num-samples ({args.num_samples}) must be >= --kid-subset-size "
                           f"({args.kid_subset_size}); lower --kid-subset-size")
     torch.manual_seed(args.seed)
-    scores = GenerativeScores(load_classifier(args.classifier), kid_subset_size=args.kid_subset_size)
+    classifier = load_classifier(args.classifier)
     test = MNIST(args.root, split="test", limit=args.num_samples).data.unsqueeze(1).float().div(255)
     train = MNIST(args.root, split="train", limit=args.num_samples).data.unsqueeze(1).float().div(255)
+    scale = feature_scale(classifier, train, args.batch_size)
+    scores = GenerativeScores(classifier, kid_subset_size=args.kid_subset_size, scale=scale)
     print(f"scarce bench generative: {len(test)} test images vs {args.num_samples} per set, classifier "
-          f"{args.classifier}, {platform.node()} ({torch.get_num_threads()} threads)")
+          f"{args.classifier} (feature unit {scale:.3f}), {platform.node()} ({torch.get_num_threads()} threads)")
     print(f"{'set (vs test)':<44} {'FID':>9} {'KID':>19} {'IS':>14}")
     rows = []
     start = time.perf_counter()

@@ -21,30 +21,35 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from scarce._errors import DataNotFoundError
 from scarce.nets.mnist_classifier import MNISTClassifier
 
-__all__ = ["ClassifierFeatures", "ClassifierLogits", "GenerativeScores", "load_classifier",
+__all__ = ["ClassifierFeatures", "ClassifierLogits", "GenerativeScores", "load_classifier", "feature_scale",
            "DEFAULT_CLASSIFIER_CKPT"]
 
 DEFAULT_CLASSIFIER_CKPT = Path("runs/mnist_classifier/checkpoints/best.ckpt")
 
 
 class ClassifierFeatures(nn.Module):
-    """Penultimate features of an MNIST classifier, as torchmetrics' ``feature=`` extractor.
+    """Penultimate features of an MNIST classifier, divided by ``scale``, as torchmetrics' ``feature=`` extractor.
+
+    KID's kernel ``(x.y / d + 1)^3`` assumes features of order 1 (as Inception's pool features are); the
+    classifier's ReLU features are an order of magnitude larger, which makes the cube explode and KID noisy.
+    ``scale`` (see :func:`feature_scale`) fixes the unit once per classifier, the same for every model scored.
 
     Shape:
         ``(B, 1, 28, 28)`` float in [0, 1] -> ``(B, num_features)``
     """
 
-    def __init__(self, classifier: MNISTClassifier) -> None:
+    def __init__(self, classifier: MNISTClassifier, scale: float = 1.0) -> None:
         super().__init__()
         self.classifier = classifier.eval().requires_grad_(False)
         self.num_features = classifier.num_features
+        self.scale = float(scale)
 
     def train(self, mode: bool = True) -> ClassifierFeatures:
         # torchmetrics moves and toggles the extractor; the classifier must stay in eval mode (BN, dropout).
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.forward_features(images.float())
+        return self.classifier.forward_features(images.float()) / self.scale
 
 
 class ClassifierLogits(ClassifierFeatures):
@@ -56,6 +61,18 @@ class ClassifierLogits(ClassifierFeatures):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(images.float())
+
+
+@torch.no_grad()
+def feature_scale(classifier: MNISTClassifier, images: torch.Tensor, batch_size: int = 500) -> float:
+    """Root mean square of the classifier's features over ``images`` ``(N, 1, 28, 28)`` (real training digits)."""
+    classifier = classifier.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        features = classifier.forward_features(images[start:start + batch_size].float()).double()
+        total += float(features.pow(2).sum())
+        count += features.numel()
+    return (total / count) ** 0.5
 
 
 def load_classifier(path: str | Path = DEFAULT_CLASSIFIER_CKPT, map_location: str = "cpu") -> MNISTClassifier:
@@ -78,6 +95,7 @@ class GenerativeScores(nn.Module):
         kid_subset_size: Images per KID subset (at most the smaller of the two sets).
         kid_subsets: KID subsets.
         is_splits: Inception Score splits.
+        scale: Unit of the FID / KID features (:func:`feature_scale` of real training images; 1 = raw).
 
     Example::
 
@@ -88,10 +106,10 @@ class GenerativeScores(nn.Module):
     """
 
     def __init__(self, classifier: MNISTClassifier, kid_subset_size: int = 1000, kid_subsets: int = 100,
-                 is_splits: int = 10) -> None:
+                 is_splits: int = 10, scale: float = 1.0) -> None:
         super().__init__()
-        self.fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier))
-        self.kid = KernelInceptionDistance(feature=ClassifierFeatures(classifier), subset_size=kid_subset_size,
+        self.fid = FrechetInceptionDistance(feature=ClassifierFeatures(classifier, scale))
+        self.kid = KernelInceptionDistance(feature=ClassifierFeatures(classifier, scale), subset_size=kid_subset_size,
                                            subsets=kid_subsets)
         self.inception = InceptionScore(feature=ClassifierLogits(classifier), splits=is_splits)
 
