@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--kid-subset-size", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gan-weights", choices=("ema", "raw", "both"), default="ema",
+                        help="GAN generator to sample: the weight average, the trained weights, or both rows")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows to this JSON file")
     return parser
 
@@ -99,12 +101,17 @@ def main(argv: list[str]) -> int:
     print(_row("floor: real train images", floor), flush=True)
     for ckpt in args.ckpt:
         model = load_generative_model(ckpt)
-        generator = torch.Generator().manual_seed(args.seed)
-        fake = torch.cat([model.sample(len(b), generator=generator).cpu()
-                          for b in _batches(torch.empty(args.num_samples), args.batch_size)])
-        values = score_images(scores, test, fake, args.batch_size)
-        rows.append({"name": str(ckpt), **values})
-        print(_row(str(ckpt)[-44:], values), flush=True)
+        is_gan = hasattr(model, "generator_ema")
+        variants = {"ema": [True], "raw": [False], "both": [True, False]}[args.gan_weights] if is_gan else [None]
+        for ema in variants:
+            generator = torch.Generator().manual_seed(args.seed)
+            kwargs = {} if ema is None else {"ema": ema}
+            fake = torch.cat([model.sample(len(b), generator=generator, **kwargs).cpu()
+                              for b in _batches(torch.empty(args.num_samples), args.batch_size)])
+            values = score_images(scores, test, fake, args.batch_size)
+            name = str(ckpt) + ("" if ema is None else (" [ema]" if ema else " [raw]"))
+            rows.append({"name": name, **values})
+            print(_row(name[-44:], values), flush=True)
     print(f"({time.perf_counter() - start:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

@@ -209,19 +209,23 @@ class GAN(LightningModule):
         self._common_step(batch, "test")
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Images from noise ``(B, noise_dim)`` with the averaged generator: ``(B, 1, 28, 28)`` in [0, 1]."""
-        ema = self.generator_ema.module
-        was_training = ema.training
-        ema.eval()
-        images = ema(z.to(self.device)).float().add(1).div(2)
-        ema.train(was_training)
+    def generate(self, z: torch.Tensor, ema: bool = True) -> torch.Tensor:
+        """Images from noise ``(B, noise_dim)``: ``(B, 1, 28, 28)`` in [0, 1].
+
+        ``ema=True`` uses the averaged generator (the default for figures and metrics); ``ema=False`` the
+        trained one (better for very short runs, whose average still holds much of the initial weights).
+        """
+        net = self.generator_ema.module if ema else self.generator
+        was_training = net.training
+        net.eval()
+        images = net(z.to(self.device)).float().add(1).div(2)
+        net.train(was_training)
         return images
 
     @torch.no_grad()
-    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``num`` images: ``(num, 1, 28, 28)`` in [0, 1]."""
-        return self.generate(torch.randn(num, self.hparams.noise_dim, generator=generator))
+    def sample(self, num: int, generator: torch.Generator | None = None, ema: bool = True) -> torch.Tensor:
+        """Draw ``num`` images: ``(num, 1, 28, 28)`` in [0, 1] (``ema`` as in :meth:`generate`)."""
+        return self.generate(torch.randn(num, self.hparams.noise_dim, generator=generator), ema=ema)
 
     def configure_optimizers(self):
         betas = (self.hparams.beta1, self.hparams.beta2)
