@@ -22,8 +22,8 @@ def run(config: str, seed: int, workdir: Path) -> float:
     from scarce.cli import lightning_cli
 
     cli = lightning_cli(["--config", str(REPO / "configs" / config), f"--seed_everything={seed}",
-                         f"--data.init_args.seed={seed}", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-                         "--trainer.callbacks=null", "--trainer.enable_progress_bar=false",
+                         f"--data.init_args.seed={seed}", "--trainer.logger=false",
+                         "--trainer.enable_progress_bar=false",
                          "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={workdir}"], run=False)
     cli.trainer.fit(cli.model, cli.datamodule)
     results = cli.trainer.test(cli.model, cli.datamodule, verbose=False)
