@@ -10,13 +10,7 @@ from scarce.nets import fcn8s as fcn_module
 from scarce.nets.fcn8s import FCN8s, bilinear_kernel
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # CI and developers share 2 cores with other jobs: one intra-op thread avoids waiting on a descheduled one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # CI and developers share 2 cores with other jobs: one intra-op thread avoids waiting on a descheduled one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------ metrics
