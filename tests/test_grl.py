@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from scarce.nets.grl import GradientReversal, GradientReversalFunction, grad_reverse
-from scarce.schedules import dann_lambda, dann_lr_factor, progress
+from scarce.schedules import adversarial_coeff, dann_lambda, dann_lr_factor, progress
 
 
 def test_gradcheck_float64():
@@ -87,3 +87,10 @@ def test_lambda_schedule_is_increasing_and_lr_decreasing():
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     assert dann_lr_factor(1.0) == pytest.approx(1 / 11**0.75)
     assert progress(5, 0) == 1.0 and progress(-1, 10) == 0.0 and progress(3, 12) == 0.25
+
+
+def test_adversarial_coeff_is_weight_times_ramp_or_constant():
+    assert adversarial_coeff(5, 10, 0.5) == pytest.approx(0.5 * dann_lambda(0.5))
+    assert adversarial_coeff(5, 10, 0.5, schedule="constant") == 0.5
+    assert adversarial_coeff(0, 10, 3.0) == 0.0
+    assert adversarial_coeff(7, 10, 0.0) == 0.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["dann_lambda", "dann_lr_factor", "progress"]
+__all__ = ["adversarial_coeff", "dann_lambda", "dann_lr_factor", "progress"]
 
 
 def progress(step: int, total_steps: int) -> float:
@@ -32,3 +32,10 @@ def dann_lambda(p: float, gamma: float = 10.0) -> float:
 def dann_lr_factor(p: float, alpha: float = 10.0, beta: float = 0.75) -> float:
     """Learning-rate multiplier :math:`1 / (1 + \\alpha p)^\\beta` (1 at the start, about 0.17 at the end)."""
     return 1.0 / (1.0 + alpha * p) ** beta
+
+
+def adversarial_coeff(step: int, total_steps: int, weight: float, schedule: str = "dann", gamma: float = 10.0) -> float:
+    """The gradient-reversal coefficient: ``weight`` times the DANN ramp (``schedule="dann"``) or ``weight``."""
+    if schedule == "constant":
+        return weight
+    return weight * dann_lambda(progress(step, total_steps), gamma)

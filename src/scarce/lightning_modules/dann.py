@@ -9,7 +9,7 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.nets.dann import create_dann_network
-from scarce.schedules import dann_lambda, dann_lr_factor, progress
+from scarce.schedules import adversarial_coeff, dann_lr_factor, progress
 
 __all__ = ["DANN"]
 
@@ -71,13 +71,10 @@ class DANN(LightningModule):
         """Features ``(B, F)`` the classifiers see."""
         return self.net.features(x)
 
-    def progress(self) -> float:
-        return progress(self.global_step, int(self.trainer.estimated_stepping_batches))
-
     def current_lambda(self) -> float:
         hp = self.hparams
-        ramp = dann_lambda(self.progress(), hp.lambda_gamma) if hp.lambda_schedule == "dann" else 1.0
-        return hp.adaptation_weight * ramp
+        return adversarial_coeff(self.global_step, int(self.trainer.estimated_stepping_batches),
+                                 hp.adaptation_weight, hp.lambda_schedule, hp.lambda_gamma)
 
     def _domain_step(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float):
         """Class logits of the source and domain logits of source + target, by mode (adapting or probing)."""

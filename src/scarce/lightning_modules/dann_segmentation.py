@@ -14,7 +14,7 @@ from scarce._errors import ScarceError
 from scarce.lightning_modules.segmentation import Segmentation
 from scarce.nets.domain_heads import OutputDomainDiscriminator, Pool5DomainClassifier
 from scarce.nets.grl import grad_reverse
-from scarce.schedules import dann_lambda, progress
+from scarce.schedules import adversarial_coeff
 
 __all__ = ["DANNSegmentation"]
 
@@ -112,10 +112,8 @@ class DANNSegmentation(Segmentation):
     def current_lambda(self) -> float:
         """:math:`\\lambda_p` at the current step (``adaptation_weight`` times the ramp)."""
         hp = self.hparams
-        if hp.lambda_schedule == "constant":
-            return hp.adaptation_weight
-        p = progress(self.global_step, int(self.trainer.estimated_stepping_batches))
-        return hp.adaptation_weight * dann_lambda(p, hp.lambda_gamma)
+        return adversarial_coeff(self.global_step, int(self.trainer.estimated_stepping_batches),
+                                 hp.adaptation_weight, hp.lambda_schedule, hp.lambda_gamma)
 
     # ------------------------------------------------------------------------------------------ forward
 
