@@ -50,6 +50,25 @@ def test_source_only_keeps_batchnorm_statistics_source_only(adaptation_weight, t
     assert same != target_changes_bn
 
 
+@pytest.mark.parametrize("batch_norm_stats, target_moves_source", [("per_domain", False), ("joint", True)])
+def test_per_domain_batch_norm_normalises_source_with_source_statistics(batch_norm_stats, target_moves_source):
+    source_logits = []
+    for shift in (0.0, 50.0):
+        torch.manual_seed(0)
+        model = DANN(network="digits", adaptation_weight=1.0, batch_norm_stats=batch_norm_stats)
+        model.train()
+        batch = _batch(0, shift)
+        logits, _ = model._domain_step(batch["source"]["image"], batch["target"]["image"], 1.0)
+        source_logits.append(logits.detach())
+    moved = not torch.allclose(*source_logits, atol=1e-5)
+    assert moved == target_moves_source
+
+
+def test_unknown_batch_norm_stats_names_the_valid_values():
+    with pytest.raises(ScarceError, match="batch_norm_stats.*per_domain"):
+        DANN(network="digits", batch_norm_stats="shared")
+
+
 def test_unlabelled_view_drops_labels():
     view = Unlabelled(Blobs("target", "train"))
     assert set(view[0]) == {"image"} and len(view) == 400
