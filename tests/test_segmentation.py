@@ -22,6 +22,7 @@ from scarce.data.datamodules.segmentation import (
     SegmentationTransform,
     build_dataset,
     class_pixel_counts,
+    log_frequency_weights,
     median_frequency_weights,
 )
 from scarce.lightning_modules.segmentation import Segmentation
@@ -74,6 +75,13 @@ def test_median_frequency_weights():
     np.testing.assert_allclose(weights, [0.5, 5.0, 0.0, 1.0])
     with pytest.raises(ScarceError, match="no labelled pixel"):
         median_frequency_weights(np.zeros(3))
+
+
+def test_log_frequency_weights_are_the_books():
+    weights = log_frequency_weights(np.array([100, 10, 0, 50]))
+    np.testing.assert_allclose(weights, [np.log(1.6), np.log(16.0), 0.0, np.log(3.2)])
+    with pytest.raises(ScarceError, match="no labelled pixel"):
+        log_frequency_weights(np.zeros(3))
 
 
 def test_overlay_grid_shape():
@@ -167,6 +175,20 @@ def test_two_domains_gap_overlays_and_median_frequency(tmp_path):
     assert overlays == ["epoch000_source.png", "epoch000_target.png"]
     trainer.test(model, data)
     assert "test/miou" in trainer.callback_metrics
+
+
+def test_log_frequency_option_sets_the_books_weights_from_source_masks(tmp_path):
+    make_synthia(tmp_path / "syn")
+    data = SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")), size=(32, 48),
+                                  batch_size=2)
+    model = Segmentation(width_divisor=16, class_weights="log_frequency")
+    trainer = Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, data)
+    plain = build_dataset(data.source, "train", (32, 48), SegmentationTransform((32, 48), train=False))
+    np.testing.assert_allclose(model.loss_weights.numpy(), log_frequency_weights(class_pixel_counts(plain)), rtol=1e-5)
+    with pytest.raises(ScarceError, match="weighting.*median_frequency"):
+        data.class_weights(weighting="inverse")
 
 
 def test_paired_target_batches_drop_target_masks(tmp_path):
@@ -266,6 +288,7 @@ def test_scarce_data_convert_and_stats(tmp_path, capsys):
     assert stats["labelled_pixels"] + stats["ignored_pixels"] == 4 * 24 * 40
     np.testing.assert_allclose([c["median_frequency_weight"] for c in stats["classes"]],
                                median_frequency_weights(counts))
+    np.testing.assert_allclose([c["log_frequency_weight"] for c in stats["classes"]], log_frequency_weights(counts))
     assert data_main(["stats", "cityscapes", "--root", str(tmp_path / "cs")]) == 0
     table = capsys.readouterr().out
     assert "road" in table and "weight" in table

@@ -1,4 +1,4 @@
-"""``scarce data stats``: class pixel frequencies and median-frequency class weights of a segmentation dataset."""
+"""``scarce data stats``: class pixel frequencies and class weights (median frequency, the book's log) of a dataset."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from scarce.data.datamodules.segmentation import SegmentationSource, build_dataset, median_frequency_weights
+from scarce.data.datamodules.segmentation import (SegmentationSource, build_dataset, log_frequency_weights,
+                                                  median_frequency_weights)
 
 __all__ = ["class_statistics", "main"]
 
@@ -15,7 +16,7 @@ __all__ = ["class_statistics", "main"]
 def class_statistics(kind: str, root: str | None, split: str = "train", num_classes: int = 19,
                      limit: int | None = None, preset: str = "synthetic-flat", num_samples: int = 64,
                      seed: int = 0) -> dict:
-    """Pixel count, frequency and median-frequency weight per class, plus the ignored pixels.
+    """Pixel count, frequency, median-frequency and log-frequency weights per class, plus the ignored pixels.
 
     Masks are read at their stored size (no resizing), so the counts are those of the files.
     """
@@ -34,19 +35,22 @@ def class_statistics(kind: str, root: str | None, split: str = "train", num_clas
         images += 1
     labelled = counts[:num_classes]
     weights = median_frequency_weights(labelled)
+    log_weights = log_frequency_weights(labelled)
     total = labelled.sum()
     return {
         "images": images,
         "labelled_pixels": int(total),
         "ignored_pixels": int(counts[num_classes:].sum()),
         "classes": [{"id": c, "pixels": int(labelled[c]), "frequency": float(labelled[c] / total),
-                     "median_frequency_weight": float(weights[c])} for c in range(num_classes)],
+                     "median_frequency_weight": float(weights[c]),
+                     "log_frequency_weight": float(log_weights[c])} for c in range(num_classes)],
     }
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scarce data stats", description="Class pixel frequencies and "
-                                     "median-frequency class weights (w_c = median(f) / f_c) of a segmentation split.")
+                                     "class weights of a segmentation split: median frequency (w_c = median(f) / f_c) and the "
+                                     "book's log frequency (w_c = ln(total / n_c)).")
     parser.add_argument("kind", choices=("shards", "cityscapes", "synthia", "rendered"),
                         help="shards: the output of `scarce data convert cityscapes|synthia`")
     parser.add_argument("--root", help="dataset folder (not needed for rendered)")
@@ -66,10 +70,10 @@ def main(argv: list[str]) -> int:
     print(f"{stats['images']} images, {stats['labelled_pixels']} labelled pixels, "
           f"{stats['ignored_pixels']} ignored")
     width = max(len(n) for n in names)
-    print(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'frequency':>9}  {'weight':>8}")
+    print(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'frequency':>9}  {'median-f weight':>15}  {'log-f weight':>12}")
     for row, name in zip(stats["classes"], names):
         print(f"{row['id']:>3}  {name:<{width}}  {row['pixels']:>12}  {row['frequency']:>9.5f}  "
-              f"{row['median_frequency_weight']:>8.3f}")
+              f"{row['median_frequency_weight']:>15.3f}  {row['log_frequency_weight']:>12.3f}")
     return 0
 
 

@@ -36,9 +36,10 @@ class Segmentation(LightningModule):
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
         lr_schedule: ``constant`` or ``poly`` (``lr * (1 - step / total) ** 0.9``, the FCN / DeepLab schedule).
-        class_weights: cross-entropy weight per class: a list of ``num_classes`` floats, ``median_frequency``
-            (computed from the source training masks when fitting starts), or None (unweighted).
-        class_weight_samples: training samples read to compute ``median_frequency`` weights (None: all).
+        class_weights: cross-entropy weight per class: a list of ``num_classes`` floats, a weighting computed
+            from the source training masks when fitting starts (``median_frequency``: ``median(f) / f_c``;
+            ``log_frequency``: the book's ``ln(total / n_c)``), or None (unweighted).
+        class_weight_samples: training samples read to compute the weights (None: all).
         ignore_index: target value without loss or score.
         class_names: names for the IoU table (default: the Cityscapes classes when ``num_classes`` is 19).
     """
@@ -54,7 +55,7 @@ class Segmentation(LightningModule):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         lr_schedule: Literal["constant", "poly"] = "constant",
-        class_weights: list[float] | Literal["median_frequency"] | None = None,
+        class_weights: list[float] | Literal["median_frequency", "log_frequency"] | None = None,
         class_weight_samples: int | None = 500,
         ignore_index: int = IGNORE_INDEX,
         class_names: list[str] | None = None,
@@ -63,7 +64,7 @@ class Segmentation(LightningModule):
         self.save_hyperparameters()
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
-                              "give one weight per class, 'median_frequency', or null")
+                              "give one weight per class, 'median_frequency', 'log_frequency', or null")
         if class_names is None:
             class_names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else \
                 [str(i) for i in range(num_classes)]
@@ -85,16 +86,18 @@ class Segmentation(LightningModule):
     # ------------------------------------------------------------------------------------------ setup
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.class_weights == "median_frequency":
+        weighting = self.hparams.class_weights
+        if stage == "fit" and isinstance(weighting, str):
             datamodule = getattr(self.trainer, "datamodule", None)
             if datamodule is None or not hasattr(datamodule, "class_weights"):
-                raise ScarceError("model.class_weights='median_frequency' needs a SegmentationDataModule "
+                raise ScarceError(f"model.class_weights={weighting!r} needs a SegmentationDataModule "
                                   "(its class_weights() reads the training masks); give a list of weights instead")
             weights = torch.as_tensor(datamodule.class_weights(self.hparams.num_classes,
-                                                             limit=self.hparams.class_weight_samples),
+                                                             limit=self.hparams.class_weight_samples,
+                                                             weighting=weighting),
                                       dtype=torch.float32)
             self.loss_weights.copy_(weights)
-            rank_zero_info("median-frequency class weights: " + ", ".join(
+            rank_zero_info(f"{weighting} class weights: " + ", ".join(
                 f"{n}={w:.2f}" for n, w in zip(self.class_names, weights.tolist())))
 
     def _domains(self) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 
 from scarce._errors import ScarceError
+from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import NUM_CLASSES
 from scarce.data.transforms import eval_transform, train_transform
 
@@ -29,6 +30,8 @@ __all__ = [
     "build_dataset",
     "class_pixel_counts",
     "median_frequency_weights",
+    "log_frequency_weights",
+    "CLASS_WEIGHTINGS",
 ]
 
 Kind = Literal["cityscapes", "synthia", "shards", "rendered"]
@@ -164,6 +167,26 @@ def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
     return weights
 
 
+def log_frequency_weights(counts: np.ndarray) -> np.ndarray:
+    """The book's weights (notebooks 6.5 and 7.4): ``w_c = ln(total / n_c)``, minus the log of the class share.
+
+    Gentler than median frequency: a class 100x rarer gets about ``ln(100) = 4.6`` more weight, not 100x.
+    Classes without a pixel get weight 0, as in :func:`median_frequency_weights`.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        raise ScarceError("no labelled pixel in the dataset: cannot compute class weights")
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = np.log(total / counts[present])
+    return weights
+
+
+# Weightings computed from the training masks, by the name ``model.class_weights`` takes.
+CLASS_WEIGHTINGS = {"median_frequency": median_frequency_weights, "log_frequency": log_frequency_weights}
+
+
 class SegmentationDataModule(LightningDataModule):
     """Train on ``source``; validate on ``source`` (dataloader 0) and ``target`` (dataloader 1, when given).
 
@@ -236,12 +259,16 @@ class SegmentationDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def class_weights(self, num_classes: int = NUM_CLASSES, limit: int | None = None) -> np.ndarray:
-        """Median-frequency weights of the source training set (read without augmentation), ``(num_classes,)``."""
+    def class_weights(self, num_classes: int = NUM_CLASSES, limit: int | None = None,
+                      weighting: str = "median_frequency") -> np.ndarray:
+        """Class weights of the source training set (read without augmentation), ``(num_classes,)``.
+
+        ``weighting`` is a name in :data:`CLASS_WEIGHTINGS` (``median_frequency`` or ``log_frequency``).
+        """
+        weigh = CLASS_WEIGHTINGS[verify_str_arg(weighting, "weighting", tuple(CLASS_WEIGHTINGS))]
         dataset = build_dataset(self.source, "train", self.hparams.size, SegmentationTransform(self.hparams.size,
                                                                                                train=False))
-        return median_frequency_weights(class_pixel_counts(dataset, num_classes, num_workers=self.hparams.num_workers,
-                                                           limit=limit))
+        return weigh(class_pixel_counts(dataset, num_classes, num_workers=self.hparams.num_workers, limit=limit))
 
 
 class _DropMask(Dataset):
