@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from scarce._errors import ScarceError
@@ -80,16 +81,21 @@ def lightning_cli(argv: Sequence[str], run: bool = True):
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
 
-    return LightningCLI(
-        LightningModule,
-        LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=1234,
-        save_config_kwargs={"overwrite": True},
-        args=list(argv),
-        run=run,
-    )
+    # LightningCLI warns whenever ``args`` is given while sys.argv has arguments too, which is always the case
+    # for the ``scarce`` entry point (it hands LightningCLI its own argv). sys.argv itself must stay: DDP
+    # relaunches the other ranks from it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within")
+        return LightningCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=1234,
+            save_config_kwargs={"overwrite": True},
+            args=list(argv),
+            run=run,
+        )
 
 
 def bench_main(argv: list[str]) -> int:

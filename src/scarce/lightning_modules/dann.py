@@ -27,12 +27,13 @@ class DANN(LightningModule):
     through the trained feature extractor in training mode (so batch-norm statistics stay source-only), and
     the domain classifier becomes a probe on detached features that measures how separable the domains are.
 
-    With ``batch_norm_stats: per_domain`` (the default) source and target go through the feature extractor
-    in separate forward passes, so in training every batch-norm layer normalises each domain with its own
-    batch statistics, as plain PyTorch DANN loops do when they feed the two batches one after the other.
-    That removes the first-order shift (MNIST-M's colour and contrast) before the adversary sees the
-    features; with one joint batch the adversary has to fight it alone, and on MNIST -> MNIST-M the target
-    accuracy after 3 epochs was 0.47 (joint) against 0.91 (per domain). The running statistics used in
+    With ``batch_norm_stats: per_domain`` (the default) source and target go through the whole network,
+    domain classifier included, in separate forward passes, so in training every batch-norm layer
+    normalises each domain with its own batch statistics, as plain PyTorch DANN loops do when they feed the
+    two batches one after the other. In the features this removes the first-order shift (MNIST-M's colour
+    and contrast); in the domain classifier it keeps the adversary from winning on batch means alone. On
+    MNIST -> MNIST-M, target accuracy after 3 epochs: 0.91 per domain; 0.72 with per-domain features but
+    a joint domain classifier; 0.47 with one joint batch (``joint``). The running statistics used in
     evaluation average both domains. Networks without batch norm are unaffected.
 
     Args:
@@ -92,9 +93,10 @@ class DANN(LightningModule):
         n_s = x_s.shape[0]
         if self.adapting:
             if self.hparams.batch_norm_stats == "per_domain":
-                feats = torch.cat([self.net.features(x_s), self.net.features(x_t)])
-            else:
-                feats = self.net.features(torch.cat([x_s, x_t]))
+                feats_s, feats_t = self.net.features(x_s), self.net.features(x_t)
+                domain_logits = torch.cat([self.net.domain_logits(feats_s, coeff), self.net.domain_logits(feats_t, coeff)])
+                return self.net.classifier(feats_s), domain_logits
+            feats = self.net.features(torch.cat([x_s, x_t]))
             return self.net.classifier(feats[:n_s]), self.net.domain_logits(feats, coeff)
         feats_s = self.net.features(x_s)
         with torch.no_grad():
