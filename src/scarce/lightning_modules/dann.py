@@ -59,10 +59,10 @@ class DANN(LightningModule):
                  lr_alpha: float = 10.0, lr_beta: float = 0.75, network_options: dict[str, int] | None = None,
                  batch_norm_stats: str = "per_domain") -> None:
         super().__init__()
-        verify_str_arg(batch_norm_stats, "batch_norm_stats", ("per_domain", "joint"))
-        verify_str_arg(lambda_schedule, "lambda_schedule", ("dann", "constant"))
-        verify_str_arg(optimizer, "optimizer", ("sgd", "adam"))
-        verify_str_arg(lr_schedule, "lr_schedule", ("dann", "constant"))
+        verify_str_arg(batch_norm_stats, "model.batch_norm_stats", ("per_domain", "joint"))
+        verify_str_arg(lambda_schedule, "model.lambda_schedule", ("dann", "constant"))
+        verify_str_arg(optimizer, "model.optimizer", ("sgd", "adam"))
+        verify_str_arg(lr_schedule, "model.lr_schedule", ("dann", "constant"))
         self.save_hyperparameters()
         self.net = create_dann_network(network, num_classes=num_classes, **(network_options or {}))
         # Metrics accumulate over the whole split and sync across DDP ranks in compute().

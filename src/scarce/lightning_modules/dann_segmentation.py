@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 
 from scarce._errors import ScarceError
+from scarce.data.datasets._utils import verify_str_arg
 from scarce.lightning_modules.segmentation import Segmentation
 from scarce.nets.domain_heads import OutputDomainDiscriminator, Pool5DomainClassifier
 from scarce.nets.grl import grad_reverse
@@ -86,11 +87,8 @@ class DANNSegmentation(Segmentation):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if placement not in ("pool5", "output"):
-            raise ScarceError(f"model.placement {placement!r} unknown; valid values are 'pool5', 'output'")
-        if lambda_schedule not in ("dann", "constant"):
-            raise ScarceError(f"model.lambda_schedule {lambda_schedule!r} unknown; valid values are 'dann', "
-                              "'constant'")
+        verify_str_arg(placement, "model.placement", ("pool5", "output"))
+        verify_str_arg(lambda_schedule, "model.lambda_schedule", ("dann", "constant"))
         if adaptation_weight < 0 or domain_loss_weight < 0:
             raise ScarceError(f"model.adaptation_weight ({adaptation_weight}) and model.domain_loss_weight "
                               f"({domain_loss_weight}) must be >= 0; use adaptation_weight: 0 for source-only")

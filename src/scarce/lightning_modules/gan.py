@@ -22,6 +22,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from scarce._errors import ScarceError
+from scarce.data.datasets._utils import verify_str_arg
 from scarce.nets.dcgan import Discriminator, Generator
 
 __all__ = ["GAN", "LOSSES", "discriminator_loss", "generator_loss", "gradient_penalty", "all_reduce_gradients"]
@@ -128,8 +129,7 @@ class GAN(LightningModule):
                  lr_g: float = 2e-4, lr_d: float = 2e-4, beta1: float = 0.5, beta2: float = 0.999,
                  n_critic: int = 1, gp_weight: float = 10.0, ema_decay: float = 0.999) -> None:
         super().__init__()
-        if loss not in LOSSES:
-            raise ScarceError(f"GAN: unknown loss {loss!r}; valid values are {LOSSES} (`--model.loss`)")
+        verify_str_arg(loss, "model.loss", LOSSES)
         if not 0.0 <= ema_decay < 1.0:
             raise ScarceError(f"GAN: ema_decay must be in [0, 1), got {ema_decay} (`--model.ema_decay`)")
         if n_critic < 1:

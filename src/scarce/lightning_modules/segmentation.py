@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from scarce._errors import ScarceError
+from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 from scarce.nets.fcn8s import FCN8s
@@ -61,6 +62,8 @@ class Segmentation(LightningModule):
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
+        verify_str_arg(optimizer, "model.optimizer", ("adam", "sgd"))
+        verify_str_arg(lr_schedule, "model.lr_schedule", ("constant", "poly"))
         self.save_hyperparameters()
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
@@ -189,10 +192,8 @@ class Segmentation(LightningModule):
         hp = self.hparams
         if hp.optimizer == "adam":
             opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "sgd":
-            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         else:
-            raise ScarceError(f"model.optimizer {hp.optimizer!r} unknown; valid values are 'adam', 'sgd'")
+            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         if hp.lr_schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
