@@ -97,6 +97,18 @@ def test_dann_blobs_trains_and_logs_the_contract_metrics(tmp_path, adaptation_we
     assert {"test/source_acc", "test/target_acc", "test/domain_acc"} <= keys
 
 
+@pytest.mark.parametrize("log_every_n_steps", [0, 2])
+def test_training_logs_on_the_trainers_logging_steps_and_the_last(tmp_path, log_every_n_steps):
+    L.seed_everything(0)
+    model = DANN(network="blobs", num_classes=2, optimizer="adam", lr=0.01, lr_schedule="constant")
+    trainer = L.Trainer(max_steps=5, limit_val_batches=0, log_every_n_steps=log_every_n_steps, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    trainer.fit(model, BlobsDataModule(seed=0, batch_size=32))
+    # The last step logs whatever the interval (0 means Lightning writes no step logs of its own).
+    assert "train/loss" in trainer.callback_metrics and "train/source_acc" in trainer.callback_metrics
+
+
 def test_digits_datamodule_batches(tmp_path):
     dm = DigitsDataModule(limit_train=32, limit_eval=16, batch_size=8, cache_dir=str(tmp_path))
     dm.prepare_data()
