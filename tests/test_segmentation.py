@@ -189,6 +189,8 @@ def test_log_frequency_option_sets_the_books_weights_from_source_masks(tmp_path)
     np.testing.assert_allclose(model.loss_weights.numpy(), log_frequency_weights(class_pixel_counts(plain)), rtol=1e-5)
     with pytest.raises(ScarceError, match="weighting.*median_frequency"):
         data.class_weights(weighting="inverse")
+    with pytest.raises(ScarceError, match="model.class_weights.*log_frequency"):
+        Segmentation(width_divisor=16, class_weights="inverse")
 
 
 def test_paired_target_batches_drop_target_masks(tmp_path):

@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 
-from scarce.data.datamodules.segmentation import (SegmentationSource, build_dataset, log_frequency_weights,
-                                                  median_frequency_weights)
+from scarce.data.datamodules.segmentation import CLASS_WEIGHTINGS, SegmentationSource, build_dataset
 
 __all__ = ["class_statistics", "main"]
 
@@ -34,16 +33,14 @@ def class_statistics(kind: str, root: str | None, split: str = "train", num_clas
         counts += np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)[:256]
         images += 1
     labelled = counts[:num_classes]
-    weights = median_frequency_weights(labelled)
-    log_weights = log_frequency_weights(labelled)
+    weights = {f"{name}_weight": weigh(labelled) for name, weigh in CLASS_WEIGHTINGS.items()}
     total = labelled.sum()
     return {
         "images": images,
         "labelled_pixels": int(total),
         "ignored_pixels": int(counts[num_classes:].sum()),
         "classes": [{"id": c, "pixels": int(labelled[c]), "frequency": float(labelled[c] / total),
-                     "median_frequency_weight": float(weights[c]),
-                     "log_frequency_weight": float(log_weights[c])} for c in range(num_classes)],
+                     **{key: float(w[c]) for key, w in weights.items()}} for c in range(num_classes)],
     }
 
 
@@ -70,10 +67,11 @@ def main(argv: list[str]) -> int:
     print(f"{stats['images']} images, {stats['labelled_pixels']} labelled pixels, "
           f"{stats['ignored_pixels']} ignored")
     width = max(len(n) for n in names)
-    print(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'frequency':>9}  {'median-f weight':>15}  {'log-f weight':>12}")
+    keys = [f"{name}_weight" for name in CLASS_WEIGHTINGS]
+    print(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'frequency':>9}" + "".join(f"  {k:>23}" for k in keys))
     for row, name in zip(stats["classes"], names):
-        print(f"{row['id']:>3}  {name:<{width}}  {row['pixels']:>12}  {row['frequency']:>9.5f}  "
-              f"{row['median_frequency_weight']:>15.3f}  {row['log_frequency_weight']:>12.3f}")
+        print(f"{row['id']:>3}  {name:<{width}}  {row['pixels']:>12}  {row['frequency']:>9.5f}"
+              + "".join(f"  {row[k]:>23.3f}" for k in keys))
     return 0
 
 

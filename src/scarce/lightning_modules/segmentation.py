@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from scarce._errors import ScarceError
+from scarce.data.datamodules.segmentation import CLASS_WEIGHTINGS
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
@@ -65,6 +66,8 @@ class Segmentation(LightningModule):
         verify_str_arg(optimizer, "model.optimizer", ("adam", "sgd"))
         verify_str_arg(lr_schedule, "model.lr_schedule", ("constant", "poly"))
         self.save_hyperparameters()
+        if isinstance(class_weights, str):
+            verify_str_arg(class_weights, "model.class_weights", tuple(CLASS_WEIGHTINGS))
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
                               "give one weight per class, 'median_frequency', 'log_frequency', or null")
