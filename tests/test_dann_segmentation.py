@@ -147,11 +147,29 @@ def test_source_only_probe_leaves_the_network_to_the_segmentation_loss(placement
         "adapting: the domain loss must reach the network"
 
 
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_reversed_domains_target_pushes_only_the_target_images(placement):
+    """reversed_domains: target: the domain loss reaches the network only through the target images (the source
+    images get no domain gradient), while the head still learns from both domains; with both, both do."""
+    for reversed_domains in ("both", "target"):
+        model = _model(placement, reversed_domains=reversed_domains)
+        model.eval()  # no dropout
+        x_s, x_t = _images(0).requires_grad_(), _images(1).requires_grad_()
+        _, domain_logits, labels = model.adversarial_forward(x_s, x_t, 1.0)
+        F.cross_entropy(domain_logits, labels).backward()
+        assert x_t.grad.abs().sum() > 0
+        source_grad = 0.0 if x_s.grad is None else float(x_s.grad.abs().sum())
+        assert (source_grad > 0) == (reversed_domains == "both"), reversed_domains
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.domain_head.parameters())
+    with pytest.raises(ScarceError, match="model.reversed_domains"):
+        _model(placement, reversed_domains="source")
+
+
 # ------------------------------------------------------------------------------------------------ configs
 
 
 DANN_ONLY = {"placement", "adaptation_weight", "lambda_schedule", "lambda_gamma", "domain_loss_weight", "domain_dropout",
-             "discriminator_width", "discriminator_layers", "discriminator_downsamples"}
+             "discriminator_width", "discriminator_layers", "discriminator_downsamples", "reversed_domains"}
 
 
 @pytest.mark.parametrize("source_only, dann", [("fcn8s_rendered", "dann_fcn8s_rendered"),

@@ -69,6 +69,9 @@ class DANNSegmentation(Segmentation):
         discriminator_width: channels of the output-space discriminator.
         discriminator_layers: 3x3 convolutions of the output-space discriminator.
         discriminator_downsamples: how many of them have stride 2 (0: per-pixel logits at full resolution).
+        reversed_domains: whose inputs to the domain head get the reversed gradient: ``both`` (DANN's: source
+            and target are pushed towards each other) or ``target`` (only the target towards the source, as in
+            output-space adaptation; the head still learns from both).
         **kwargs: the arguments of :class:`~scarce.lightning_modules.segmentation.Segmentation` (``num_classes``,
             ``width_divisor``, ``optimizer``, ``lr``, ...).
     """
@@ -84,11 +87,13 @@ class DANNSegmentation(Segmentation):
         discriminator_width: int = 64,
         discriminator_layers: int = 3,
         discriminator_downsamples: int = 0,
+        reversed_domains: Literal["both", "target"] = "both",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         verify_str_arg(placement, "model.placement", ("pool5", "output"))
         verify_str_arg(lambda_schedule, "model.lambda_schedule", ("dann", "constant"))
+        verify_str_arg(reversed_domains, "model.reversed_domains", ("both", "target"))
         if adaptation_weight < 0 or domain_loss_weight < 0:
             raise ScarceError(f"model.adaptation_weight ({adaptation_weight}) and model.domain_loss_weight "
                               f"({domain_loss_weight}) must be >= 0; use adaptation_weight: 0 for source-only")
@@ -143,6 +148,10 @@ class DANNSegmentation(Segmentation):
             # One pass over both domains; FCN-8s has no batch norm, so this equals two passes, only faster.
             logits, domain_in = self._forward_all(torch.cat([x_s, x_t]))
             logits = logits[:n_s]
+            if self.hparams.reversed_domains == "target":
+                # The head still learns from both domains; only the target's predictions are pushed towards
+                # the source's, so the source's stay where the segmentation loss puts them.
+                domain_in = torch.cat([domain_in[:n_s].detach(), domain_in[n_s:]])
             domain_logits = self.domain_head(grad_reverse(domain_in, coeff))
         else:
             logits, domain_s = self._forward_all(x_s)
