@@ -210,11 +210,12 @@ def test_scarce_fit_synthia_to_cityscapes_dann_config_bf16(tmp_path, monkeypatch
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
 
 
-def test_scarce_fit_rendered_dann_config_output_space(tmp_path):
+def test_scarce_fit_rendered_dann_config(tmp_path):
+    """The embedded config as committed (output-space discriminator, strided)."""
     # In a child process: rendering creates a GL context, which must not live in the pytest process that forks.
     env = dict(os.environ, PYOPENGL_PLATFORM="egl")
     cmd = [str(SCARCE), "fit", "--config", str(REPO / "configs/dann_fcn8s_rendered.yaml"),
-           "--model.init_args.placement", "output", "--data.init_args.batch_size", "2",
+           "--data.init_args.batch_size", "2",
            "--trainer.val_check_interval", "2", "--data.init_args.source.num_train", "4",
            "--data.init_args.target.num_train", "4", "--data.init_args.source.num_val", "2",
            "--data.init_args.target.num_val", "2", "--data.init_args.size", "[32, 32]", *TINY]
@@ -224,15 +225,17 @@ def test_scarce_fit_rendered_dann_config_output_space(tmp_path):
     assert "realism gap: source mIoU" in proc.stdout + proc.stderr
 
 
-def test_ddp_two_cpu_processes(tmp_path):
-    """strategy=ddp on gloo, 2 processes, 2 steps of the pool5 DANN; validation metrics synced over ranks."""
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_ddp_two_cpu_processes(tmp_path, placement):
+    """strategy=ddp on gloo, 2 processes, 2 steps of DANN; validation metrics synced over ranks."""
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))
     make_synthia(tmp_path / "syn")
     cmd = [str(SCARCE), "fit", "--config", str(REPO / "configs/dann_fcn8s_synthia_to_cityscapes.yaml"),
            "--config", str(REPO / "configs/trainer/ddp.yaml"), "--trainer.accelerator=cpu", "--trainer.devices=2",
            "--data.init_args.source.root", str(tmp_path / "syn"), "--data.init_args.target.root", str(tmp_path / "cs"),
            "--data.init_args.size", "[32, 32]", "--data.init_args.batch_size", "1",
-           "--trainer.num_sanity_val_steps", "0", *TINY]
+           "--trainer.num_sanity_val_steps", "0", f"--model.init_args.placement={placement}",
+           "--model.init_args.discriminator_downsamples=2", *TINY]
     proc = subprocess.run(cmd, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
