@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", action="store_true", help="keep fits already finished under --out")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "dann_segmentation_seeds")
     args = parser.parse_args(argv)
+    if args.jobs < 1 or args.test_scenes < 0:
+        parser.error(f"--jobs must be >= 1 and --test-scenes >= 0 (got {args.jobs}, {args.test_scenes})")
     arms = [("source-only", "fcn8s_rendered.yaml", [])]
     arms += [(f"DANN {p}", "dann_fcn8s_rendered.yaml", [f"--model.init_args.placement={p}"]) for p in args.placements]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
