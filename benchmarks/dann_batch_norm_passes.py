@@ -32,13 +32,10 @@ def _images(dataset) -> torch.Tensor:
 
 
 def _logits(net, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float, mode: str):
-    if mode == "joint":
-        feats = net.features(torch.cat([x_s, x_t]))
-        return net.classifier(feats[:len(x_s)]), net.domain_logits(feats, coeff)
-    feats_s, feats_t = net.features(x_s), net.features(x_t)
-    if mode == "features":
+    if mode == "features":  # the in-between way, measured here only
+        feats_s, feats_t = net.features(x_s), net.features(x_t)
         return net.classifier(feats_s), net.domain_logits(torch.cat([feats_s, feats_t]), coeff)
-    return net.classifier(feats_s), torch.cat([net.domain_logits(feats_s, coeff), net.domain_logits(feats_t, coeff)])
+    return net.adversarial_logits(x_s, x_t, coeff, per_domain=mode == "per_domain")
 
 
 @torch.no_grad()

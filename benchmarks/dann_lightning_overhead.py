@@ -34,10 +34,7 @@ def plain_loop(dm: DigitsDataModule, steps: int) -> float:
         batch, _, _ = next(loader)
         x_s, y_s, x_t = batch["source"]["image"], batch["source"]["label"], batch["target"]["image"]
         # Each domain through the network alone, as DANN(batch_norm_stats="per_domain") does.
-        coeff = dann_lambda(progress(step, steps))
-        feats_s, feats_t = net.features(x_s), net.features(x_t)
-        logits = net.classifier(feats_s)
-        dom = torch.cat([net.domain_logits(feats_s, coeff), net.domain_logits(feats_t, coeff)])
+        logits, dom = net.adversarial_logits(x_s, x_t, dann_lambda(progress(step, steps)))
         dom_y = torch.cat([torch.zeros(len(x_s)), torch.ones(len(x_t))]).long()
         loss = F.cross_entropy(logits, y_s) + F.cross_entropy(dom, dom_y)
         opt.zero_grad(set_to_none=True)

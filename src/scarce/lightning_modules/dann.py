@@ -90,15 +90,9 @@ class DANN(LightningModule):
 
     def _domain_step(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float):
         """Class logits of the source and domain logits of source + target, by mode (adapting or probing)."""
-        n_s = x_s.shape[0]
         if self.adapting:
-            if self.hparams.batch_norm_stats == "per_domain":
-                feats_s, feats_t = self.net.features(x_s), self.net.features(x_t)
-                domain_logits = torch.cat([self.net.domain_logits(feats_s, coeff),
-                                           self.net.domain_logits(feats_t, coeff)])
-                return self.net.classifier(feats_s), domain_logits
-            feats = self.net.features(torch.cat([x_s, x_t]))
-            return self.net.classifier(feats[:n_s]), self.net.domain_logits(feats, coeff)
+            per_domain = self.hparams.batch_norm_stats == "per_domain"
+            return self.net.adversarial_logits(x_s, x_t, coeff, per_domain=per_domain)
         feats_s = self.net.features(x_s)
         with torch.no_grad():
             was_training = self.net.features.training

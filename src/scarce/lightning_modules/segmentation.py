@@ -70,7 +70,7 @@ class Segmentation(LightningModule):
             verify_str_arg(class_weights, "model.class_weights", tuple(CLASS_WEIGHTINGS))
         if isinstance(class_weights, list) and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
-                              "give one weight per class, 'median_frequency', 'log_frequency', or null")
+                              f"give one weight per class, {', '.join(map(repr, CLASS_WEIGHTINGS))}, or null")
         if class_names is None:
             class_names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else \
                 [str(i) for i in range(num_classes)]
