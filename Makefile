@@ -66,8 +66,19 @@ tf-env: $(TF_STAMP)
 test: setup $(TF_STAMP)
 	$(BIN)/python -m pytest -q
 
-bench: setup $(TF_STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+# Benchmarks: `make bench` lists the scripts under benchmarks/ (several run for half an hour or need trained
+# checkpoints, so none runs by default); `make bench BENCH=NAME ARGS='...'` runs benchmarks/NAME.py, the same as
+# `.venv/bin/python benchmarks/NAME.py ...` (each answers --help). The programs behind them ship in the package:
+# `scarce bench pipeline|render|generative` (src/scarce/bench/).
+ifdef BENCH
+bench: setup $(if $(filter pipeline_vs_tfdata,$(BENCH)),$(TF_STAMP))
+	$(BIN)/python benchmarks/$(BENCH).py $(ARGS)
+else
+bench:
+	@echo "usage: make bench BENCH=NAME [ARGS='--help']   (= .venv/bin/python benchmarks/NAME.py ARGS)"
+	@for b in benchmarks/*.py; do printf '  %-28s %s\n' "$$(basename $$b .py)" "$$(head -n 1 $$b | sed 's/^\"\"\"//')"; done
+	@echo "Results and the command of each: benchmarks/RESULTS.md. Package benchmarks: scarce bench --help"
+endif
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) runs .pytest_cache

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
                 ckpts.append(str(REPO / path))
             else:
                 print(f"skipping {path} (missing; make it with `{command}`)")
-    from scarce.generative_bench import main as bench
+    from scarce.bench.generative import main as bench
 
     return bench([*sum((["--ckpt", c] for c in ckpts), []), "--classifier", args.classifier,
                   "--num-samples", str(args.num_samples)])

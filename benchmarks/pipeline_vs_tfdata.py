@@ -6,7 +6,7 @@ of the size -> resize to 224x224 -> float in [0, 1] -> shuffle 1000 -> batch 32.
 * tf.data (anchor, in ``.venv-tf`` as a subprocess): ``list_files`` -> ``interleave(TFRecordDataset,
   num_parallel_calls=AUTOTUNE)`` -> ``map(..., AUTOTUNE)`` -> ``shuffle(1000)`` -> ``batch(32)`` ->
   ``prefetch(AUTOTUNE)``.
-* scarce: ``scarce.data.bench`` (threads or processes, chosen by measurement; reduced-scale JPEG decode).
+* scarce: ``scarce.bench.pipeline`` (threads or processes, chosen by measurement; reduced-scale JPEG decode).
 
 Runs alternate (tf.data, scarce, tf.data, scarce, ...) so load changes hit both; each run is ``--epochs``
 full passes, timed from the first batch request (pipeline construction excluded on both sides). Prints
@@ -78,7 +78,7 @@ def run_tfdata(pattern: str, epochs: int, batch: int, size: tuple[int, int], cor
 SCARCE_CODE = r"""
 import json, sys, time, torch
 from scarce.data import tfrecord as tfr
-from scarce.data.bench import PipelineConfig, ThreadedJpegPipeline, process_pipeline, run
+from scarce.bench.pipeline import PipelineConfig, ThreadedJpegPipeline, process_pipeline, run
 pattern, epochs, batch, h, w, workers, mode = sys.argv[1:8]
 torch.set_num_threads(1)
 import cv2
@@ -134,7 +134,7 @@ def memory_check(folder: Path, records: int = 100_000) -> dict:
     return rss
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="/tmp/scarce-bench/jpeg", help="shard folder (created if missing)")
     parser.add_argument("--records", type=int, default=2000)
@@ -146,11 +146,11 @@ def main() -> int:
     parser.add_argument("--mode", choices=["threads", "processes"], default="threads")
     parser.add_argument("--cores", default=None, help="taskset CPU list for both sides, e.g. 0,1")
     parser.add_argument("--skip-memory", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not TF_PYTHON.exists():
         raise SystemExit(f"{TF_PYTHON} missing: run `make tf-env` first")
     sys.path.insert(0, str(ROOT / "src"))
-    from scarce.data.bench import make_jpeg_shards
+    from scarce.bench.pipeline import make_jpeg_shards
 
     data = Path(args.data)
     if not (data / "bench.manifest.json").is_file():

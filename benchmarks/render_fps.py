@@ -1,13 +1,14 @@
 """Rendering throughput (book 7.3): scarce's renderer, all outputs, next to a plain pyrender loop, same run.
 
-    python benchmarks/render_fps.py [--size H W] [--workers W] [--frames N] [--preset NAME]
+The same program as ``scarce bench render`` (:mod:`scarce.bench.render`); results go to benchmarks/RESULTS.md
+(section "Rendering"). Usage:
 
-Same as ``scarce bench render``; results go to benchmarks/RESULTS.md (section "Rendering").
+    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/render_fps.py [--size H W] [--workers W] [--frames N] [--preset NAME]
 """
 
 import sys
 
-from scarce.render.bench import main
+from scarce.bench.render import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -126,8 +126,8 @@ def test_help(argv):
 def test_bench_pipeline_runs(tmp_path, capsys):
     import torch
 
-    from scarce.data.bench import main as bench_main
-    from scarce.data.bench import make_jpeg_shards
+    from scarce.bench.pipeline import main as bench_main
+    from scarce.bench.pipeline import make_jpeg_shards
 
     with pytest.raises(SystemExit) as info:
         bench_main(["--help"])

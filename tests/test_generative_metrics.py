@@ -10,7 +10,7 @@ import torch
 from scarce._errors import DataNotFoundError
 from scarce.cli import lightning_cli
 from scarce.data.datasets.mnist import MNIST
-from scarce.generative_bench import load_generative_model, main as bench_main
+from scarce.bench.generative import load_generative_model, main as bench_main
 from scarce.metrics.generative import ClassifierFeatures, GenerativeScores, feature_scale, load_classifier
 from scarce.nets.mnist_classifier import MNISTClassifier
 

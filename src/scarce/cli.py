@@ -27,9 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "pipeline": ("scarce.data.bench:main", "input pipeline throughput per stage (book 7.1)"),
-    "render": ("scarce.render.bench:main", "rendering frames per second, all outputs"),
-    "generative": ("scarce.generative_bench:main", "FID / KID / IS of a trained VAE or GAN"),
+    "pipeline": ("scarce.bench.pipeline:main", "input pipeline throughput per stage (book 7.1)"),
+    "render": ("scarce.bench.render:main", "rendering frames per second, all outputs"),
+    "generative": ("scarce.bench.generative:main", "FID / KID / IS of a trained VAE or GAN"),
 }
 
 

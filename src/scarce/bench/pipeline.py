@@ -252,7 +252,7 @@ def choose_mode(cfg: PipelineConfig, batches: int = 6) -> tuple[str, dict[str, f
     return max(rates, key=rates.get), rates
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scarce bench pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="folder of TFRecord shards with JPEG images")
     parser.add_argument("--pattern", default="*.tfrecord*", help="glob inside --data (default *.tfrecord*)")

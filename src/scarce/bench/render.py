@@ -111,7 +111,7 @@ def measure(kind: str, workers: int, frames: int, size=(256, 256), preset: str =
             "fps": total / (end - start), "gl": results[0][3], "cpu_ms": 1000 * sum(r[4] for r in results) / total}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scarce bench render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", nargs=2, type=int, default=[256, 256], metavar=("H", "W"))
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))

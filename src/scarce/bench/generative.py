@@ -80,7 +80,7 @@ def _row(name: str, values: dict) -> str:
             f"{values['is_mean']:>6.3f} ± {values['is_std']:.3f}")
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.num_samples < args.kid_subset_size:
         raise ScarceError(f"--num-samples ({args.num_samples}) must be >= --kid-subset-size "
