@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scarce._errors import DataNotFoundError
+from scarce._errors import DataNotFoundError, ScarceError
 from scarce.cli import lightning_cli
 from scarce.data.datasets.mnist import MNIST
 from scarce.bench.generative import load_generative_model, main as bench_main
@@ -92,3 +92,19 @@ def test_load_generative_model_detects_the_kind(trained, tmp_path):
     assert isinstance(load_generative_model(trained / "runs/vae_mnist/checkpoints/last.ckpt"), VAE)
     with pytest.raises(DataNotFoundError):
         load_generative_model(tmp_path / "missing.ckpt")
+
+
+def test_load_classifier_reads_the_weights_without_the_lightning_module(trained, tmp_path):
+    from scarce.lightning_modules.classifier import MNISTClassifierModule
+
+    ckpt = trained / "runs/mnist_classifier/checkpoints/best.ckpt"
+    expected = MNISTClassifierModule.load_from_checkpoint(ckpt, map_location="cpu").net.eval()
+    classifier = load_classifier(ckpt)
+    assert isinstance(classifier, MNISTClassifier) and not classifier.training
+    x = _images(8)
+    torch.testing.assert_close(classifier(x), expected(x), rtol=0, atol=0)
+    torch.save(classifier.state_dict(), tmp_path / "plain.pt")  # a bare network state dict loads too
+    torch.testing.assert_close(load_classifier(tmp_path / "plain.pt")(x), expected(x), rtol=0, atol=0)
+    torch.save({"weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ScarceError, match="not an MNIST classifier checkpoint"):
+        load_classifier(tmp_path / "other.pt")

@@ -18,13 +18,14 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from scarce._errors import DataNotFoundError
+from scarce._errors import DataNotFoundError, ScarceError
 from scarce.nets.mnist_classifier import MNISTClassifier
 
 __all__ = ["ClassifierFeatures", "ClassifierLogits", "GenerativeScores", "load_classifier", "feature_scale",
            "DEFAULT_CLASSIFIER_CKPT"]
 
 DEFAULT_CLASSIFIER_CKPT = Path("runs/mnist_classifier/checkpoints/best.ckpt")
+_NET_PREFIX = "net."
 
 
 class ClassifierFeatures(nn.Module):
@@ -76,15 +77,28 @@ def feature_scale(classifier: MNISTClassifier, images: torch.Tensor, batch_size:
 
 
 def load_classifier(path: str | Path = DEFAULT_CLASSIFIER_CKPT, map_location: str = "cpu") -> MNISTClassifier:
-    """The :class:`MNISTClassifier` inside a checkpoint written by ``scarce fit --config configs/mnist_classifier.yaml``."""
+    """The :class:`MNISTClassifier` inside a checkpoint written by ``scarce fit --config configs/mnist_classifier.yaml``.
+
+    Only the weights are read (``torch.load(..., weights_only=True)``): the LightningModule's ``net.*`` entries, or
+    a plain ``MNISTClassifier`` state dict. The network's sizes are read from the weights' shapes.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(
             f"MNIST classifier checkpoint {path} not found; train it with "
             "`scarce fit --config configs/mnist_classifier.yaml` or pass `--classifier PATH`")
-    from scarce.lightning_modules.classifier import MNISTClassifierModule
-
-    return MNISTClassifierModule.load_from_checkpoint(path, map_location=map_location).net.eval()
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    state = checkpoint.get("state_dict", checkpoint)
+    if any(key.startswith(_NET_PREFIX) for key in state):  # the LightningModule keeps the network as ``self.net``
+        state = {key[len(_NET_PREFIX):]: value for key, value in state.items() if key.startswith(_NET_PREFIX)}
+    needed = ("body.0.0.weight", "body.1.0.weight", "fc.0.weight", "head.1.weight")
+    if any(key not in state for key in needed):
+        raise ScarceError(f"{path} is not an MNIST classifier checkpoint (no {', '.join(needed)} weights); train one "
+                          "with `scarce fit --config configs/mnist_classifier.yaml` or pass `--classifier PATH`")
+    classifier = MNISTClassifier(channels=(state["body.0.0.weight"].shape[0], state["body.1.0.weight"].shape[0]),
+                                 num_features=state["fc.0.weight"].shape[0], num_classes=state["head.1.weight"].shape[0])
+    classifier.load_state_dict(state)
+    return classifier.eval()
 
 
 class GenerativeScores(nn.Module):
