@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from scarce._errors import ScarceError
 from scarce.nets import fcn8s as fcn_module
 from scarce.nets.fcn8s import FCN8s, bilinear_kernel
 
@@ -137,15 +136,15 @@ def test_backbone_weights_from_a_local_file(tmp_path):
 
 
 def test_backbone_weights_errors(tmp_path):
-    with pytest.raises(ScarceError, match="not a file"):
+    with pytest.raises(FileNotFoundError, match="not a file.*model.init_args.backbone_weights"):
         FCN8s(4, backbone_weights=str(tmp_path / "missing.pth"), width_divisor=16)
     bad = tmp_path / "bad.pth"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
-    with pytest.raises(ScarceError, match="not a torchvision VGG16 state dict"):
+    with pytest.raises(ValueError, match="not a torchvision VGG16 state dict"):
         FCN8s(4, backbone_weights=str(bad), width_divisor=16)
     wrong_width = tmp_path / "w8.pth"
     torch.save(_vgg_like_state(8), wrong_width)
-    with pytest.raises(ScarceError, match="does not fit"):
+    with pytest.raises(ValueError, match="does not fit"):
         FCN8s(4, backbone_weights=str(wrong_width), width_divisor=16)
-    with pytest.raises(ScarceError, match="width_divisor"):
+    with pytest.raises(ValueError, match="width_divisor"):
         FCN8s(4, width_divisor=3)

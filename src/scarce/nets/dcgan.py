@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Generator", "Discriminator", "dcgan_generator", "dcgan_discriminator"]
+__all__ = ["Generator", "Discriminator"]
 
 
 class UpBlock(nn.Sequential):
@@ -94,13 +94,3 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x)).squeeze(1)
-
-
-def dcgan_generator(*, noise_dim: int = 2, **kwargs) -> Generator:
-    """Build the book's generator; keyword arguments go to :class:`Generator`."""
-    return Generator(noise_dim=noise_dim, **kwargs)
-
-
-def dcgan_discriminator(**kwargs) -> Discriminator:
-    """Build the book's discriminator; keyword arguments go to :class:`Discriminator`."""
-    return Discriminator(**kwargs)

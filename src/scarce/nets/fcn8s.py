@@ -15,9 +15,7 @@ from torch import nn
 from torchvision.models.vgg import cfgs as _VGG_CFGS
 from torchvision.models.vgg import make_layers
 
-from scarce._errors import ScarceError
-
-__all__ = ["FCN8s", "bilinear_kernel", "fcn8s"]
+__all__ = ["FCN8s", "bilinear_kernel"]
 
 # ImageNet statistics: the backbone sees the same input distribution as torchvision's VGG16 weights.
 _MEAN = (0.485, 0.456, 0.406)
@@ -73,9 +71,9 @@ class FCN8s(nn.Module):
                  dropout: float = 0.5):
         super().__init__()
         if num_classes < 1:
-            raise ScarceError(f"FCN8s: num_classes must be >= 1, got {num_classes}")
+            raise ValueError(f"FCN8s: num_classes must be >= 1, got {num_classes}")
         if width_divisor < 1 or 64 % width_divisor:
-            raise ScarceError(f"FCN8s: width_divisor must divide 64 (1, 2, 4, 8, 16, 32, 64), got {width_divisor}")
+            raise ValueError(f"FCN8s: width_divisor must divide 64 (1, 2, 4, 8, 16, 32, 64), got {width_divisor}")
         self.num_classes = num_classes
         self.width_divisor = width_divisor
         cfg = [v if v == "M" else v // width_divisor for v in _VGG_CFGS["D"]]
@@ -113,15 +111,16 @@ class FCN8s(nn.Module):
         else:
             path = Path(source).expanduser()
             if not path.is_file():
-                raise ScarceError(f"FCN8s: backbone_weights {str(path)!r} is not a file. Give the path of a local "
-                                  f"torchvision VGG16 state dict (e.g. vgg16-397923af.pth); nothing is downloaded.")
+                raise FileNotFoundError(f"FCN8s: backbone_weights {str(path)!r} is not a file (`model.init_args."
+                                        f"backbone_weights` in a config). Give the path of a local torchvision VGG16 "
+                                        f"state dict (e.g. vgg16-397923af.pth), or null; nothing is downloaded.")
             state, where = torch.load(path, map_location="cpu", weights_only=True), str(path)
         features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         needed = ("classifier.0.weight", "classifier.0.bias", "classifier.3.weight", "classifier.3.bias")
         missing = [k for k in needed if k not in state]
         if missing or not features:
-            raise ScarceError(f"FCN8s: {where} is not a torchvision VGG16 state dict: it lacks "
-                              f"{missing or ['features.*']}; expected the keys of torchvision.models.vgg16().state_dict()")
+            raise ValueError(f"FCN8s: {where} is not a torchvision VGG16 state dict: it lacks "
+                             f"{missing or ['features.*']}; expected the keys of torchvision.models.vgg16().state_dict()")
         try:
             self.features.load_state_dict(features)
             fc6, fc7 = self.fc6[0], self.fc7[0]
@@ -132,8 +131,8 @@ class FCN8s(nn.Module):
                 fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
                 fc7.bias.copy_(state["classifier.3.bias"])
         except (RuntimeError, ValueError) as err:
-            raise ScarceError(f"FCN8s: {where} does not fit this network (width_divisor={self.width_divisor}; "
-                              f"VGG16 weights need width_divisor=1): {err}") from err
+            raise ValueError(f"FCN8s: {where} does not fit this network (width_divisor={self.width_divisor}; "
+                             f"VGG16 weights need width_divisor=1): {err}") from err
         # Fine-tuning as in the paper: the skips start at zero, so the net begins as FCN-32s and the skips grow in.
         with torch.no_grad():
             for conv in (self.score_pool4, self.score_pool3):
@@ -172,8 +171,3 @@ class FCN8s(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x), x.shape[-2:])
-
-
-def fcn8s(*, num_classes: int = 19, backbone_weights: str | Path | None = None, **kwargs) -> FCN8s:
-    """Build :class:`FCN8s` (keyword-only builder)."""
-    return FCN8s(num_classes, backbone_weights=backbone_weights, **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MNISTClassifier", "mnist_classifier", "MNIST_MEAN", "MNIST_STD"]
+__all__ = ["MNISTClassifier", "MNIST_MEAN", "MNIST_STD"]
 
 # Normalisation lives inside the network so that every caller (training, metrics) feeds plain [0, 1] images.
 MNIST_MEAN = 0.1307
@@ -55,8 +55,3 @@ class MNISTClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def mnist_classifier(**kwargs) -> MNISTClassifier:
-    """Build the MNIST feature classifier; keyword arguments go to :class:`MNISTClassifier`."""
-    return MNISTClassifier(**kwargs)

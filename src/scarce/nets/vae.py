@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvEncoder", "ConvDecoder", "ConvVAE", "conv_vae", "reparameterize"]
+__all__ = ["ConvEncoder", "ConvDecoder", "ConvVAE", "reparameterize"]
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -85,8 +85,3 @@ class ConvVAE(nn.Module):
         # Sampling in eval too: the test loss is then the same one-sample ELBO estimate as in training.
         mu, logvar = self.encoder(x)
         return self.decoder(reparameterize(mu, logvar)), mu, logvar
-
-
-def conv_vae(*, latent_dim: int = 2) -> ConvVAE:
-    """Build the book's convolutional VAE with a ``latent_dim``-sized code."""
-    return ConvVAE(latent_dim=latent_dim)
