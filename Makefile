@@ -76,7 +76,9 @@ bench: setup $(if $(filter pipeline_vs_tfdata,$(BENCH)),$(TF_STAMP))
 else
 bench:
 	@echo "usage: make bench BENCH=NAME [ARGS='--help']   (= .venv/bin/python benchmarks/NAME.py ARGS)"
-	@for b in benchmarks/*.py; do printf '  %-28s %s\n' "$$(basename $$b .py)" "$$(head -n 1 $$b | sed 's/^\"\"\"//')"; done
+	@for b in benchmarks/*.py; do \
+	  printf '  %-28s %s\n' "$$(basename $$b .py)" "$$(head -n 1 $$b | sed 's/^\"\"\"//')"; \
+	done
 	@echo "Results and the command of each: benchmarks/RESULTS.md. Package benchmarks: scarce bench --help"
 endif
 

@@ -3,7 +3,8 @@
 The same program as ``scarce bench render`` (:mod:`scarce.bench.render`); results go to benchmarks/RESULTS.md
 (section "Rendering"). Usage:
 
-    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/render_fps.py [--size H W] [--workers W] [--frames N] [--preset NAME]
+    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/render_fps.py [--size H W] [--workers W] [--frames N]
+        [--preset NAME]
 """
 
 import sys

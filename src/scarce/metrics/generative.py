@@ -95,8 +95,9 @@ def load_classifier(path: str | Path = DEFAULT_CLASSIFIER_CKPT, map_location: st
     if any(key not in state for key in needed):
         raise ScarceError(f"{path} is not an MNIST classifier checkpoint (no {', '.join(needed)} weights); train one "
                           "with `scarce fit --config configs/mnist_classifier.yaml` or pass `--classifier PATH`")
-    classifier = MNISTClassifier(channels=(state["body.0.0.weight"].shape[0], state["body.1.0.weight"].shape[0]),
-                                 num_features=state["fc.0.weight"].shape[0], num_classes=state["head.1.weight"].shape[0])
+    channels = (state["body.0.0.weight"].shape[0], state["body.1.0.weight"].shape[0])
+    classifier = MNISTClassifier(channels=channels, num_features=state["fc.0.weight"].shape[0],
+                                 num_classes=state["head.1.weight"].shape[0])
     classifier.load_state_dict(state)
     return classifier.eval()
 
