@@ -34,7 +34,7 @@ NOT = (
     ("scarce.data", ("scarce.render",)),
     ("scarce", ("scarce.bench",)),  # benchmarks sit on top; the CLI names them by string
 )
-# Importing these must not import Lightning (the CLI's data and render commands stay fast without it).
+# Importing these must not import Lightning: they serve `scarce data` / `scarce render` and plain scripts, fast.
 LIGHTNING_FREE = ("scarce.shards", "scarce.nets")
 
 
