@@ -148,3 +148,36 @@ def test_backbone_weights_errors(tmp_path):
         FCN8s(4, backbone_weights=str(wrong_width), width_divisor=16)
     with pytest.raises(ValueError, match="width_divisor"):
         FCN8s(4, width_divisor=3)
+
+
+def test_batch_norm_backbone_is_torchvisions_vgg16_bn_layout():
+    torch.manual_seed(0)
+    net = FCN8s(5, width_divisor=16, batch_norm=True)
+    vgg_bn = torchvision.models.vgg16_bn(weights=None)
+    # Key for key the layout of torchvision's vgg16_bn features (at 1/16 width), so its state dicts load.
+    assert list(net.features.state_dict()) == list(vgg_bn.features.state_dict())
+    x = torch.rand(2, 3, 64, 96)
+    feats = net.forward_features(x)
+    assert feats["pool3"].shape == (2, 256 // 16, 8, 12)
+    assert feats["pool4"].shape == (2, 512 // 16, 4, 6)
+    assert feats["pool5"].shape == (2, 512 // 16, 2, 3)
+    out = net(x)
+    assert out.shape == (2, 5, 64, 96)
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_batch_norm_backbone_loads_vgg16_bn_weights_and_refuses_vgg16():
+    torch.manual_seed(0)
+    bn_net = FCN8s(3, width_divisor=16, batch_norm=True)
+    state = {f"features.{k}": torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in bn_net.features.state_dict().items()}
+    plain = _vgg_like_state(16)
+    state.update({k: v for k, v in plain.items() if k.startswith("classifier.")})
+    net = FCN8s(3, width_divisor=16, batch_norm=True)
+    net.load_backbone(state)
+    torch.testing.assert_close(net.features[1].running_var, state["features.1.running_var"])
+    torch.testing.assert_close(net.fc6[0].weight.flatten(1), state["classifier.0.weight"])
+    with pytest.raises(ValueError, match="vgg16_bn layout"):
+        FCN8s(3, width_divisor=16, batch_norm=True).load_backbone(plain)

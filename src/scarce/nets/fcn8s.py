@@ -20,8 +20,6 @@ __all__ = ["FCN8s", "bilinear_kernel"]
 # ImageNet statistics: the backbone sees the same input distribution as torchvision's VGG16 weights.
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-# Indices in torchvision's VGG16 ``features`` after which pool3, pool4 and pool5 come out.
-_POOL3, _POOL4, _POOL5 = 16, 23, 30
 _STRIDE = 32
 _FC_WIDTH = 4096
 
@@ -61,6 +59,9 @@ class FCN8s(nn.Module):
         width_divisor: divide every channel count (64..512 and the 4096 of fc6/fc7) by this, for tiny tests and
             quick CPU runs. 1 is the real FCN-8s; only 1 can load VGG16 weights.
         dropout: dropout probability after fc6 and fc7.
+        batch_norm: the backbone in torchvision's ``vgg16_bn`` layout (batch norm after every convolution), which
+            trains from scratch far faster than the paper's plain VGG16; ``backbone_weights`` must then be a
+            ``vgg16_bn`` state dict. False is the paper's (and the book's) network.
 
     Shape:
         - Input: ``(B, 3, H, W)``, float in ``[0, 1]``.
@@ -68,7 +69,7 @@ class FCN8s(nn.Module):
     """
 
     def __init__(self, num_classes: int, backbone_weights: str | Path | None = None, width_divisor: int = 1,
-                 dropout: float = 0.5):
+                 dropout: float = 0.5, batch_norm: bool = False):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"FCN8s: num_classes must be >= 1, got {num_classes}")
@@ -80,8 +81,13 @@ class FCN8s(nn.Module):
         c3, c4, c5, fc = 256 // width_divisor, 512 // width_divisor, 512 // width_divisor, _FC_WIDTH // width_divisor
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
-        # Same module indices as torchvision's vgg16().features, so its state dict loads key for key.
-        self.features = make_layers(cfg, batch_norm=False)
+        # Same module indices as torchvision's vgg16().features (vgg16_bn().features with batch_norm), so its state
+        # dict loads key for key.
+        self.batch_norm = batch_norm
+        self.features = make_layers(cfg, batch_norm=batch_norm)
+        pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
+        # Indices of the pooling layers after which pool3 and pool4 come out (pool5 is the last layer).
+        self._pool3, self._pool4 = pools[2], pools[3]
         self.fc6 = nn.Sequential(nn.Conv2d(c5, fc, 7, padding=3), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.fc7 = nn.Sequential(nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
@@ -120,7 +126,7 @@ class FCN8s(nn.Module):
         missing = [k for k in needed if k not in state]
         if missing or not features:
             raise ValueError(f"FCN8s: {where} is not a torchvision VGG16 state dict: it lacks "
-                             f"{missing or ['features.*']}; expected the keys of torchvision.models.vgg16().state_dict()")
+                             f"{missing or ['features.*']}; expected the keys of torchvision.models.{self._vgg_name}().state_dict()")
         try:
             self.features.load_state_dict(features)
             fc6, fc7 = self.fc6[0], self.fc7[0]
@@ -131,13 +137,17 @@ class FCN8s(nn.Module):
                 fc7.weight.copy_(state["classifier.3.weight"].view(fc7.weight.shape))
                 fc7.bias.copy_(state["classifier.3.bias"])
         except (RuntimeError, ValueError) as err:
-            raise ValueError(f"FCN8s: {where} does not fit this network (width_divisor={self.width_divisor}; "
-                             f"VGG16 weights need width_divisor=1): {err}") from err
+            raise ValueError(f"FCN8s: {where} does not fit this network ({self._vgg_name} layout, width_divisor="
+                             f"{self.width_divisor}; VGG16 weights need width_divisor=1): {err}") from err
         # Fine-tuning as in the paper: the skips start at zero, so the net begins as FCN-32s and the skips grow in.
         with torch.no_grad():
             for conv in (self.score_pool4, self.score_pool3):
                 conv.weight.zero_()
                 conv.bias.zero_()
+
+    @property
+    def _vgg_name(self) -> str:
+        return "vgg16_bn" if self.batch_norm else "vgg16"
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -155,9 +165,9 @@ class FCN8s(nn.Module):
         feats = {}
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i == _POOL3:
+            if i == self._pool3:
                 feats["pool3"] = x
-            elif i == _POOL4:
+            elif i == self._pool4:
                 feats["pool4"] = x
         feats["pool5"] = x
         feats["fc7"] = self.fc7(self.fc6(x))
