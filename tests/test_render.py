@@ -155,7 +155,7 @@ def test_ply_with_vertex_colors_round_trips(tmp_path):
 
 
 def test_records_round_trip_through_shards(tmp_path, clutter):
-    from scarce.data.tfrecord import read_records, write_shards
+    from scarce.shards import read_records, write_shards
 
     samples = [clutter.render(2, i) for i in range(3)]
     manifest = write_shards((encode_record(s) for s in samples), tmp_path, prefix="render", num_shards=1)
@@ -241,7 +241,7 @@ def test_rendered_dataset_sample_contract():
 
 def test_cli_writes_shards_preview_and_same_bytes_with_workers(tmp_path):
     from scarce.cli import main as scarce_main
-    from scarce.data.tfrecord import read_records
+    from scarce.shards import read_records
 
     outs = []
     for workers in (1, 2):

@@ -226,9 +226,9 @@ def test_scarce_fit_cityscapes_config(tmp_path, monkeypatch, shards):
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))
     root, kind = str(tmp_path / "cs"), "cityscapes"
     if shards:
-        from scarce.data.datasets.cityscapes import convert
+        from scarce.data.convert import convert_cityscapes
 
-        convert(root, tmp_path / "cs_shards")
+        convert_cityscapes(root, tmp_path / "cs_shards", 1, None)
         root, kind = str(tmp_path / "cs_shards"), "shards"
     monkeypatch.chdir(tmp_path)
     lightning_cli(["fit", "--config", str(REPO / "configs/fcn8s_cityscapes.yaml"), "--data.source.root", root,

@@ -4,7 +4,7 @@ Output folder::
 
     OUT/
       {prefix}-00000-of-0000K.tfrecord   (+ .index)   records in index order, record i in shard i % K
-      {prefix}.manifest.json                          feature schema and counts (scarce.data.tfrecord)
+      {prefix}.manifest.json                          feature schema and counts (scarce.shards.writer)
       render_config.json                              the resolved config, seed and size
       preview.png                                     the first samples: image over semantic mask
 
@@ -82,7 +82,7 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=(
 
     from tqdm import tqdm
 
-    from scarce.data.tfrecord import write_shards
+    from scarce.shards.writer import write_shards
     from scarce.render.dataset import resolve_config
 
     config = resolve_config(config)

@@ -352,7 +352,7 @@ def decode_record(record: dict[str, Any], pad_to: int | None = None) -> dict[str
 
 def read_rendered(path: str | Path):
     """Yield the training sample dicts of one rendered shard file."""
-    from scarce.data.tfrecord import read_records
+    from scarce.shards.example import read_records
 
     for record in read_records(path):
         yield decode_record(record)

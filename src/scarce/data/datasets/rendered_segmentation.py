@@ -91,7 +91,7 @@ class RenderedSegmentationShards(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        from scarce.data.pipeline import TFRecordDataset
+        from scarce.shards.readers import TFRecordDataset
 
         files = sorted(p for p in Path(root).glob(f"{split}-*.tfrecord") if p.is_file())
         if not files:
