@@ -12,6 +12,9 @@
 
 Encoders return record dicts for :func:`scarce.shards.writer.write_shards`; decoders turn records back into
 the project's sample dicts (``image`` float ``(3, H, W)`` in [0, 1], ``mask`` int64 ``(H, W)``, ...).
+
+Importing this module does not import torch (the sample builders do, when first called): ``scarce render``'s
+worker processes only encode, and should not pay for it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from scarce._errors import ScarceError
-from scarce.shards.decode import FeatureDecoder
 from scarce.shards.example import parse_example, read_records
 from scarce.shards.images import decode_image, decode_mask, encode_png
 
@@ -63,6 +64,8 @@ made by `scarce data convert cityscapes|synthia --root DIR --out root`"""
 def segmentation_sample(image: np.ndarray, mask: np.ndarray, name: str) -> dict[str, Any]:
     """uint8 ``(H, W, 3)`` image and ``(H, W)`` train ids -> the sample dict (``image`` float ``(3, H, W)`` in
     [0, 1], ``mask`` int64 ``(H, W)``, ``name``)."""
+    import torch
+
     image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
     return {"image": image_t, "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(), "name": name}
 
@@ -177,6 +180,8 @@ def rendered_sample(arrays: Mapping[str, np.ndarray], index: int | None = None,
         pad_to: pad ``boxes``, ``classes``, ``poses`` with zeros (class 0 = none) to this many instances, so
             the default DataLoader collate can stack them; ``num_instances`` holds the real count.
     """
+    import torch
+
     n = len(arrays["classes"])
     sample = dict(arrays)
     for key, shape in (("boxes", (-1, 4)), ("classes", (-1,)), ("poses", (-1, 4, 4))):
@@ -215,7 +220,6 @@ def read_rendered(path: str | Path) -> Iterator[dict[str, Any]]:
 IMAGEFOLDER_FEATURES = {"image": "bytes", "label": "int64"}
 # The feature description (see FeatureDecoder) that reads it: a uint8 image tensor and an int64 label.
 IMAGEFOLDER_DESCRIPTION = {"image": "image", "label": "int"}
-_IMAGEFOLDER_DECODER = FeatureDecoder(IMAGEFOLDER_DESCRIPTION)
 
 
 def encode_imagefolder(image: bytes, label: int) -> dict[str, Any]:
@@ -225,4 +229,6 @@ def encode_imagefolder(image: bytes, label: int) -> dict[str, Any]:
 
 def decode_imagefolder(example: Mapping[str, list]) -> dict[str, Any]:
     """A decoded image-folder example -> ``{"image": uint8 tv_tensors.Image (3, H, W), "label": int64}``."""
-    return _IMAGEFOLDER_DECODER(example)
+    from scarce.shards.decode import FeatureDecoder  # torch and torchvision, on first use only
+
+    return FeatureDecoder(IMAGEFOLDER_DESCRIPTION)(example)
