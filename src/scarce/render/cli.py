@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from scarce._errors import ScarceError
+from scarce.render._gl import select_backend
 from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.dataset import SampleRenderer, resolve_config
 from scarce.shards.schemas import encode_rendered
@@ -103,8 +104,6 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
         _init_worker(config, size, None)
         manifest = write_shards(records(map(_render_one, jobs)), out_dir, prefix=prefix, num_shards=num_shards)
     else:
-        from scarce.render._gl import select_backend
-
         select_backend()  # probe once; the workers inherit PYOPENGL_PLATFORM
         with mp.get_context("spawn").Pool(workers, _init_worker, (config, size, 1)) as pool:
             results = pool.imap(_render_one, jobs, chunksize=4)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce.render._gl import import_pyrender
 from scarce.render.config import PROCEDURAL_SHAPES, ObjectSpec, RenderConfig
 
 __all__ = [
@@ -137,8 +138,6 @@ class RenderScene:
     """
 
     def __init__(self, config: RenderConfig, height: int, width: int):
-        from scarce.render._gl import import_pyrender
-
         pr = import_pyrender()
         self.pr = pr
         self.config = config

@@ -134,7 +134,8 @@ class Cityscapes(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, label_path, is_train_ids = self.pairs[index]
-        sample = segmentation_sample(_read_rgb(image_path), _read_train_ids(label_path, is_train_ids), self._name(index))
+        image = _read_rgb(image_path)
+        sample = segmentation_sample(image, _read_train_ids(label_path, is_train_ids), self._name(index))
         return self.transform(sample) if self.transform is not None else sample
 
     def iter_masks(self) -> Iterator[np.ndarray]:
