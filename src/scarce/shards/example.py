@@ -38,6 +38,7 @@ def _load_example_pb2():
 
     return example_pb2
 
+
 example_pb2 = _load_example_pb2()
 
 __all__ = [
