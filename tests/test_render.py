@@ -168,6 +168,26 @@ def test_records_round_trip_through_shards(tmp_path, clutter):
     assert back[0]["image"].shape == (3, *SIZE) and back[0]["mask"].dtype == torch.int64
 
 
+def test_closing_a_renderer_mid_frame_keeps_the_other_rendering():
+    """The garbage collector may close a dropped renderer inside another one's frame (it did, in the full suite)."""
+    a, b = SampleRenderer("synthetic-flat", (16, 16)), SampleRenderer("synthetic-flat", (16, 16))
+    want = a.render(0, 0)
+    inner = a.frame._renderer.render
+
+    def render_after_closing_b(*args, **kwargs):
+        b.close()
+        return inner(*args, **kwargs)
+
+    a.frame._renderer.render = render_after_closing_b
+    try:
+        got = a.render(0, 0)
+    finally:
+        a.frame._renderer.render = inner
+        a.close()
+    for key, value in want.items():
+        assert np.array_equal(value, got[key]), key
+
+
 def test_fibonacci_and_look_at():
     pts = fibonacci_sphere(10)
     np.testing.assert_allclose(np.linalg.norm(pts, axis=1), 1.0, atol=1e-12)
