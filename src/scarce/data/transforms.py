@@ -6,8 +6,8 @@ Two paths:
   ``tv_tensors.Image`` and ``mask`` a ``tv_tensors.Mask``, so geometry is applied to both (nearest for the
   mask) and colour to the image only: horizontal flip, random crop of 0.8-1.0 of the size resized back,
   brightness +-0.15 (additive, as ``tf.image.random_brightness``), saturation 0.5-1.75.
-* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: PIL decodes
-  the JPEG at reduced scale (libjpeg DCT scaling) when the crop still covers the output size, then crops,
+* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: simplejpeg decodes
+  the JPEG at reduced scale (libjpeg-turbo DCT scaling) when the crop still covers the output size, then crops,
   resizes and flips in one pass on uint8; float conversion happens per batch (or on the GPU).
 
 :class:`scarce.shards.decode.FeatureDecoder` turns a decoded ``tf.train.Example`` into such a sample dict; the
@@ -41,6 +41,7 @@ __all__ = [
     "decode_jpeg_batch",
     "collate_encoded",
 ]
+
 
 # --------------------------------------------------------------------------------------------- v2 transforms
 
