@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from torch.utils.data import DataLoader
 
     from scarce.data.datamodules.segmentation import SegmentationTransform, median_frequency_weights
-    from scarce.data.datasets.rendered_segmentation import RenderedSegmentation
+    from scarce.render.segmentation import RenderedSegmentation
     from scarce.lightning_modules.dann_segmentation import DANNSegmentation
 
     default_lambda = args.adaptation_weight

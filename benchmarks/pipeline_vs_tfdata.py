@@ -77,7 +77,7 @@ def run_tfdata(pattern: str, epochs: int, batch: int, size: tuple[int, int], cor
 
 SCARCE_CODE = r"""
 import json, sys, time, torch
-from scarce.data import tfrecord as tfr
+from scarce import shards as tfr
 from scarce.bench.pipeline import PipelineConfig, ThreadedJpegPipeline, process_pipeline, run
 pattern, epochs, batch, h, w, workers, mode = sys.argv[1:8]
 torch.set_num_threads(1)
@@ -115,8 +115,8 @@ def _rss_mb() -> float:
 
 def memory_check(folder: Path, records: int = 100_000) -> dict:
     """Resident memory after 1k and after ``records`` streamed records (1 KiB payload each, shuffle 1000)."""
-    from scarce.data import tfrecord as tfr
-    from scarce.data.pipeline import StreamingTFRecordDataset
+    from scarce import shards as tfr
+    from scarce.shards.readers import StreamingTFRecordDataset
 
     if not (folder / "mem.manifest.json").is_file():
         payload = os.urandom(1024)

@@ -7,7 +7,8 @@ import torch
 
 from _segmentation_data import make_cityscapes, write_gray
 from scarce._errors import DataNotFoundError, ScarceError
-from scarce.data.datasets.cityscapes import Cityscapes, PairingError, convert
+from scarce.data.convert import convert_cityscapes as convert
+from scarce.data.datasets.cityscapes import Cityscapes, PairingError
 from scarce.data.datasets.labels import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_COLORS,

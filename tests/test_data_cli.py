@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scarce.data import tfrecord as tfr
-from scarce.data.cli import CONVERTERS, SUBCOMMANDS
+from scarce import shards as tfr
+from scarce.data.cli import SUBCOMMANDS
+from scarce.data.convert import CONVERTERS
 from scarce.data.cli import main as data_main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
@@ -25,12 +26,11 @@ def _scarce(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_registries_name_module_functions():
-    for table in (SUBCOMMANDS, CONVERTERS):
-        for target in table.values():
-            target = target[0] if isinstance(target, tuple) else target
-            module, func = target.split(":")
-            assert module.startswith("scarce.") and func
-    assert {"imagefolder", "mnist"} <= set(CONVERTERS) and "stats" in SUBCOMMANDS
+    for target, _ in SUBCOMMANDS.values():
+        module, func = target.split(":")
+        assert module.startswith("scarce.") and func
+    assert {"imagefolder", "mnist", "cityscapes", "synthia"} == set(CONVERTERS) and "stats" in SUBCOMMANDS
+    assert all(callable(convert) for convert in CONVERTERS.values())
 
 
 def test_convert_imagefolder(tmp_path, capsys):

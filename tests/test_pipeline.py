@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from scarce import shards as tfr
 from scarce._errors import CorruptRecordError, FeatureError, ScarceError
-from scarce.data import tfrecord as tfr
-from scarce.data.pipeline import StreamingTFRecordDataset, TFRecordDataset, consumer_ranges
 from scarce.data.transforms import JpegCropResize, draft_scale, train_transform
+from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, consumer_ranges
 
 SHARDED = Path(__file__).parent / "fixtures" / "tfrecord" / "sharded"
 NUM = 104  # ids 0..103 in shards of 6, 9, 38 and 51 records (written by TensorFlow)
@@ -194,7 +194,7 @@ def test_streaming_skip_corrupt(tmp_path):
 
 
 def _prefetch_batches(device: str) -> None:
-    from scarce.data.pipeline import CudaPrefetcher
+    from scarce.data.prefetch import CudaPrefetcher
 
     loader = DataLoader(StreamingTFRecordDataset(str(SHARDED / "*.tfrecord"), decode={"id": "int"}), batch_size=10,
                         pin_memory=device == "cuda")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from scarce import shards as tfr
 from scarce._errors import ScarceError
-from scarce.data import tfrecord as tfr
 from scarce.data.datamodules.tfrecord import TFRecordDataModule
 
 N = 22

@@ -10,8 +10,8 @@ import torch
 from scarce._errors import ScarceError
 from scarce.render import CLASS_NAMES, RenderConfig, RenderedDataset, SampleRenderer, get_preset
 from scarce.render.config import Intrinsics, ObjectSpec, load_config
-from scarce.render.dataset import decode_record, encode_record, to_training_sample
 from scarce.render.sampling import fibonacci_sphere, look_at
+from scarce.shards.schemas import decode_rendered, encode_rendered, rendered_sample
 
 SIZE = (64, 80)  # non-square on purpose: catches swapped axes
 
@@ -155,17 +155,37 @@ def test_ply_with_vertex_colors_round_trips(tmp_path):
 
 
 def test_records_round_trip_through_shards(tmp_path, clutter):
-    from scarce.data.tfrecord import read_records, write_shards
+    from scarce.shards import read_records, write_shards
 
     samples = [clutter.render(2, i) for i in range(3)]
-    manifest = write_shards((encode_record(s) for s in samples), tmp_path, prefix="render", num_shards=1)
+    manifest = write_shards((encode_rendered(s) for s in samples), tmp_path, prefix="render", num_shards=1)
     assert manifest["num_records"] == 3
-    back = [decode_record(r) for r in read_records(tmp_path / "render-00000-of-00001.tfrecord")]
+    back = [decode_rendered(r) for r in read_records(tmp_path / "render-00000-of-00001.tfrecord")]
     for s, b in zip(samples, back):
-        want = to_training_sample(s)
+        want = rendered_sample(s)
         for key, value in want.items():
             assert torch.equal(value, b[key]), key
     assert back[0]["image"].shape == (3, *SIZE) and back[0]["mask"].dtype == torch.int64
+
+
+def test_closing_a_renderer_mid_frame_keeps_the_other_rendering():
+    """The garbage collector may close a dropped renderer inside another one's frame (it did, in the full suite)."""
+    a, b = SampleRenderer("synthetic-flat", (16, 16)), SampleRenderer("synthetic-flat", (16, 16))
+    want = a.render(0, 0)
+    inner = a.frame._renderer.render
+
+    def render_after_closing_b(*args, **kwargs):
+        b.close()
+        return inner(*args, **kwargs)
+
+    a.frame._renderer.render = render_after_closing_b
+    try:
+        got = a.render(0, 0)
+    finally:
+        a.frame._renderer.render = inner
+        a.close()
+    for key, value in want.items():
+        assert np.array_equal(value, got[key]), key
 
 
 def test_fibonacci_and_look_at():
@@ -193,6 +213,17 @@ def test_configs_parse_and_bad_keys_name_the_file(tmp_path):
         RenderedDataset("no-such-preset", 4)
     assert Intrinsics().matrix(480, 640)[0, 0] == pytest.approx(572.4114)
     assert get_preset("synthetic-flat").objects[0].class_id == 1
+
+
+@pytest.mark.parametrize("name", ["synthetic-flat", "photo-clutter"])
+def test_preset_yaml_is_the_preset(name):
+    """configs/render/<name>.yaml spells out presets.PRESETS[name], the source of truth: keep them equal."""
+    from pathlib import Path
+
+    from scarce.render import PRESETS
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "render" / f"{name.replace('-', '_')}.yaml"
+    assert load_config(path) == PRESETS[name], f"{path} and render/presets.py disagree; edit both"
 
 
 def _loader(ds, ctx):
@@ -241,7 +272,7 @@ def test_rendered_dataset_sample_contract():
 
 def test_cli_writes_shards_preview_and_same_bytes_with_workers(tmp_path):
     from scarce.cli import main as scarce_main
-    from scarce.data.tfrecord import read_records
+    from scarce.shards import read_records
 
     outs = []
     for workers in (1, 2):
@@ -260,7 +291,7 @@ def test_cli_writes_shards_preview_and_same_bytes_with_workers(tmp_path):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
     recs = list(read_records(outs[0] / "data-00001-of-00002.tfrecord"))
     assert len(recs) == 3
-    s = decode_record(recs[0])  # record 1 of the dataset (round-robin)
+    s = decode_rendered(recs[0])  # record 1 of the dataset (round-robin)
     ds = RenderedDataset("synthetic-flat", num_samples=6, seed=5, size=(32, 40))
     assert torch.equal(s["image"], ds[1]["image"]) and torch.equal(s["mask"], ds[1]["mask"])
 

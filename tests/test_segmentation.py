@@ -226,9 +226,9 @@ def test_scarce_fit_cityscapes_config(tmp_path, monkeypatch, shards):
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))
     root, kind = str(tmp_path / "cs"), "cityscapes"
     if shards:
-        from scarce.data.datasets.cityscapes import convert
+        from scarce.data.convert import convert_cityscapes
 
-        convert(root, tmp_path / "cs_shards")
+        convert_cityscapes(root, tmp_path / "cs_shards", 1, None)
         root, kind = str(tmp_path / "cs_shards"), "shards"
     monkeypatch.chdir(tmp_path)
     lightning_cli(["fit", "--config", str(REPO / "configs/fcn8s_cityscapes.yaml"), "--data.source.root", root,
@@ -261,15 +261,32 @@ def test_scarce_fit_rendered_config(tmp_path):
     assert "realism gap: source mIoU" in proc.stdout + proc.stderr
 
 
-def test_rendered_class_names_match_the_config():
+@pytest.mark.parametrize("config", ["fcn8s_rendered.yaml", "dann_fcn8s_rendered.yaml"])
+def test_rendered_class_names_match_the_config(config):
+    """The configs spell out scarce.render.CLASS_NAMES (the model takes names from its config): keep them equal."""
     import yaml
 
-    from scarce.data.datasets.rendered_segmentation import rendered_class_names
+    from scarce.render.segmentation import rendered_class_names
 
-    config = yaml.safe_load((REPO / "configs/fcn8s_rendered.yaml").read_text())
-    args = config["model"]["init_args"]
+    args = yaml.safe_load((REPO / "configs" / config).read_text())["model"]["init_args"]
     assert tuple(args["class_names"]) == rendered_class_names()
     assert args["num_classes"] == len(rendered_class_names())
+
+
+def test_one_default_render_size():
+    """Every default size between the rendered datasets and the renderer is scarce.render.RENDER_SIZE.
+
+    Here rather than in test_render.py: importing torchvision (which the segmentation datasets need) after an
+    llvmpipe GL context exists in the process crashes (two LLVMs), and test_render.py renders in-process.
+    """
+    import inspect
+
+    from scarce.render import RENDER_SIZE, RenderedDataset, SampleRenderer
+    from scarce.render.cli import render_to_shards
+    from scarce.render.segmentation import RenderedSegmentation
+
+    for func in (SampleRenderer, RenderedDataset, RenderedSegmentation, render_to_shards):
+        assert inspect.signature(func).parameters["size"].default == RENDER_SIZE, func
 
 
 # ------------------------------------------------------------------------------------------------ data commands

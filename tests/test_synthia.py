@@ -10,8 +10,9 @@ from _segmentation_data import make_synthia, synthia_label_png, write_rgb
 from scarce._errors import DataNotFoundError
 from scarce.data.datasets.cityscapes import PairingError
 from scarce.data.datasets.labels import SYNTHIA_RAND_TO_TRAIN_ID, SYNTHIA_SEQS_TO_TRAIN_ID, LabelMapError
+from scarce.data.convert import convert_synthia as convert
 from scarce.data.datasets.segmentation_shards import SegmentationShards
-from scarce.data.datasets.synthia import SYNTHIA, convert, detect_layout, read_synthia_label
+from scarce.data.datasets.synthia import SYNTHIA, detect_layout, read_synthia_label
 
 # The tables of the design notes (book's synthia_utils.py), written out id by id.
 SEQS = {0: 255, 1: 10, 2: 2, 3: 0, 4: 1, 5: 4, 6: 8, 7: 5, 8: 13, 9: 7, 10: 11, 11: 18, 12: 0, 13: 255, 14: 255,

@@ -16,8 +16,8 @@ from PIL import Image
 from tfrecord import example_pb2
 from tfrecord.tools.tfrecord2idx import create_index as tfrecord_package_create_index
 
+from scarce import shards as tfr
 from scarce._errors import CorruptRecordError, FeatureError, ScarceError
-from scarce.data import tfrecord as tfr
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())

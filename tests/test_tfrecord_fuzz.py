@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scarce import shards as tfr
 from scarce._errors import ScarceError
-from scarce.data import tfrecord as tfr
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tfrecord" / "mixed.tfrecord"
 VALID = FIXTURE.read_bytes()[:6000]  # a few whole records and a cut one

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scarce import shards as tfr
 from scarce._errors import ScarceError
-from scarce.data import tfrecord as tfr
-from scarce.data.pipeline import ShuffleBuffer, StreamingTFRecordDataset
 from scarce.data.transforms import JpegCropResize
+from scarce.shards.readers import ShuffleBuffer, StreamingTFRecordDataset
 
 __all__ = ["main", "make_jpeg_shards", "PipelineConfig", "ThreadedJpegPipeline", "process_pipeline", "profile_stages",
            "run", "box_plot", "choose_mode"]

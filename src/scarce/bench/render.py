@@ -21,7 +21,8 @@ __all__ = ["main", "measure"]
 
 def _anchor_worker(size, frames, barrier, queue):
     from scarce.render._gl import import_pyrender
-    from scarce.render.scene import PROCEDURAL_SHAPES, procedural_mesh
+    from scarce.render.config import PROCEDURAL_SHAPES
+    from scarce.render.scene import procedural_mesh
 
     pr = import_pyrender()
     from pyrender.constants import RenderFlags

@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
 
 def _names(kind: str, num_classes: int) -> list[str]:
     if kind == "rendered":
-        from scarce.data.datasets.rendered_segmentation import rendered_class_names
+        from scarce.render.segmentation import rendered_class_names
 
         names = list(rendered_class_names())
     else:

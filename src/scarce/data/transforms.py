@@ -1,4 +1,4 @@
-"""Decoding and joint image + mask augmentation (book 7.1), on torchvision.transforms.v2 and tv_tensors.
+"""Joint image + mask augmentation (book 7.1), on torchvision.transforms.v2 and tv_tensors.
 
 Two paths:
 
@@ -6,35 +6,31 @@ Two paths:
   ``tv_tensors.Image`` and ``mask`` a ``tv_tensors.Mask``, so geometry is applied to both (nearest for the
   mask) and colour to the image only: horizontal flip, random crop of 0.8-1.0 of the size resized back,
   brightness +-0.15 (additive, as ``tf.image.random_brightness``), saturation 0.5-1.75.
-* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: PIL decodes
-  the JPEG at reduced scale (libjpeg DCT scaling) when the crop still covers the output size, then crops,
+* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: simplejpeg decodes
+  the JPEG at reduced scale (libjpeg-turbo DCT scaling) when the crop still covers the output size, then crops,
   resizes and flips in one pass on uint8; float conversion happens per batch (or on the GPU).
 
-:class:`FeatureDecoder` turns a decoded ``tf.train.Example`` (name -> list) into such a sample dict from
-a feature description like ``{"image": "jpeg", "mask": "png", "label": "int"}``.
+:class:`scarce.shards.decode.FeatureDecoder` turns a decoded ``tf.train.Example`` into such a sample dict; the
+image codec is :mod:`scarce.shards.images`.
 """
 
 from __future__ import annotations
 
-import io
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from scarce._errors import FeatureError, ScarceError
+from scarce.shards.decode import finalize_sample
+from scarce.shards.images import decode_image, is_jpeg
 
 __all__ = [
-    "DESCRIPTION_KINDS",
-    "decode_image",
-    "decode_mask",
-    "FeatureDecoder",
     "RandomScaleCrop",
     "RandomBrightnessShift",
     "ToFloatSample",
@@ -44,116 +40,7 @@ __all__ = [
     "BatchCropResize",
     "decode_jpeg_batch",
     "collate_encoded",
-    "finalize_sample",
 ]
-
-# description value -> the tf.train.Example kind it reads. "png"/"jpeg"/"image" under a key named like a
-# mask ("mask", "gt_mask", "mask_png") decode to a Mask, elsewhere to an Image.
-DESCRIPTION_KINDS = {
-    "jpeg": "bytes", "png": "bytes", "image": "bytes", "mask": "bytes",
-    "bytes": "bytes", "str": "bytes", "encoded": "bytes",
-    "int": "int64", "int_list": "int64",
-    "float": "float", "float_list": "float",
-}
-_MASK_KEY_HINT = "mask"
-
-
-def _check_image_bytes(data: bytes, key: str) -> Image.Image:
-    try:
-        img = Image.open(io.BytesIO(data))
-        return img
-    except Exception as err:  # PIL raises several types for undecodable bytes
-        raise FeatureError(f"feature {key!r}: cannot decode {len(data)} bytes as an image ({err})") from err
-
-
-def decode_image(data: bytes, *, min_size: Sequence[int] | None = None, key: str = "image") -> tv_tensors.Image:
-    """Decode PNG/JPEG bytes into a uint8 ``tv_tensors.Image`` of shape ``(3, H, W)`` (RGB).
-
-    Args:
-        data: Encoded image.
-        min_size: ``(h, w)``: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps it at
-            least this large, which is several times faster when the output is smaller.
-        key: Feature name, for error messages.
-    """
-    img = _check_image_bytes(data, key)
-    if min_size is not None and img.format == "JPEG":
-        img.draft("RGB", (int(min_size[1]), int(min_size[0])))
-    try:
-        arr = np.asarray(img.convert("RGB"))
-    except Exception as err:
-        raise FeatureError(f"feature {key!r}: damaged image data ({err})") from err
-    return tv_tensors.Image(torch.from_numpy(arr.copy()).permute(2, 0, 1))
-
-
-def decode_mask(data: bytes, *, key: str = "mask") -> tv_tensors.Mask:
-    """Decode a single-channel (or palette / 16-bit) PNG into an int64 ``tv_tensors.Mask`` of shape ``(H, W)``.
-
-    A 3-channel PNG is accepted when all channels agree (a grey mask saved as RGB).
-    """
-    img = _check_image_bytes(data, key)
-    try:
-        arr = np.asarray(img)
-    except Exception as err:
-        raise FeatureError(f"feature {key!r}: damaged mask data ({err})") from err
-    if arr.ndim == 3:
-        if not (arr == arr[..., :1]).all():
-            raise FeatureError(f"feature {key!r}: mask PNG has {arr.shape[-1]} differing channels; expected one "
-                               "channel of class ids (mode L, P or I;16)")
-        arr = arr[..., 0]
-    return tv_tensors.Mask(torch.from_numpy(arr.astype(np.int64)))
-
-
-class FeatureDecoder:
-    """Turn a decoded example (name -> list) into a sample dict, following a feature description.
-
-    Args:
-        description: feature name -> one of :data:`DESCRIPTION_KINDS`: ``"jpeg"|"png"|"image"`` (a uint8
-            ``tv_tensors.Image``, or a ``Mask`` when the key contains ``"mask"``), ``"mask"``, ``"int"``
-            (int64 scalar tensor), ``"int_list"``, ``"float"`` (float32 scalar), ``"float_list"``, ``"bytes"``
-            (raw bytes), ``"str"`` (UTF-8 text), ``"encoded"`` (the encoded image as a uint8 1-D tensor, for
-            batched decoding on the GPU: see :func:`decode_jpeg_batch`).
-        rename: feature name -> sample key, e.g. ``{"image_png": "image"}``.
-        min_size: Passed to :func:`decode_image` for reduced-scale JPEG decoding.
-
-    ``kinds`` gives the ``tf.train.Example`` kind each feature must have (for
-    :func:`scarce.data.tfrecord.parse_example`).
-    """
-
-    def __init__(self, description: Mapping[str, str], rename: Mapping[str, str] | None = None,
-                 min_size: Sequence[int] | None = None) -> None:
-        for key, kind in description.items():
-            if kind not in DESCRIPTION_KINDS:
-                raise ScarceError(f"feature description {key!r}: unknown kind {kind!r}; valid values are "
-                                  f"{sorted(DESCRIPTION_KINDS)}")
-        self.description = dict(description)
-        self.rename = dict(rename or {})
-        self.min_size = tuple(min_size) if min_size is not None else None
-        self.kinds = {key: DESCRIPTION_KINDS[kind] for key, kind in self.description.items()}
-
-    def _one(self, key: str, kind: str, values: list) -> Any:
-        if kind in ("jpeg", "png", "image", "mask", "int", "float", "bytes", "str", "encoded") and len(values) != 1:
-            raise FeatureError(f"feature {key!r} ({kind}): expected exactly 1 value, found {len(values)}; "
-                               f"describe it as '{kind}_list' or 'bytes' to keep every value")
-        if kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key):
-            return decode_mask(values[0], key=key)
-        if kind in ("jpeg", "png", "image"):
-            return decode_image(values[0], min_size=self.min_size, key=key)
-        if kind == "int":
-            return torch.tensor(values[0], dtype=torch.int64)
-        if kind == "float":
-            return torch.tensor(values[0], dtype=torch.float32)
-        if kind == "int_list":
-            return torch.tensor(values, dtype=torch.int64)
-        if kind == "float_list":
-            return torch.tensor(values, dtype=torch.float32)
-        if kind == "str":
-            return values[0].decode("utf-8")
-        if kind == "encoded":
-            return torch.frombuffer(bytearray(values[0]), dtype=torch.uint8)
-        return values[0]
-
-    def __call__(self, example: Mapping[str, list]) -> dict:
-        return {self.rename.get(k, k): self._one(k, kind, example[k]) for k, kind in self.description.items()}
 
 
 # --------------------------------------------------------------------------------------------- v2 transforms
@@ -221,24 +108,6 @@ class ToFloatSample(torch.nn.Module):
 
     def forward(self, sample: dict) -> dict:
         return finalize_sample(sample)
-
-
-def finalize_sample(sample: dict) -> dict:
-    """Bring a decoded/augmented sample to the project convention (idempotent).
-
-    ``image``-like entries (``tv_tensors.Image``) become float32 ``(C, H, W)`` in [0, 1] and plain tensors;
-    masks become int64 ``(H, W)`` plain tensors.
-    """
-    out = {}
-    for key, value in sample.items():
-        if isinstance(value, tv_tensors.Image):
-            value = value.as_subclass(torch.Tensor)
-            if not value.is_floating_point():
-                value = value.float().div_(255)
-        elif isinstance(value, tv_tensors.Mask):
-            value = value.as_subclass(torch.Tensor).long()
-        out[key] = value
-    return out
 
 
 def train_transform(size: Sequence[int] | None = None, *, flip: bool = True,
@@ -319,10 +188,9 @@ class JpegCropResize:
         self.fast_dct = fast_dct
 
     def _decode(self, data: bytes, s: float) -> np.ndarray:
-        import cv2
         import simplejpeg
 
-        if data[:2] == b"\xff\xd8":
+        if is_jpeg(data):
             try:
                 kwargs = {}
                 if self.reduced_decode:
@@ -333,10 +201,7 @@ class JpegCropResize:
                 return simplejpeg.decode_jpeg(data, "RGB", fastdct=self.fast_dct, strict=False, **kwargs)
             except ValueError as err:
                 raise FeatureError(f"feature 'image': cannot decode {len(data)} bytes as a JPEG ({err})") from err
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)  # PNG and the rest
-        if img is None:
-            raise FeatureError(f"feature 'image': cannot decode {len(data)} bytes as an image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return decode_image(data, where="feature 'image'")  # PNG and the rest
 
     def __call__(self, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
         import cv2

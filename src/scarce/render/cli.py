@@ -4,14 +4,15 @@ Output folder::
 
     OUT/
       {prefix}-00000-of-0000K.tfrecord   (+ .index)   records in index order, record i in shard i % K
-      {prefix}.manifest.json                          feature schema and counts (scarce.data.tfrecord)
+      {prefix}.manifest.json                          feature schema and counts (scarce.shards.writer)
       render_config.json                              the resolved config, seed and size
       preview.png                                     the first samples: image over semantic mask
 
 Record schema: ``image`` (PNG RGB), ``depth`` (float32 little-endian raw bytes, HxW, metres, 0 =
 background), ``semantic`` (PNG uint8), ``instance`` (PNG uint16), ``boxes`` (floats, xyxy per instance),
 ``classes`` (int64 per instance), ``poses`` (floats, 16 per instance, object-to-camera, OpenCV axes), ``K``
-(9 floats), ``height``, ``width``. Read back with :func:`scarce.render.dataset.decode_record`.
+(9 floats), ``height``, ``width``: :mod:`scarce.shards.schemas` (``encode_rendered``); read back with
+:func:`scarce.shards.schemas.decode_rendered` or :class:`scarce.render.RenderedSegmentationShards`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from scarce._errors import ScarceError
+from scarce.render._gl import select_backend
+from scarce.render.config import CLASS_NAMES, RENDER_SIZE
+from scarce.render.dataset import SampleRenderer, resolve_config
+from scarce.shards.schemas import encode_rendered
+from scarce.shards.writer import write_shards
 
 __all__ = ["main", "render_to_shards"]
 
@@ -34,18 +40,14 @@ def _init_worker(config, size, lp_threads):
     global _worker_renderer
     if lp_threads:
         os.environ.setdefault("LP_NUM_THREADS", str(lp_threads))  # Mesa reads it when the context is made
-    from scarce.render.dataset import SampleRenderer
-
     _worker_renderer = SampleRenderer(config, size)
 
 
 def _render_one(job):
-    from scarce.render.dataset import encode_record
-
     seed, index, keep_preview = job
     sample = _worker_renderer.render(seed, index)
     preview = (sample["rgb"], sample["semantic"]) if keep_preview else None
-    return encode_record(sample), preview
+    return encode_rendered(sample), preview
 
 
 def _palette(n: int) -> np.ndarray:
@@ -71,7 +73,7 @@ def _save_preview(previews, path: Path, num_classes: int) -> None:
     Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
-def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=(256, 256), num_shards: int = 1,
+def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=RENDER_SIZE, num_shards: int = 1,
                      workers: int = 1, prefix: str = "data", preview: int = 16, progress: bool = True) -> dict:
     """Render ``num_samples`` samples into TFRecord shards under ``out_dir``; return the manifest.
 
@@ -81,9 +83,6 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=(
     import multiprocessing as mp
 
     from tqdm import tqdm
-
-    from scarce.data.tfrecord import write_shards
-    from scarce.render.dataset import resolve_config
 
     config = resolve_config(config)
     if num_samples < 1:
@@ -105,14 +104,10 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=(
         _init_worker(config, size, None)
         manifest = write_shards(records(map(_render_one, jobs)), out_dir, prefix=prefix, num_shards=num_shards)
     else:
-        from scarce.render._gl import select_backend
-
         select_backend()  # probe once; the workers inherit PYOPENGL_PLATFORM
         with mp.get_context("spawn").Pool(workers, _init_worker, (config, size, 1)) as pool:
             results = pool.imap(_render_one, jobs, chunksize=4)
             manifest = write_shards(records(results), out_dir, prefix=prefix, num_shards=num_shards)
-    from scarce.render.presets import CLASS_NAMES
-
     meta = {"config": config.to_dict(), "seed": seed, "size": list(size), "num_samples": num_samples,
             "class_names": [o.name for o in config.objects], "builtin_class_names": list(CLASS_NAMES)}
     (out_dir / "render_config.json").write_text(json.dumps(meta, indent=2, default=str))
@@ -131,7 +126,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (spawned)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--size", type=int, nargs=2, default=list(RENDER_SIZE), metavar=("H", "W"))
     parser.add_argument("--prefix", default="data", help="shard file name prefix")
     parser.add_argument("--preview", type=int, default=16, help="samples in preview.png (0: none)")
     args = parser.parse_args(argv)

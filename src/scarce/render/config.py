@@ -15,9 +15,27 @@ import yaml
 
 from scarce._errors import ScarceError
 
-__all__ = ["KINECT", "Intrinsics", "ObjectSpec", "RenderConfig", "load_config"]
+__all__ = [
+    "CLASS_NAMES",
+    "KINECT",
+    "NUM_CLASSES",
+    "PROCEDURAL_SHAPES",
+    "RENDER_SIZE",
+    "Intrinsics",
+    "ObjectSpec",
+    "RenderConfig",
+    "default_objects",
+    "load_config",
+]
 
 Range = tuple[float, float]
+
+# The one class table of the built-in objects: id = position; 0 is background.
+CLASS_NAMES: tuple[str, ...] = ("background", "cube", "sphere", "cylinder", "cone", "torus", "capsule")
+NUM_CLASSES = len(CLASS_NAMES)  # including background 0
+PROCEDURAL_SHAPES: tuple[str, ...] = CLASS_NAMES[1:]
+# ``(H, W)`` rendered when no size is given: the one default of the renderer, the datasets and ``scarce render``.
+RENDER_SIZE: tuple[int, int] = (256, 256)
 
 
 @dataclass(frozen=True)
@@ -76,7 +94,7 @@ class RenderConfig:
     """
 
     objects: tuple[ObjectSpec, ...] = ()
-    """Object kinds; empty = the built-in procedural classes (``scarce.render.scene.CLASS_NAMES``)."""
+    """Object kinds; empty = the built-in procedural classes (:data:`CLASS_NAMES`)."""
     num_objects: tuple[int, int] = (2, 5)
     """Objects per scene (inclusive range); kinds drawn uniformly with replacement."""
     intrinsics: Intrinsics = KINECT
@@ -177,9 +195,12 @@ class RenderConfig:
         return dataclasses.asdict(self)
 
 
-def _resolve_mesh_path(spec: ObjectSpec, base: Path) -> ObjectSpec:
-    from scarce.render.scene import PROCEDURAL_SHAPES
+def default_objects() -> tuple[ObjectSpec, ...]:
+    """One :class:`ObjectSpec` per built-in shape, class id = its index in :data:`CLASS_NAMES`."""
+    return tuple(ObjectSpec(name=n, class_id=i, mesh=n) for i, n in enumerate(CLASS_NAMES) if i > 0)
 
+
+def _resolve_mesh_path(spec: ObjectSpec, base: Path) -> ObjectSpec:
     if spec.mesh in PROCEDURAL_SHAPES:
         return spec
     path = Path(spec.mesh).expanduser()

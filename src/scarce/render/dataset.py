@@ -1,4 +1,4 @@
-"""Rendered samples: ``render(config, seed, index)``, a map-style dataset, and the TFRecord record codec.
+"""Rendered samples: ``render(config, seed, index)`` and a map-style dataset of them.
 
 Sample dict (numpy, from :meth:`SampleRenderer.render`)::
 
@@ -11,47 +11,43 @@ Sample dict (numpy, from :meth:`SampleRenderer.render`)::
     poses     float32 (N, 4, 4)   object-to-camera, OpenCV camera axes (x right, y down, z forward), metres
     K         float32 (3, 3)
 
-Training sample dict (torch, from :class:`RenderedDataset` and :func:`decode_record`): ``image`` float
+Training sample dict (torch, from :class:`RenderedDataset` and :func:`scarce.shards.schemas.decode_rendered`,
+both through :func:`scarce.shards.schemas.rendered_sample`): ``image`` float
 ``(3, H, W)`` in [0, 1], ``mask`` int64 ``(H, W)`` (semantic ids), ``depth`` float ``(H, W)``, ``instance``
 int64 ``(H, W)``, ``boxes`` float ``(N, 4)``, ``classes`` int64 ``(N,)``, ``poses`` float ``(N, 4, 4)``,
 ``K`` float ``(3, 3)``, ``num_instances`` int64, ``index`` int64. :class:`RenderedDataset` pads the
 per-instance fields to the config's maximum objects per scene (zeros; class 0 = no instance) so that the
-default DataLoader collate works.
+default DataLoader collate works. The shard record of a sample (``scarce render``) is
+:func:`scarce.shards.schemas.encode_rendered`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from scarce._errors import ScarceError
-from scarce.render.config import RenderConfig, load_config
+from scarce.render.config import RENDER_SIZE, RenderConfig, default_objects, load_config
+from scarce.render.presets import PRESETS, get_preset
+from scarce.render.renderer import FrameRenderer
 from scarce.render.sampling import sample_scene
+from scarce.render.scene import RenderScene, photo_bank, smooth_noise
+from scarce.shards.schemas import rendered_sample
 
 __all__ = [
     "RenderedDataset",
     "SampleRenderer",
     "boxes_from_instances",
-    "decode_raw_record",
-    "decode_record",
-    "encode_record",
-    "read_rendered",
     "resolve_config",
-    "to_training_sample",
 ]
-
-RECORD_FEATURES = ("image", "depth", "semantic", "instance", "boxes", "classes", "poses", "K", "height", "width")
 
 
 def resolve_config(config_or_preset: RenderConfig | str | os.PathLike) -> RenderConfig:
     """A :class:`RenderConfig`, a preset name (``synthetic-flat``, ``photo-clutter``, ...) or a YAML path."""
-    from scarce.render.presets import PRESETS, get_preset
-    from scarce.render.scene import default_objects
-
     if isinstance(config_or_preset, RenderConfig):
         cfg = config_or_preset
     elif str(config_or_preset) in PRESETS:
@@ -94,10 +90,7 @@ class SampleRenderer:
         size: ``(H, W)`` of the outputs.
     """
 
-    def __init__(self, config: RenderConfig | str, size: tuple[int, int] = (256, 256)):
-        from scarce.render.renderer import FrameRenderer
-        from scarce.render.scene import RenderScene, photo_bank
-
+    def __init__(self, config: RenderConfig | str, size: tuple[int, int] = RENDER_SIZE):
         self.config = resolve_config(config)
         self.height, self.width = (int(size[0]), int(size[1]))
         self.frame = FrameRenderer(self.height, self.width, msaa=self.config.msaa)
@@ -138,8 +131,6 @@ class SampleRenderer:
             x = int(params.bg_offset[1] * (photo.shape[1] - w + 1))
             return photo[y : y + h, x : x + w]
         if params.background == "noise":
-            from scarce.render.scene import smooth_noise
-
             rng = np.random.default_rng(params.aux_seed)
             return smooth_noise(rng, h, w, int(rng.integers(3, 12)))
         return np.broadcast_to((params.bg_color * 255.0 + 0.5).astype(np.uint8), (h, w, 3))
@@ -153,8 +144,6 @@ class SampleRenderer:
         if not plain:
             img += (1.0 - rgba[..., 3:4].astype(np.float32) / 255.0) * self._background(params)
         if params.blur_sigma > 0:
-            import cv2
-
             img = cv2.GaussianBlur(img, (0, 0), params.blur_sigma)
         if params.noise_std > 0:
             # A random window of a fixed noise field: drawing H*W*3 normals per sample cost more than the
@@ -174,50 +163,6 @@ class SampleRenderer:
 
     def close(self) -> None:
         self.frame.close()
-
-
-def _pad(a: np.ndarray, n: int | None) -> np.ndarray:
-    if n is None or len(a) == n:
-        return a
-    if len(a) > n:
-        raise ScarceError(f"a sample has {len(a)} instances, more than pad_to={n}")
-    out = np.zeros((n, *a.shape[1:]), a.dtype)
-    out[: len(a)] = a
-    return out
-
-
-def to_training_sample(
-    sample: dict[str, np.ndarray], index: int | None = None, pad_to: int | None = None
-) -> dict[str, Any]:
-    """numpy render outputs -> the project's tensor sample dict (``image``, ``mask``, ...).
-
-    Args:
-        sample: outputs of :meth:`SampleRenderer.render` or :func:`decode_raw_record`.
-        index: sample index, stored as ``index`` when given.
-        pad_to: pad ``boxes``, ``classes``, ``poses`` with zeros (class 0 = none) to this many instances, so
-            the default DataLoader collate can stack them; ``num_instances`` holds the real count.
-    """
-    import torch
-
-    n = len(sample["classes"])
-    sample = dict(sample)
-    for key, shape in (("boxes", (-1, 4)), ("classes", (-1,)), ("poses", (-1, 4, 4))):
-        sample[key] = _pad(np.asarray(sample[key]).reshape(shape), pad_to)
-
-    out = {
-        "image": torch.from_numpy(np.ascontiguousarray(sample["rgb"].transpose(2, 0, 1))).float().div_(255.0),
-        "mask": torch.from_numpy(sample["semantic"].astype(np.int64)),
-        "depth": torch.from_numpy(np.ascontiguousarray(sample["depth"])),
-        "instance": torch.from_numpy(sample["instance"].astype(np.int64)),
-        "boxes": torch.from_numpy(np.asarray(sample["boxes"], np.float32).reshape(-1, 4)),
-        "classes": torch.from_numpy(np.asarray(sample["classes"], np.int64)),
-        "poses": torch.from_numpy(np.asarray(sample["poses"], np.float32).reshape(-1, 4, 4)),
-        "K": torch.from_numpy(np.asarray(sample["K"], np.float32).reshape(3, 3)),
-    }
-    out["num_instances"] = torch.tensor(n, dtype=torch.int64)
-    if index is not None:
-        out["index"] = torch.tensor(index, dtype=torch.int64)
-    return out
 
 
 class RenderedDataset:
@@ -240,7 +185,7 @@ class RenderedDataset:
         config_or_preset: RenderConfig | str = "synthetic-flat",
         num_samples: int = 1000,
         seed: int = 0,
-        size: tuple[int, int] = (256, 256),
+        size: tuple[int, int] = RENDER_SIZE,
         transform: Callable[[dict], dict] | None = None,
     ):
         if int(num_samples) < 1:
@@ -268,91 +213,10 @@ class RenderedDataset:
         return self._get_renderer().render(self.seed, index)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = to_training_sample(self.render(int(index)), int(index), pad_to=self.config.num_objects[1])
+        sample = rendered_sample(self.render(int(index)), int(index), pad_to=self.config.num_objects[1])
         return self.transform(sample) if self.transform is not None else sample
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_renderer"], state["_pid"] = None, None  # spawn / pickling: the GL context stays behind
         return state
-
-
-# ------------------------------------------------------------------------------------------ records
-
-
-def _png(img: np.ndarray) -> bytes:
-    import cv2
-
-    if img.ndim == 3:
-        img = img[..., ::-1]  # OpenCV writes BGR
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ScarceError(f"PNG encoding failed for an image of shape {img.shape} and dtype {img.dtype}")
-    return buf.tobytes()
-
-
-def _unpng(data: bytes, dtype) -> np.ndarray:
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ScarceError("cannot decode a PNG feature of a rendered record")
-    if img.ndim == 3:
-        img = img[..., ::-1]
-    return np.ascontiguousarray(img.astype(dtype, copy=False))
-
-
-def encode_record(sample: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Render outputs -> a record dict for :func:`scarce.data.tfrecord.write_shards` (the issue's schema)."""
-    h, w = sample["semantic"].shape
-    return {
-        "image": _png(sample["rgb"]),
-        "depth": np.ascontiguousarray(sample["depth"], dtype="<f4").tobytes(),
-        "semantic": _png(sample["semantic"].astype(np.uint8)),
-        "instance": _png(sample["instance"].astype(np.uint16)),
-        "boxes": [float(v) for v in np.asarray(sample["boxes"]).ravel()],
-        "classes": [int(v) for v in np.asarray(sample["classes"]).ravel()],
-        "poses": [float(v) for v in np.asarray(sample["poses"]).ravel()],
-        "K": [float(v) for v in np.asarray(sample["K"]).ravel()],
-        "height": int(h),
-        "width": int(w),
-    }
-
-
-def _one(value):
-    return value[0] if isinstance(value, (list, tuple)) else value
-
-
-def decode_raw_record(record: dict[str, Any]) -> dict[str, np.ndarray]:
-    """A record as :func:`scarce.data.tfrecord.read_records` yields it -> the numpy render outputs."""
-    missing = [k for k in RECORD_FEATURES if k not in record]
-    if missing:
-        raise ScarceError(f"not a rendered record: features {missing} missing (have {sorted(record)})")
-    h, w = int(_one(record["height"])), int(_one(record["width"]))
-    depth = np.frombuffer(_one(record["depth"]), dtype="<f4")
-    if depth.size != h * w:
-        raise ScarceError(f"rendered record: depth holds {depth.size} values, expected height*width = {h * w}")
-    return {
-        "rgb": _unpng(_one(record["image"]), np.uint8),
-        "depth": depth.reshape(h, w).astype(np.float32),
-        "semantic": _unpng(_one(record["semantic"]), np.uint8),
-        "instance": _unpng(_one(record["instance"]), np.uint16),
-        "boxes": np.asarray(record["boxes"], np.float32).reshape(-1, 4),
-        "classes": np.asarray(record["classes"], np.int64),
-        "poses": np.asarray(record["poses"], np.float32).reshape(-1, 4, 4),
-        "K": np.asarray(record["K"], np.float32).reshape(3, 3),
-    }
-
-
-def decode_record(record: dict[str, Any], pad_to: int | None = None) -> dict[str, Any]:
-    """A record read back from the shards -> the same training sample dict :class:`RenderedDataset` returns
-    (without ``index``; pass ``pad_to`` = the config's maximum objects per scene to pad like it does)."""
-    return to_training_sample(decode_raw_record(record), pad_to=pad_to)
-
-
-def read_rendered(path: str | Path):
-    """Yield the training sample dicts of one rendered shard file."""
-    from scarce.data.tfrecord import read_records
-
-    for record in read_records(path):
-        yield decode_record(record)

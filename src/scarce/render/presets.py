@@ -8,12 +8,9 @@ and blur. Only appearance differs, so a model trained on one and tested on the o
 from __future__ import annotations
 
 from scarce._errors import ScarceError
-from scarce.render.config import RenderConfig
-from scarce.render.scene import CLASS_NAMES, default_objects
+from scarce.render.config import RenderConfig, default_objects
 
-__all__ = ["CLASS_NAMES", "NUM_CLASSES", "PRESETS", "get_preset"]
-
-NUM_CLASSES = len(CLASS_NAMES)  # including background 0
+__all__ = ["PRESETS", "get_preset"]
 
 _GEOMETRY = {"num_objects": (2, 5), "distance": (0.35, 0.65), "spread": 0.12, "viewpoints": "random"}
 

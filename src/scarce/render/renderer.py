@@ -13,6 +13,7 @@ llvmpipe (measured in docs/rendering.md):
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +136,8 @@ def _make_classes(pyrender):
 
 _uniform_locations: dict = {}
 _active_context = [0]
+# Open renderers by id: closing one must give the context back to the one that is rendering (see close()).
+_live: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _cache_uniform_locations() -> None:
@@ -200,6 +203,7 @@ class FrameRenderer:
         self._renderer.msaa = int(msaa)
         self._renderer._program_cache = cache_cls()
         self._osr._renderer = self._renderer
+        _live[id(self)] = self
 
     def render(self, scene, seg_node_map: dict) -> RawFrame:
         """Render ``scene`` (its main camera) twice: colour, then ids + depth.
@@ -238,6 +242,11 @@ class FrameRenderer:
         else:
             self._platform.delete_context()
         osr._renderer = osr._platform = None
+        active = _live.get(_active_context[0])
+        if active is not None and active is not self and active._osr is not None:
+            # Closing unbound every context; the garbage collector may run this in the middle of another
+            # renderer's frame, which then fails with "no valid context". Bind that renderer's context again.
+            active._platform.make_current()
 
     def __del__(self):
         try:

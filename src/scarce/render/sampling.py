@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scarce.render.config import RenderConfig
+from scarce.render.config import PROCEDURAL_SHAPES, RenderConfig
 
 __all__ = ["SceneParams", "fibonacci_sphere", "look_at", "random_rotation", "rng_for", "sample_scene"]
 
@@ -251,6 +251,4 @@ def sample_scene(
 
 
 def _is_builtin(mesh: str) -> bool:
-    from scarce.render.scene import PROCEDURAL_SHAPES
-
     return mesh in PROCEDURAL_SHAPES

@@ -1,4 +1,4 @@
-"""Meshes, the class table, textures and backgrounds, and the reusable pyrender scene.
+"""Meshes, textures and backgrounds, and the reusable pyrender scene (the class table is in ``config``).
 
 The built-in procedural objects are the default, so nothing has to be downloaded or shipped. Files load with
 trimesh: PLY with per-vertex colours (LineMOD's format), OBJ, GLB.
@@ -12,30 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from scarce._errors import DataNotFoundError, ScarceError
-from scarce.render.config import ObjectSpec, RenderConfig
+from scarce.render._gl import import_pyrender
+from scarce.render.config import PROCEDURAL_SHAPES, ObjectSpec, RenderConfig
 
 __all__ = [
-    "CLASS_NAMES",
-    "PROCEDURAL_SHAPES",
     "RenderScene",
-    "default_objects",
     "load_mesh",
     "photo_bank",
     "procedural_mesh",
     "texture_bank",
 ]
 
-# The one class table of the built-in objects: id = position; 0 is background.
-CLASS_NAMES: tuple[str, ...] = ("background", "cube", "sphere", "cylinder", "cone", "torus", "capsule")
-PROCEDURAL_SHAPES: tuple[str, ...] = CLASS_NAMES[1:]
 # Photos scikit-image ships in its wheel (no download): backgrounds and texture crops.
 _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
 _FLAT_SHADED = {"cube", "cylinder", "cone"}
-
-
-def default_objects() -> tuple[ObjectSpec, ...]:
-    """One :class:`ObjectSpec` per built-in shape, class id = its index in :data:`CLASS_NAMES`."""
-    return tuple(ObjectSpec(name=n, class_id=i, mesh=n) for i, n in enumerate(CLASS_NAMES) if i > 0)
 
 
 @functools.cache
@@ -148,8 +138,6 @@ class RenderScene:
     """
 
     def __init__(self, config: RenderConfig, height: int, width: int):
-        from scarce.render._gl import import_pyrender
-
         pr = import_pyrender()
         self.pr = pr
         self.config = config

@@ -20,8 +20,12 @@ from torchvision import tv_tensors
 
 from scarce._errors import ScarceError
 from scarce.data.datasets._utils import verify_str_arg
+from scarce.data.datasets.cityscapes import Cityscapes
 from scarce.data.datasets.labels import NUM_CLASSES
+from scarce.data.datasets.segmentation_shards import SegmentationShards
+from scarce.data.datasets.synthia import SYNTHIA
 from scarce.data.transforms import eval_transform, train_transform
+from scarce.render.segmentation import RenderedSegmentation, RenderedSegmentationShards
 
 __all__ = [
     "SegmentationDataModule",
@@ -92,16 +96,12 @@ def _limit(dataset: Dataset, n: int | None) -> Dataset:
 
 def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "test"],
                   size: Sequence[int] | None, transform: Callable | None) -> Dataset:
-    """The dataset of one domain for one stage (imports each dataset module only when used)."""
+    """The dataset of one domain for one stage."""
     split = {"train": source.train_split, "val": source.val_split, "test": source.test_split}[stage]
     count = source.num_train if stage == "train" else source.num_val
     if source.kind == "rendered" and source.root is not None:
-        from scarce.data.datasets.rendered_segmentation import RenderedSegmentationShards
-
         return _limit(RenderedSegmentationShards(source.root, split, transform=transform), count)
     if source.kind == "rendered":
-        from scarce.data.datasets.rendered_segmentation import RenderedSegmentation
-
         n = count if count is not None else (512 if stage == "train" else 64)
         offset = {"train": 0, "val": 1, "test": 2}[stage]
         return RenderedSegmentation(source.preset, n, source.seed + offset, size=size, transform=transform)
@@ -109,16 +109,10 @@ def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "te
         raise ScarceError(f"data source of kind {source.kind!r} needs a root folder: set `root:` in the config "
                           f"(e.g. `--data.source.root DIR`)")
     if source.kind == "cityscapes":
-        from scarce.data.datasets.cityscapes import Cityscapes
-
         dataset = Cityscapes(source.root, split, transform=transform)
     elif source.kind == "synthia":
-        from scarce.data.datasets.synthia import SYNTHIA
-
         dataset = SYNTHIA(source.root, split, transform=transform)
     elif source.kind == "shards":
-        from scarce.data.datasets.segmentation_shards import SegmentationShards
-
         dataset = SegmentationShards(source.root, split, transform=transform)
     else:
         raise ScarceError(f"unknown data source kind {source.kind!r}; valid values are "

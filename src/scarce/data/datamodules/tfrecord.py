@@ -10,9 +10,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from scarce._errors import ScarceError
-from scarce.data.pipeline import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
 from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpeg_batch, eval_transform,
                                     train_transform)
+from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
 
 __all__ = ["TFRecordDataModule", "EpochDataLoader"]
 
@@ -59,7 +59,7 @@ class TFRecordDataModule(LightningDataModule):
         val: Glob of the validation shards (optional).
         test: Glob of the test shards (optional).
         features: Feature description, e.g. ``{"image": "jpeg", "mask": "png", "label": "int"}``; see
-            :class:`scarce.data.transforms.FeatureDecoder`.
+            :class:`scarce.shards.decode.FeatureDecoder`.
         size: Output ``(H, W)``; ``None`` keeps the stored size (then all images must share it to batch).
         augment: The book's joint augmentation for training (flip, 0.8-1.0 crop, brightness, saturation).
         crop_scale: Crop side fraction range for ``augment``.

@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 from scarce._errors import DataNotFoundError, ScarceError
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import IGNORE_INDEX, NUM_CLASSES, label_ids_to_train_ids, lookup_table, remap
-from scarce.data.datasets.segmentation_shards import make_record, make_sample, write_split_shards
+from scarce.shards.schemas import encode_segmentation, segmentation_sample
 
-__all__ = ["LAYOUT", "Cityscapes", "PairingError", "convert"]
+__all__ = ["LAYOUT", "SPLITS", "Cityscapes", "PairingError"]
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -134,7 +134,8 @@ class Cityscapes(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, label_path, is_train_ids = self.pairs[index]
-        sample = make_sample(_read_rgb(image_path), _read_train_ids(label_path, is_train_ids), self._name(index))
+        image = _read_rgb(image_path)
+        sample = segmentation_sample(image, _read_train_ids(label_path, is_train_ids), self._name(index))
         return self.transform(sample) if self.transform is not None else sample
 
     def iter_masks(self) -> Iterator[np.ndarray]:
@@ -146,19 +147,4 @@ class Cityscapes(Dataset):
         """Records for the shards: the original image PNG bytes and the train-id mask as PNG."""
         for i, (image_path, label_path, is_train_ids) in enumerate(self.pairs):
             mask = _read_train_ids(label_path, is_train_ids)
-            yield make_record(image_path.read_bytes(), mask, self._name(i))
-
-
-def convert(root: str | Path, out: str | Path, shards: int = 1, compression: str | None = None) -> dict:
-    """Convert every split found under ``root/leftImg8bit/`` into ``out/{split}-*.tfrecord`` shards.
-
-    Returns:
-        ``{split: manifest}`` (see :func:`scarce.data.tfrecord.write_shards`).
-    """
-    root = Path(root).expanduser()
-    found = [s for s in SPLITS if (root / "leftImg8bit" / s).is_dir()]
-    if not found:
-        raise DataNotFoundError(f"Cityscapes: no split folder under {str(root / 'leftImg8bit')!r}. "
-                                f"Expected layout:\n{LAYOUT}")
-    return {split: write_split_shards(Cityscapes(root, split).records(), out, split, shards, compression)
-            for split in found}
+            yield encode_segmentation(image_path.read_bytes(), mask, self._name(i))

@@ -15,9 +15,9 @@ from scarce._errors import DataNotFoundError, ScarceError
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.cityscapes import PairingError, _pairing_message
 from scarce.data.datasets.labels import SYNTHIA_RAND_TO_TRAIN_ID, SYNTHIA_SEQS_TO_TRAIN_ID, lookup_table, remap
-from scarce.data.datasets.segmentation_shards import make_record, make_sample, write_split_shards
+from scarce.shards.schemas import encode_segmentation, segmentation_sample
 
-__all__ = ["LAYOUT", "SYNTHIA", "convert", "detect_layout", "read_synthia_label"]
+__all__ = ["LAYOUT", "SYNTHIA", "detect_layout", "read_synthia_label"]
 
 SPLITS = ("train", "val", "all")
 
@@ -151,7 +151,7 @@ class SYNTHIA(Dataset):
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         if image is None:
             raise ScarceError(f"{image_path}: cannot read the image (missing, empty or not an image file)")
-        sample = make_sample(image[..., ::-1], read_synthia_label(label_path, layout), self._name(index))
+        sample = segmentation_sample(image[..., ::-1], read_synthia_label(label_path, layout), self._name(index))
         return self.transform(sample) if self.transform is not None else sample
 
     def iter_masks(self) -> Iterator[np.ndarray]:
@@ -162,16 +162,4 @@ class SYNTHIA(Dataset):
     def records(self) -> Iterator[dict[str, Any]]:
         """Records for the shards: the original RGB PNG bytes and the train-id mask as PNG."""
         for i, (image_path, label_path, layout) in enumerate(self.items):
-            yield make_record(image_path.read_bytes(), read_synthia_label(label_path, layout), self._name(i))
-
-
-def convert(root: str | Path, out: str | Path, shards: int = 1, compression: str | None = None,
-            val_fraction: float = 0.1) -> dict:
-    """Convert SYNTHIA under ``root`` into ``out/train-*`` and ``out/val-*`` shards (see :class:`SYNTHIA`).
-
-    Returns:
-        ``{split: manifest}``.
-    """
-    return {split: write_split_shards(SYNTHIA(root, split, val_fraction=val_fraction).records(), out, split,
-                                      shards, compression)
-            for split in ("train", "val")}
+            yield encode_segmentation(image_path.read_bytes(), read_synthia_label(label_path, layout), self._name(i))

@@ -15,19 +15,16 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError
+from scarce.render.config import CLASS_NAMES, RENDER_SIZE
+from scarce.render.dataset import RenderedDataset
+from scarce.shards.readers import TFRecordDataset
+from scarce.shards.schemas import RENDERED_LAYOUT, decode_rendered
 
 __all__ = ["RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
-
-SHARDS_LAYOUT = """\
-root/
-    {split}-00000-of-0000N.tfrecord[.index]   (rendered records: image, semantic, instance, depth, ...)
-made by `scarce render --out root` (uncompressed shards, so they can be read by index)"""
 
 
 def rendered_class_names() -> tuple[str, ...]:
     """The rendering class table (train id = position)."""
-    from scarce.render.scene import CLASS_NAMES
-
     return tuple(CLASS_NAMES)
 
 
@@ -45,15 +42,13 @@ class RenderedSegmentation(Dataset):
         preset: rendering preset (``synthetic-flat``, ``photo-clutter``) or a ``configs/render/*.yaml`` path.
         num_samples: number of scenes.
         seed: scene seed (use different seeds for training and validation).
-        size: ``(H, W)`` rendered.
+        size: ``(H, W)`` rendered (``None``: :data:`scarce.render.RENDER_SIZE`).
         transform: called on each sample dict.
     """
 
     def __init__(self, preset: str = "synthetic-flat", num_samples: int = 512, seed: int = 0,
-                 size: tuple[int, int] | list[int] | None = (64, 64), transform: Callable | None = None):
-        from scarce.render.dataset import RenderedDataset
-
-        size = tuple(size) if size is not None else (256, 256)
+                 size: tuple[int, int] | list[int] | None = RENDER_SIZE, transform: Callable | None = None):
+        size = tuple(size) if size is not None else RENDER_SIZE
         self.preset = preset
         self.scenes = RenderedDataset(preset, num_samples, seed, size=size)
         self.transform = transform
@@ -70,10 +65,8 @@ class RenderedSegmentation(Dataset):
             yield self.scenes.render(i)["semantic"]
 
 
-def _decode_rendered(example: dict[str, Any]) -> dict[str, Any]:
-    from scarce.render.dataset import decode_record
-
-    return _segmentation_view(decode_record(example), "")
+def _decode_rendered_view(example: dict[str, Any]) -> dict[str, Any]:
+    return _segmentation_view(decode_rendered(example), "")
 
 
 class RenderedSegmentationShards(Dataset):
@@ -91,13 +84,11 @@ class RenderedSegmentationShards(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        from scarce.data.pipeline import TFRecordDataset
-
         files = sorted(p for p in Path(root).glob(f"{split}-*.tfrecord") if p.is_file())
         if not files:
             raise DataNotFoundError(f"no rendered {split!r} shards in {str(root)!r}. Expected:\n"
-                                    + SHARDS_LAYOUT.format(split=split))
-        self.records = TFRecordDataset([str(p) for p in files], decode=_decode_rendered)
+                                    + RENDERED_LAYOUT.format(split=split))
+        self.records = TFRecordDataset([str(p) for p in files], decode=_decode_rendered_view)
         self.transform = transform
 
     def __len__(self) -> int:

@@ -1,7 +1,8 @@
 """Datasets over TFRecord shards: map-style through the index, streaming for any file; exact sharding.
 
 :class:`TFRecordDataset` (map-style) reads uncompressed files by index: ``len()`` and random access, so
-the usual samplers (and Lightning's ``DistributedSampler``) apply.
+the usual samplers (and Lightning's ``DistributedSampler``) apply. With ``compressed="memory"`` it also
+takes GZIP / ZLIB files, whose records it reads into memory once.
 
 :class:`StreamingTFRecordDataset` reads any file, compressed included, front to back. Each epoch it lays
 the files out in one order (shuffled by ``seed + epoch`` when ``shuffle=True``), numbers the records
@@ -13,28 +14,29 @@ counts come from the index, from a ``*.manifest.json`` next to the shards, or fr
 framing, done once in the main process.
 
 Both take ``decode``: ``None`` (the decoded example dict: name -> list), a feature description such as
-``{"image": "jpeg", "mask": "png", "label": "int"}`` (see :class:`scarce.data.transforms.FeatureDecoder`;
+``{"image": "jpeg", "mask": "png", "label": "int"}`` (see :class:`scarce.shards.decode.FeatureDecoder`;
 kinds are checked, only the described features are kept), or any callable on the example dict. Then
-``transform`` (a callable on the sample dict), then :func:`scarce.data.transforms.finalize_sample`.
+``transform`` (a callable on the sample dict), then :func:`scarce.shards.decode.finalize_sample`.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from scarce._errors import ScarceError
-from scarce.data import tfrecord as tfr
-from scarce.data.transforms import FeatureDecoder, finalize_sample
+from scarce.shards.decode import RecordParser
+from scarce.shards.tfrecord import (SkipReport, count_records, detect_compression, expand_files, iter_raw_records,
+                                    load_index, read_record_at)
+from scarce.shards.writer import manifest_counts
 
 __all__ = [
     "TFRecordDataset",
@@ -42,8 +44,6 @@ __all__ = [
     "ShuffleBuffer",
     "distributed_rank",
     "consumer_ranges",
-    "RecordParser",
-    "CudaPrefetcher",
 ]
 
 
@@ -59,62 +59,41 @@ def consumer_ranges(total: int, consumers: int) -> list[tuple[int, int]]:
     return [(k * total // consumers, (k + 1) * total // consumers) for k in range(consumers)]
 
 
-class RecordParser:
-    """raw record bytes -> sample dict: parse the Example, decode features, transform, finalize.
-
-    Args:
-        decode: ``None``, a feature description (mapping) or a callable on the example dict.
-        transform: Callable on the decoded sample dict.
-        finalize: Convert ``tv_tensors`` to the project's float image / int64 mask convention.
-    """
-
-    def __init__(self, decode: Mapping[str, str] | Callable[[dict], Any] | None = None,
-                 transform: Callable[[Any], Any] | None = None, finalize: bool = True) -> None:
-        if isinstance(decode, Mapping):
-            decode = FeatureDecoder(decode)
-        self.decode = decode
-        self.kinds = decode.kinds if isinstance(decode, FeatureDecoder) else None
-        self.transform = transform
-        self.finalize = finalize
-
-    def __call__(self, data: bytes, where: str = "") -> Any:
-        if self.kinds is not None:
-            example = tfr.parse_example(data, self.kinds, where=where)
-        else:
-            example = tfr.decode_example(data, where or None)
-        sample = self.decode(example) if self.decode is not None else example
-        if self.transform is not None:
-            sample = self.transform(sample)
-        if self.finalize and isinstance(sample, dict):
-            sample = finalize_sample(sample)
-        return sample
-
-
 # --------------------------------------------------------------------------------------------- map-style
 
 
 class TFRecordDataset(Dataset):
-    """Map-style dataset over uncompressed TFRecord files, by their index (built on first use and cached).
+    """Map-style dataset over TFRecord files: uncompressed ones by their index (built on first use and cached).
 
     Args:
         files: A glob, a folder, a file or a list of those.
         decode: See the module docstring.
         transform: Callable on the decoded sample.
         verify: Check CRCs of each record read.
+        compressed: What to do with a GZIP / ZLIB file, which has no random access: ``"error"`` (raise), or
+            ``"memory"`` (read its records into memory once, here; about the size of the file).
 
     Raises:
-        ScarceError: A compressed file (no random access; use :class:`StreamingTFRecordDataset`).
+        ScarceError: A compressed file with ``compressed="error"`` (use :class:`StreamingTFRecordDataset`).
     """
 
     def __init__(self, files: str | Path | Iterable[str | Path], decode: Mapping[str, str] | Callable | None = None,
-                 transform: Callable | None = None, verify: bool = True) -> None:
-        self.files = tfr.expand_files(files)
+                 transform: Callable | None = None, verify: bool = True,
+                 compressed: Literal["error", "memory"] = "error") -> None:
+        if compressed not in ("error", "memory"):
+            raise ScarceError(f"compressed={compressed!r}; valid values are 'error' and 'memory'")
+        self.files = expand_files(files)
+        # Per file: the (N, 2) index of an uncompressed file, or the records of a compressed one.
+        self.offsets: list[np.ndarray | list[bytes]] = []
         for path in self.files:
-            compression = tfr.detect_compression(path)
-            if compression is not None:
+            compression = detect_compression(path)
+            if compression is None:
+                self.offsets.append(load_index(path))
+            elif compressed == "memory":
+                self.offsets.append(list(iter_raw_records(path, compression, verify)))
+            else:
                 raise ScarceError(f"{path}: is {compression}-compressed, so it has no random access; use "
                                   "StreamingTFRecordDataset (or `data.streaming: true`) for compressed shards")
-        self.offsets = [tfr.load_index(p) for p in self.files]
         self.cumulative = np.cumsum([0] + [len(o) for o in self.offsets]).tolist()
         self.parser = RecordParser(decode, transform)
         self.verify = verify
@@ -139,9 +118,11 @@ class TFRecordDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} records")
         k = bisect.bisect_right(self.cumulative, index) - 1
-        offset, length = (int(v) for v in self.offsets[k][index - self.cumulative[k]])
-        path = self.files[k]
-        return path, tfr.read_record_at(self._handle(path), path, offset, length, self.verify)
+        path, location = self.files[k], self.offsets[k][index - self.cumulative[k]]
+        if isinstance(location, bytes):  # a record of a compressed file, held in memory
+            return path, location
+        offset, length = (int(v) for v in location)
+        return path, read_record_at(self._handle(path), path, offset, length, self.verify)
 
     def __getitem__(self, index: int) -> Any:
         path, data = self.raw(index)
@@ -179,23 +160,6 @@ class ShuffleBuffer:
         yield from buffer
 
 
-def _manifest_counts(files: Sequence[str]) -> dict[str, int]:
-    """Record counts from ``*.manifest.json`` files next to the shards (written by ``write_shards``)."""
-    counts: dict[str, int] = {}
-    for folder in sorted({os.path.dirname(os.path.abspath(f)) for f in files}):
-        for manifest in Path(folder).glob("*.manifest.json"):
-            try:
-                shards = json.loads(manifest.read_text()).get("shards", [])
-            except (OSError, ValueError):
-                continue
-            for shard in shards:
-                path = os.path.join(folder, shard.get("file", ""))
-                # Trust the manifest only while the shard is not newer than it.
-                if os.path.isfile(path) and os.path.getmtime(path) <= manifest.stat().st_mtime + 1e-3:
-                    counts[path] = int(shard["records"])
-    return counts
-
-
 class StreamingTFRecordDataset(IterableDataset):
     """Stream records from TFRecord files (plain, GZIP or ZLIB), exactly once per epoch over ranks x workers.
 
@@ -224,14 +188,14 @@ class StreamingTFRecordDataset(IterableDataset):
                  seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
                  rank: int | None = None, world_size: int | None = None,
                  counts: Sequence[int] | None = None, even_ranks: bool = False) -> None:
-        self.files = tfr.expand_files(files)
+        self.files = expand_files(files)
         self.parser = RecordParser(decode, transform)
         self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
         self.compression, self.verify, self.skip_corrupt = compression, verify, skip_corrupt
         self.rank, self.world_size = rank, world_size
         self.even_ranks = even_ranks
         self.epoch = 0
-        self.skip_report = tfr.SkipReport()
+        self.skip_report = SkipReport()
         if counts is not None and len(counts) != len(self.files):
             raise ScarceError(f"counts has {len(counts)} entries for {len(self.files)} files")
         self._counts = list(counts) if counts is not None else None
@@ -244,9 +208,9 @@ class StreamingTFRecordDataset(IterableDataset):
     def counts(self) -> list[int]:
         """Records per file (computed once, in the process that asks first: call it before forking workers)."""
         if self._counts is None:
-            known = _manifest_counts(self.files)
+            known = manifest_counts(self.files)
             self._counts = [known[os.path.abspath(f)] if os.path.abspath(f) in known
-                            else tfr.count_records(f, self.compression) for f in self.files]
+                            else count_records(f, self.compression) for f in self.files]
         return self._counts
 
     def _rank(self) -> tuple[int, int]:
@@ -295,7 +259,7 @@ class StreamingTFRecordDataset(IterableDataset):
         consumer, consumers, _ = self._consumer()
         for f, start, stop in self.plan(consumer, consumers):
             path = self.files[f]
-            for data in tfr.iter_raw_records(path, self.compression, self.verify, skip_corrupt=self.skip_corrupt,
+            for data in iter_raw_records(path, self.compression, self.verify, skip_corrupt=self.skip_corrupt,
                                              report=self.skip_report, start=start, stop=stop):
                 yield path, data
 
@@ -307,51 +271,3 @@ class StreamingTFRecordDataset(IterableDataset):
             stream = ShuffleBuffer(self.buffer_size, rng)(stream)
         for path, data in stream:
             yield self.parser(data, where=path)
-
-
-# --------------------------------------------------------------------------------------------- GPU prefetch
-
-
-class CudaPrefetcher:
-    """Iterate a loader while copying the next batch to ``device`` on a side CUDA stream.
-
-    The copy of batch ``i + 1`` (from pinned memory, ``non_blocking``) overlaps the work on batch ``i``.
-    On a CPU device it just moves batches.
-    """
-
-    def __init__(self, loader: Iterable[Any], device: str | torch.device = "cuda") -> None:
-        self.loader, self.device = loader, torch.device(device)
-
-    def _to(self, batch: Any) -> Any:
-        if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, dict):
-            return {k: self._to(v) for k, v in batch.items()}
-        if isinstance(batch, (list, tuple)):
-            return type(batch)(self._to(v) for v in batch)
-        return batch
-
-    def __iter__(self) -> Iterator[Any]:
-        if self.device.type != "cuda":
-            yield from (self._to(b) for b in self.loader)
-            return
-        stream = torch.cuda.Stream(self.device)
-        it = iter(self.loader)
-        nxt = None
-        try:
-            with torch.cuda.stream(stream):
-                nxt = self._to(next(it))
-        except StopIteration:
-            return
-        while nxt is not None:
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            current = nxt
-            try:
-                with torch.cuda.stream(stream):
-                    nxt = self._to(next(it))
-            except StopIteration:
-                nxt = None
-            yield current
-
-    def __len__(self) -> int:
-        return len(self.loader)  # type: ignore[arg-type]

@@ -1,0 +1,95 @@
+"""The one image / mask codec of the shards: PNG encoding, image and mask decoding, to and from numpy arrays.
+
+* :func:`encode_png`: ``(H, W)`` or ``(H, W, 3)`` RGB uint8 / uint16 array -> PNG bytes (OpenCV; the same
+  array and compression level always give the same bytes).
+* :func:`decode_image`: PNG / JPEG / any format OpenCV or PIL reads -> uint8 ``(H, W, 3)`` RGB. JPEGs go through
+  PIL, which can decode them at a reduced DCT scale (``min_size``); the rest through OpenCV (PIL when OpenCV
+  cannot read it).
+* :func:`decode_mask`: a one-channel PNG (8 or 16 bit, or palette: the palette indices are the ids) -> ``(H, W)``
+  array of ids, bit depth kept; an RGB PNG whose channels agree (a grey mask saved as RGB) is accepted.
+
+Every error names where the bytes come from (``where``: a feature, a file and record) and how many there were.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from scarce._errors import FeatureError
+
+__all__ = ["decode_image", "decode_mask", "encode_png", "is_jpeg"]
+
+
+def encode_png(array: np.ndarray, *, compression: int | None = None) -> bytes:
+    """``(H, W)`` or ``(H, W, 3)`` RGB uint8 / uint16 array -> PNG bytes.
+
+    Args:
+        array: The pixels; three channels are RGB.
+        compression: zlib level 0-9 (OpenCV's default, 1 is fastest); ``None``: OpenCV's default (3).
+    """
+    if array.ndim == 3:
+        array = array[..., ::-1]  # OpenCV writes BGR
+    params = [cv2.IMWRITE_PNG_COMPRESSION, int(compression)] if compression is not None else []
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(array), params)
+    if not ok:
+        raise FeatureError(f"PNG encoding failed for an array of shape {array.shape} and dtype {array.dtype}")
+    return buf.tobytes()
+
+
+def is_jpeg(data: bytes) -> bool:
+    """Whether ``data`` starts like a JPEG (SOI marker)."""
+    return bytes(data[:2]) == b"\xff\xd8"
+
+
+def _pil(data: bytes, where: str) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except Exception as err:  # PIL raises several types for undecodable bytes
+        raise FeatureError(f"{where}: cannot decode {len(data)} bytes as an image ({err})") from err
+
+
+def decode_image(data: bytes, *, where: str = "feature 'image'", min_size: Sequence[int] | None = None) -> np.ndarray:
+    """Encoded image -> uint8 ``(H, W, 3)`` RGB array.
+
+    Args:
+        data: PNG, JPEG or any other format OpenCV or PIL reads (grey and RGBA images become RGB).
+        where: Names the bytes in errors, e.g. ``"feature 'image'"`` or ``"FILE: record 'x' image"``.
+        min_size: ``(h, w)``: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps it at
+            least this large, which is several times faster when the output is smaller.
+    """
+    if not is_jpeg(data):
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if array is not None:
+            return np.ascontiguousarray(array[..., ::-1])
+    img = _pil(data, where)  # JPEGs (reduced-scale decoding) and what OpenCV cannot read (GIF)
+    if min_size is not None and img.format == "JPEG":
+        img.draft("RGB", (int(min_size[1]), int(min_size[0])))
+    try:
+        return np.array(img.convert("RGB"))
+    except Exception as err:
+        raise FeatureError(f"{where}: damaged image data ({err})") from err
+
+
+def decode_mask(data: bytes, *, where: str = "feature 'mask'") -> np.ndarray:
+    """One-channel PNG (mode L, P or I;16) -> ``(H, W)`` array of ids (uint8, or uint16 for 16-bit PNGs).
+
+    A 3-channel PNG is accepted when all channels agree (a grey mask saved as RGB).
+    """
+    img = _pil(data, where)
+    try:
+        array = np.array(img)
+    except Exception as err:
+        raise FeatureError(f"{where}: damaged mask data ({err})") from err
+    if array.ndim == 3:
+        if not (array == array[..., :1]).all():
+            raise FeatureError(f"{where}: mask PNG has {array.shape[-1]} differing channels; expected one "
+                               "channel of class ids (mode L, P or I;16)")
+        array = np.ascontiguousarray(array[..., 0])
+    if array.dtype == np.int32 and img.mode in ("I", "I;16"):  # older Pillow reads 16-bit PNGs as mode I
+        array = array.astype(np.uint16)
+    return array
