@@ -42,8 +42,8 @@ class MNISTClassifierModule(LightningModule):
         loss = F.cross_entropy(logits, batch["label"])
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(logits, batch["label"])
-        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=stage != "train")
-        self.log(f"{stage}_acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

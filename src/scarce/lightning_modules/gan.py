@@ -169,7 +169,7 @@ class GAN(LightningModule):
     def _log(self, values: dict[str, torch.Tensor], stage: str) -> None:
         on_step = stage == "train"
         for name, value in values.items():
-            self.log(f"{stage}_{name}", value.detach(), prog_bar=name in ("d_loss", "g_loss"), on_step=on_step,
+            self.log(f"{stage}/{name}", value.detach(), prog_bar=name in ("d_loss", "g_loss"), on_step=on_step,
                      on_epoch=True, sync_dist=not on_step)
 
     def _common_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:

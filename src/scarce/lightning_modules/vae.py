@@ -71,9 +71,9 @@ class VAE(LightningModule):
         loss = recon + self.hparams.beta * kl
         on_step = stage == "train"
         sync = stage != "train"
-        self.log(f"{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}_recon", recon, on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}_kl", kl, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/recon", recon, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/kl", kl, on_step=False, on_epoch=True, sync_dist=sync)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
