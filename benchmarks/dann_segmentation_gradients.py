@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         backbone = [p for p in model.net.features.parameters()]
         ratios = []
         for source, target in batches:
-            logits, domain_logits, labels = model.adversarial_forward(source["image"], target["image"], 1.0)
+            logits, domain_logits, labels = model.adversarial_step(source["image"], target["image"], 1.0)
             seg = _grad_norm(backbone, model.loss(logits, source["mask"]))
             dom = _grad_norm(backbone, F.cross_entropy(domain_logits.float(), labels))
             ratios.append(dom / seg)
