@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 
 from scarce.nets.vae import ConvVAE
@@ -53,8 +54,9 @@ class VAE(LightningModule):
         lr_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over ``trainer.max_epochs``).
     """
 
-    def __init__(self, latent_dim: int = 2, reconstruction: Literal["mse", "bce"] = "mse", beta: float = 1.0,
-                 lr: float = 1e-3, lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
+    def __init__(self, latent_dim: PositiveInt = 2, reconstruction: Literal["mse", "bce"] = "mse",
+                 beta: NonNegativeFloat = 1.0, lr: PositiveFloat = 1e-3,
+                 lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.latent_dim = latent_dim
