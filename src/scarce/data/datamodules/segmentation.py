@@ -134,8 +134,8 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
 
     Batches are dicts: ``image`` float ``(B, 3, H, W)``, ``mask`` int64 ``(B, H, W)`` (255 = ignore), ``name``.
     With ``paired_target=True`` the training batches are ``{"source": batch, "target": batch}`` (for domain
-    adaptation; the target masks are dropped), built by :class:`~scarce.data.datamodules.paired.PairedLoaders`. Testing uses the target's ``test_split`` when there is a target,
-    else the source's.
+    adaptation; the target masks are dropped), built by :class:`~scarce.data.datamodules.paired.PairedLoaders`.
+    Testing uses the target's ``test_split`` when there is a target, else the source's.
 
     Args:
         source: the domain trained on.

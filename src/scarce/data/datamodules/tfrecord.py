@@ -80,7 +80,8 @@ class TFRecordDataModule(LightningDataModule):
     """
 
     def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
-                 features: dict[str, str] | None = None, size: tuple[PositiveInt, PositiveInt] | None = None, augment: bool = True,
+                 features: dict[str, str] | None = None, size: tuple[PositiveInt, PositiveInt] | None = None,
+                 augment: bool = True,
                  crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.15,
                  saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: PositiveInt = 32,
                  num_workers: NonNegativeInt = 2, streaming: bool = True, shuffle_buffer: NonNegativeInt = 1000,
