@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 
@@ -85,7 +85,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
         lambda_schedule: LambdaSchedule = "dann",
         lambda_gamma: float = 10.0,
         domain_loss_weight: NonNegativeFloat = 1.0,
-        domain_dropout: float = 0.5,
+        domain_dropout: ClosedUnitInterval = 0.5,
         discriminator_width: PositiveInt = 64,
         discriminator_layers: PositiveInt = 3,
         discriminator_downsamples: NonNegativeInt = 0,
