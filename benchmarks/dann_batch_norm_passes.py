@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from scarce.data.datasets import MNIST, MNISTM
+from scarce.nets.adversarial import adversarial_pass
 from scarce.nets.dann import dann_digits
 from scarce.schedules import dann_lambda, dann_lr_factor, progress
 
@@ -35,7 +36,9 @@ def _logits(net, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float, mode: str):
     if mode == "features":  # the in-between way, measured here only
         feats_s, feats_t = net.features(x_s), net.features(x_t)
         return net.classifier(feats_s), net.domain_logits(torch.cat([feats_s, feats_t]), coeff)
-    return net.adversarial_logits(x_s, x_t, coeff, per_domain=mode == "per_domain")
+    logits, domain_logits, _ = adversarial_pass(net.domain_forward, net.domain_classifier, x_s, x_t, coeff,
+                                                per_domain=mode == "per_domain")
+    return logits, domain_logits
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from scarce.data.datamodules.domain_adaptation import DigitsDataModule
 from scarce.lightning_modules.dann import DANN
+from scarce.nets.adversarial import adversarial_pass
 from scarce.schedules import dann_lambda, dann_lr_factor, progress
 
 
@@ -34,8 +35,8 @@ def plain_loop(dm: DigitsDataModule, steps: int) -> float:
         batch, _, _ = next(loader)
         x_s, y_s, x_t = batch["source"]["image"], batch["source"]["label"], batch["target"]["image"]
         # Each domain through the network alone, as DANN(batch_norm_stats="per_domain") does.
-        logits, dom = net.adversarial_logits(x_s, x_t, dann_lambda(progress(step, steps)))
-        dom_y = torch.cat([torch.zeros(len(x_s)), torch.ones(len(x_t))]).long()
+        logits, dom, dom_y = adversarial_pass(net.domain_forward, net.domain_classifier, x_s, x_t,
+                                              dann_lambda(progress(step, steps)), per_domain=True)
         loss = F.cross_entropy(logits, y_s) + F.cross_entropy(dom, dom_y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

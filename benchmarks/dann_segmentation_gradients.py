@@ -3,7 +3,7 @@
 For each placement of the domain head (pool5, output space), on rendered ``synthetic-flat`` (source) and
 ``photo-clutter`` (target) batches at 64x64 with the FCN-8s of ``configs/dann_fcn8s_rendered.yaml`` (its
 ``width_divisor`` unless given; median-frequency class weights from the measured source masks, as the config's
-``class_weights``), at initialisation, prints
+``ClassWeights`` callback), at initialisation, prints
 
     r = || d(L_dom) / d(backbone) || / || d(L_seg) / d(backbone) ||   (lambda = 1, weight = 1)
 
@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     from lightning.pytorch import seed_everything
     from torch.utils.data import DataLoader
 
-    from scarce.data.datamodules.segmentation import SegmentationTransform, median_frequency_weights
+    from scarce.data.datamodules.segmentation import SegmentationTransform
+    from scarce.data.stats import median_frequency_weights
     from scarce.render.segmentation import RenderedSegmentation
     from scarce.lightning_modules.dann_segmentation import DANNSegmentation
 
@@ -72,12 +73,12 @@ def main(argv=None) -> int:
         seed_everything(0)
         model = DANNSegmentation(placement=placement, num_classes=7, width_divisor=args.width_divisor,
                                  adaptation_weight=1.0)
-        model.loss_weights.copy_(torch.as_tensor(weights, dtype=torch.float32))
+        model.set_class_weights(weights, "median_frequency")
         model.train()
         backbone = [p for p in model.net.features.parameters()]
         ratios = []
         for source, target in batches:
-            logits, domain_logits, labels = model.adversarial_forward(source["image"], target["image"], 1.0)
+            logits, domain_logits, labels = model.adversarial_step(source["image"], target["image"], 1.0)
             seg = _grad_norm(backbone, model.loss(logits, source["mask"]))
             dom = _grad_norm(backbone, F.cross_entropy(domain_logits.float(), labels))
             ratios.append(dom / seg)

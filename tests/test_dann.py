@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -7,6 +11,10 @@ from scarce.data.datasets import Blobs
 from scarce.lightning_modules.dann import DANN
 from scarce.nets.dann import DANN_NETWORKS, create_dann_network
 from scarce._errors import ScarceError
+from scarce.cli import lightning_cli
+
+REPO = Path(__file__).resolve().parents[1]
+SCARCE = Path(sys.executable).with_name("scarce")
 
 
 @pytest.mark.parametrize("name, shape", [("digits", (4, 3, 28, 28)), ("blobs", (4, 3))])
@@ -20,8 +28,8 @@ def test_networks_forward_backward(name, shape):
         assert torch.isfinite(p.grad).all(), f"non-finite gradient for {n}"
 
 
-def test_unknown_network_names_the_option():
-    with pytest.raises(ScarceError, match="model.init_args.network"):
+def test_unknown_network_names_the_valid_values():
+    with pytest.raises(ValueError, match="blobs.*digits"):
         create_dann_network("resnet")
 
 
@@ -43,7 +51,7 @@ def test_source_only_keeps_batchnorm_statistics_source_only(adaptation_weight, t
         model = DANN(network="digits", adaptation_weight=adaptation_weight)
         model.train()
         batch = _batch(0, shift)
-        logits, domain_logits = model._domain_step(batch["source"]["image"], batch["target"]["image"], 1.0)
+        logits, domain_logits, _ = model.adversarial_step(batch["source"]["image"], batch["target"]["image"], 1.0)
         assert logits.shape == (8, 10) and domain_logits.shape == (16, 2)
         stats.append(_bn_stats(model))
     same = all(torch.equal(a, b) for a, b in zip(*stats))
@@ -58,15 +66,43 @@ def test_per_domain_batch_norm_normalises_source_with_source_statistics(batch_no
         model = DANN(network="digits", adaptation_weight=1.0, batch_norm_stats=batch_norm_stats)
         model.train()
         batch = _batch(0, shift)
-        logits, domain_logits = model._domain_step(batch["source"]["image"], batch["target"]["image"], 1.0)
+        logits, domain_logits, _ = model.adversarial_step(batch["source"]["image"], batch["target"]["image"], 1.0)
         source_logits.append(torch.cat([logits, domain_logits[:8]], 1).detach())
     moved = not torch.allclose(*source_logits, atol=1e-5)
     assert moved == target_moves_source
 
 
-def test_unknown_batch_norm_stats_names_the_valid_values():
-    with pytest.raises(ScarceError, match="batch_norm_stats.*per_domain"):
-        DANN(network="digits", batch_norm_stats="shared")
+@pytest.mark.parametrize("option, value, choices", [("optimizer", "bogus", ("sgd", "adam")),
+                                                    ("batch_norm_stats", "shared", ("per_domain", "joint")),
+                                                    ("network", "resnet", ("digits", "blobs")),
+                                                    ("lambda_schedule", "cosine", ("dann", "constant"))])
+def test_cli_rejects_an_unknown_choice_and_lists_the_valid_ones(option, value, choices, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lightning_cli(["fit", "--config", str(REPO / "configs/dann_blobs.yaml"), f"--model.init_args.{option}", value,
+                       "--print_config"])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert value in err and all(c in err for c in choices), err[-2000:]
+
+
+def test_cli_rejects_a_negative_adaptation_weight(capsys):
+    with pytest.raises(SystemExit) as exc:
+        lightning_cli(["fit", "--config", str(REPO / "configs/dann_blobs.yaml"),
+                       "--model.init_args.adaptation_weight", "-1", "--print_config"])
+    assert exc.value.code != 0 and "adaptation_weight" in capsys.readouterr().err
+
+
+def test_model_help_lists_the_choices():
+    out = subprocess.run([str(SCARCE), "fit", "--model.help", "scarce.lightning_modules.dann.DANN"],
+                         capture_output=True, text=True, check=True).stdout
+    for choice in ("sgd", "adam", "per_domain", "joint", "digits", "blobs"):
+        assert choice in out, out
+
+
+def test_unpaired_batches_name_the_fix():
+    model = DANN(network="blobs", num_classes=2)
+    with pytest.raises(ScarceError, match="paired"):
+        model.training_step({"image": torch.randn(4, 3), "label": torch.zeros(4, dtype=torch.long)}, 0)
 
 
 def test_unlabelled_view_drops_labels():

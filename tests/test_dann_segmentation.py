@@ -61,17 +61,29 @@ def test_domain_heads_shapes_and_gradients():
         head(x).sum().backward()
         for name, p in head.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    with pytest.raises(ScarceError, match="num_downsamples"):
+    with pytest.raises(ValueError, match="num_downsamples"):
         OutputDomainDiscriminator(7, num_layers=2, num_downsamples=3)
-    with pytest.raises(ScarceError, match="model.init_args.placement"):
+    with pytest.raises(ValueError, match="pool5"):
         create_domain_head("fc7")
 
 
+@pytest.mark.parametrize("option, value, expected", [("placement", "fc7", "pool5"),
+                                                     ("reversed_domains", "source", "target"),
+                                                     ("adaptation_weight", "-1", "adaptation_weight"),
+                                                     ("discriminator_layers", "0", "discriminator_layers")])
+def test_the_cli_rejects_bad_values_by_type(option, value, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        lightning_cli(["fit", "--config", str(REPO / "configs/dann_fcn8s_rendered.yaml"),
+                       f"--model.init_args.{option}", value, "--print_config"])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert value in err and expected in err, err[-2000:]
+
+
 def test_bad_hyperparameters_name_the_option():
-    with pytest.raises(ScarceError, match="model.placement"):
-        _model("fc7")
-    with pytest.raises(ScarceError, match="adaptation_weight"):
-        _model("pool5", adaptation_weight=-1.0)
+    with pytest.raises(ScarceError, match="discriminator_downsamples"):
+        _model("output", discriminator_layers=2, discriminator_downsamples=3)
     with pytest.raises(ScarceError, match="paired_target"):
         _model("pool5").training_step({"image": _images(0), "mask": torch.zeros(2, 32, 32, dtype=torch.long)}, 0)
 
@@ -79,7 +91,7 @@ def test_bad_hyperparameters_name_the_option():
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_adversarial_forward_shapes(placement):
     model = _model(placement)
-    logits, domain_logits, labels = model.adversarial_forward(_images(0, 2), _images(1, 3), 1.0)
+    logits, domain_logits, labels = model.adversarial_step(_images(0, 2), _images(1, 3), 1.0)
     assert logits.shape == (2, 3, 32, 32)
     expected = (5, 2) if placement == "pool5" else (5, 2, 32, 32)
     assert domain_logits.shape == expected and labels.shape == expected[:1] + expected[2:]
@@ -92,7 +104,7 @@ def test_adversarial_forward_shapes(placement):
 def _backbone_and_head_grads(model: DANNSegmentation, coeff: float) -> tuple[list, list, torch.dtype]:
     model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, domain_logits, labels = model.adversarial_forward(_images(0), _images(1), coeff)
+        _, domain_logits, labels = model.adversarial_step(_images(0), _images(1), coeff)
         loss = F.cross_entropy(domain_logits.float(), labels)
     loss.backward()
     backbone = [p.grad.clone() for p in model.net.features.parameters()]
@@ -128,7 +140,7 @@ def test_source_only_probe_leaves_the_network_to_the_segmentation_loss(placement
         model.train()
         mask = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(3))
         torch.manual_seed(5)  # the same dropout masks on the source path
-        logits, domain_logits, labels = model.adversarial_forward(_images(0), _images(target_seed), 1.0)
+        logits, domain_logits, labels = model.adversarial_step(_images(0), _images(target_seed), 1.0)
         assert model.net.training, "the probe must restore training mode"
         (model.loss(logits, mask) + F.cross_entropy(domain_logits, labels)).backward()
         grads[name] = [p.grad.clone() for p in model.net.parameters() if p.grad is not None]
@@ -155,14 +167,12 @@ def test_reversed_domains_target_pushes_only_the_target_images(placement):
         model = _model(placement, reversed_domains=reversed_domains)
         model.eval()  # no dropout
         x_s, x_t = _images(0).requires_grad_(), _images(1).requires_grad_()
-        _, domain_logits, labels = model.adversarial_forward(x_s, x_t, 1.0)
+        _, domain_logits, labels = model.adversarial_step(x_s, x_t, 1.0)
         F.cross_entropy(domain_logits, labels).backward()
         assert x_t.grad.abs().sum() > 0
         source_grad = 0.0 if x_s.grad is None else float(x_s.grad.abs().sum())
         assert (source_grad > 0) == (reversed_domains == "both"), reversed_domains
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.domain_head.parameters())
-    with pytest.raises(ScarceError, match="model.reversed_domains"):
-        _model(placement, reversed_domains="source")
 
 
 # ------------------------------------------------------------------------------------------------ configs

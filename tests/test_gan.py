@@ -131,9 +131,9 @@ def test_bf16_mixed_training_is_finite(tmp_path, loss):
     model = GAN(noise_dim=4, loss=loss, discriminator_norm="none" if loss == "wgan-gp" else "batch", **TINY)
     trainer = _fit(model, tmp_path, precision="bf16-mixed", limit_train_batches=3, limit_val_batches=1)
     metrics = trainer.callback_metrics
-    assert torch.isfinite(metrics["train_d_loss_epoch"]) and torch.isfinite(metrics["val_g_loss"])
+    assert torch.isfinite(metrics["train/d_loss_epoch"]) and torch.isfinite(metrics["val/g_loss"])
     if loss == "wgan-gp":
-        assert torch.isfinite(metrics["train_gp_epoch"])
+        assert torch.isfinite(metrics["train/gp_epoch"])
 
 
 DDP_SCRIPT = textwrap.dedent("""
@@ -181,7 +181,7 @@ def test_wgan_gp_mixed_precision_on_gpu(tmp_path, precision):
     trainer = Trainer(accelerator="gpu", devices=1, precision=precision, max_epochs=1, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     trainer.fit(model, datamodule=data)
-    assert torch.isfinite(trainer.callback_metrics["train_gp_epoch"])
+    assert torch.isfinite(trainer.callback_metrics["train/gp_epoch"])
 
 
 @pytest.mark.parametrize("config", ["gan_mnist", "gan_mnist_hinge", "gan_mnist_wgangp"])

@@ -27,7 +27,7 @@ def test_config_trains_past_chance_and_checkpoints(tmp_path, monkeypatch):
     cli = lightning_cli(["fit", "--config", str(ROOT / "configs/mnist_classifier.yaml"), "--trainer.max_epochs=1",
                          "--data.limit_train=1536", "--data.limit_val=256", "--data.batch_size=64",
                          "--trainer.enable_progress_bar=false"])
-    assert cli.trainer.callback_metrics["val_acc"] > 0.7  # chance is 0.1
+    assert cli.trainer.callback_metrics["val/acc"] > 0.7  # chance is 0.1
     ckpt = tmp_path / "runs/mnist_classifier/checkpoints/best.ckpt"
     model = MNISTClassifierModule.load_from_checkpoint(ckpt)
     assert model.net.num_features == 128

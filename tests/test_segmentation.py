@@ -16,15 +16,14 @@ from _segmentation_data import make_cityscapes, make_synthia
 from scarce._errors import ScarceError
 from scarce.callbacks.segmentation import overlay_grid
 from scarce.cli import lightning_cli
+from scarce.callbacks.class_weights import ClassWeights
 from scarce.data.datamodules.segmentation import (
     SegmentationDataModule,
     SegmentationSource,
     SegmentationTransform,
     build_dataset,
-    class_pixel_counts,
-    log_frequency_weights,
-    median_frequency_weights,
 )
+from scarce.data.stats import class_pixel_counts, log_frequency_weights, median_frequency_weights
 from scarce.lightning_modules.segmentation import Segmentation
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 
@@ -152,13 +151,14 @@ def test_two_domains_gap_overlays_and_median_frequency(tmp_path):
     data = SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")),
                                   SegmentationSource(kind="cityscapes", root=str(tmp_path / "cs")),
                                   size=(32, 48), batch_size=2)
-    model = Segmentation(width_divisor=16, class_weights="median_frequency")
+    model = Segmentation(width_divisor=16)
     from lightning.pytorch.loggers import CSVLogger
 
     from scarce.callbacks.segmentation import SegmentationOverlays
 
     trainer = Trainer(max_steps=2, limit_val_batches=1, logger=CSVLogger(tmp_path, name="csv"),
-                      callbacks=[SegmentationOverlays(num_images=2)], enable_checkpointing=False,
+                      callbacks=[SegmentationOverlays(num_images=2), ClassWeights("median_frequency")],
+                      enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model, data)
     for key in ("val/source_miou", "val/target_miou", "val/source_acc", "val/target_acc", "val/miou_gap",
@@ -181,16 +181,35 @@ def test_log_frequency_option_sets_the_books_weights_from_source_masks(tmp_path)
     make_synthia(tmp_path / "syn")
     data = SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")), size=(32, 48),
                                   batch_size=2)
-    model = Segmentation(width_divisor=16, class_weights="log_frequency")
-    trainer = Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
+    model = Segmentation(width_divisor=16)
+    trainer = Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[ClassWeights("log_frequency", samples=3)],
+                      default_root_dir=tmp_path)
     trainer.fit(model, data)
     plain = build_dataset(data.source, "train", (32, 48), SegmentationTransform((32, 48), train=False))
-    np.testing.assert_allclose(model.loss_weights.numpy(), log_frequency_weights(class_pixel_counts(plain)), rtol=1e-5)
+    expected = log_frequency_weights(class_pixel_counts(plain, limit=3))
+    np.testing.assert_allclose(model.loss_weights.numpy(), expected, rtol=1e-5)
     with pytest.raises(ScarceError, match="weighting.*median_frequency"):
         data.class_weights(weighting="inverse")
-    with pytest.raises(ScarceError, match="model.class_weights.*log_frequency"):
-        Segmentation(width_divisor=16, class_weights="inverse")
+    # Resumed: the weights come from the checkpoint (a buffer); the callback reads no data.
+    checkpoint = next(tmp_path.rglob("*.ckpt"))
+    resumed = Segmentation(width_divisor=16)
+    data.class_weights = None  # reading the masks again would fail
+    trainer = Trainer(max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[ClassWeights("log_frequency", samples=3)],
+                      default_root_dir=tmp_path)
+    trainer.fit(resumed, data, ckpt_path=checkpoint)
+    np.testing.assert_allclose(resumed.loss_weights.numpy(), expected, rtol=1e-5)
+
+
+def test_the_cli_lists_the_choices_of_a_bad_option(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        lightning_cli(["fit", "--config", str(REPO / "configs/fcn8s_rendered.yaml"),
+                       "--model.init_args.optimizer", "rmsprop", "--print_config"])
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert "rmsprop" in err and "adam" in err and "sgd" in err
 
 
 def test_paired_target_batches_drop_target_masks(tmp_path):
@@ -253,8 +272,7 @@ def test_scarce_fit_rendered_config(tmp_path):
     cmd = [sys.executable, "-m", "scarce", "fit", "--config", str(REPO / "configs/fcn8s_rendered.yaml"),
            "--model.width_divisor", "16", "--data.batch_size", "2", "--trainer.max_steps", "2",
            "--trainer.val_check_interval", "2", "--data.source.num_train", "4", "--data.source.num_val", "2",
-           "--data.target.num_val", "2", "--data.size", "[32, 32]", "--trainer.enable_progress_bar", "false",
-           "--model.class_weight_samples", "4"]
+           "--data.target.num_val", "2", "--data.size", "[32, 32]", "--trainer.enable_progress_bar", "false"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {"val/source_miou", "val/target_miou", "val/miou_gap"} <= _metrics(tmp_path / "runs/fcn8s_rendered")

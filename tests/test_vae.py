@@ -63,9 +63,9 @@ def test_few_steps_lower_the_loss(tmp_path, reconstruction):
     torch.manual_seed(0)
     data = MNISTDataModule(batch_size=50, limit_train=500, limit_val=100)
     model = VAE(latent_dim=2, reconstruction=reconstruction, lr=3e-3)
-    before = _trainer(tmp_path).validate(model, datamodule=data, verbose=False)[0]["val_loss"]
+    before = _trainer(tmp_path).validate(model, datamodule=data, verbose=False)[0]["val/loss"]
     _trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(model, datamodule=data)
-    after = _trainer(tmp_path).validate(model, datamodule=data, verbose=False)[0]["val_loss"]
+    after = _trainer(tmp_path).validate(model, datamodule=data, verbose=False)[0]["val/loss"]
     assert after < 0.8 * before
 
 
@@ -103,4 +103,4 @@ def test_config_runs_a_short_fit(tmp_path, monkeypatch):
                    "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--data.limit_train=64",
                    "--data.limit_val=32", "--data.batch_size=16", "--trainer.enable_progress_bar=false"])
     assert (tmp_path / "runs/vae_mnist/checkpoints/last.ckpt").is_file()
-    assert (tmp_path / "runs/vae_mnist/csv/version_0/metrics.csv").read_text().count("val_loss")
+    assert (tmp_path / "runs/vae_mnist/csv/version_0/metrics.csv").read_text().count("val/loss")

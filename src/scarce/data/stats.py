@@ -1,37 +1,133 @@
-"""``scarce data stats``: class pixel frequencies and class weights (median frequency, the book's log) of a dataset."""
+"""Class statistics of segmentation data, in one place: pixel counts per class and the class weightings computed
+from them (median frequency, the book's log frequency); ``scarce data stats`` (:mod:`scarce.data.stats_cli`)
+prints them.
+
+:class:`~scarce.callbacks.class_weights.ClassWeights` hands the weights of a DataModule's source training set to
+the LightningModule through :meth:`~scarce.data.datamodules.segmentation.SegmentationDataModule.class_weights`;
+``scarce data stats`` prints the same numbers for a dataset on disk.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from scarce.data.datamodules.segmentation import CLASS_WEIGHTINGS, SegmentationSource, build_dataset
+from scarce._errors import ScarceError
 
-__all__ = ["class_statistics", "main"]
+__all__ = [
+    "CLASS_WEIGHTINGS",
+    "ClassWeighting",
+    "class_pixel_counts",
+    "class_statistics",
+    "class_weights",
+    "log_frequency_weights",
+    "mask_histogram",
+    "median_frequency_weights",
+]
+
+ClassWeighting = Literal["median_frequency", "log_frequency"]
+"""The weightings of :data:`CLASS_WEIGHTINGS`, as a type for options (``ClassWeights(weighting=...)``)."""
 
 
-def class_statistics(kind: str, root: str | None, split: str = "train", num_classes: int = 19,
-                     limit: int | None = None, preset: str = "synthetic-flat", num_samples: int = 64,
-                     seed: int = 0) -> dict:
-    """Pixel count, frequency, median-frequency and log-frequency weights per class, plus the ignored pixels.
+class _MaskHistogram(Dataset):
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
 
-    Masks are read at their stored size (no resizing), so the counts are those of the files.
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.bincount(torch.as_tensor(self.dataset[index]["mask"]).flatten(), minlength=256)[:256]
+
+
+def mask_histogram(dataset: Dataset, limit: int | None = None, num_workers: int = 0,
+                   stored_masks: bool = False) -> tuple[np.ndarray, int]:
+    """Pixels per mask value ``0..255`` over the first ``limit`` samples (None: all), and how many masks were read.
+
+    Samples are read in a DataLoader, so rendered datasets render in workers (never in the parent process), and
+    the dataset's transform applies (masks are counted at the size training sees). With ``stored_masks`` a dataset
+    that has ``iter_masks()`` (no ``limit``) is read through it instead: the masks as stored, without decoding
+    the images.
     """
-    spec = SegmentationSource(kind=kind, root=root, train_split=split, preset=preset, num_train=num_samples
-                              if kind == "rendered" else limit, seed=seed)
-    dataset = build_dataset(spec, "train", None, None)
-    counts = np.zeros(256, dtype=np.int64)
-    masks = getattr(dataset, "iter_masks", None)
-    if masks is None:  # a Subset (limit) or another dataset: read the samples
-        stream = (dataset[i]["mask"].numpy() for i in range(len(dataset)))
-    else:
-        stream = masks()
-    images = 0
-    for mask in stream:
-        counts += np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)[:256]
-        images += 1
+    if stored_masks and limit is None and hasattr(dataset, "iter_masks"):
+        counts, images = np.zeros(256, dtype=np.int64), 0
+        for mask in dataset.iter_masks():
+            counts += np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)[:256]
+            images += 1
+        return counts, images
+    if limit is not None:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    counts = torch.zeros(256, dtype=torch.int64)
+    for hist in DataLoader(_MaskHistogram(dataset), batch_size=1, num_workers=num_workers):
+        counts += hist.sum(0)
+    return counts.numpy(), len(dataset)
+
+
+def class_pixel_counts(dataset: Dataset, num_classes: int = 19, num_workers: int = 0,
+                       limit: int | None = None) -> np.ndarray:
+    """Pixels per class over ``dataset`` (its masks' values ``0..num_classes-1``; 255 and others not counted)."""
+    return mask_histogram(dataset, limit, num_workers)[0][:num_classes]
+
+
+def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus 2015): ``w_c = median(f) / f_c`` over the classes present.
+
+    ``f_c`` is the share of class ``c`` among labelled pixels; classes without a pixel get weight 0 (they cannot
+    be learnt from this data and must not blow up the loss).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        raise ScarceError("no labelled pixel in the dataset: cannot compute class weights")
+    freq = counts / total
+    present = freq > 0
+    weights = np.zeros_like(freq)
+    weights[present] = np.median(freq[present]) / freq[present]
+    return weights
+
+
+def log_frequency_weights(counts: np.ndarray) -> np.ndarray:
+    """The book's weights (notebooks 6.5 and 7.4): ``w_c = ln(total / n_c)``, minus the log of the class share.
+
+    Gentler than median frequency: a class 100x rarer gets about ``ln(100) = 4.6`` more weight, not 100x.
+    Classes without a pixel get weight 0, as in :func:`median_frequency_weights`.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        raise ScarceError("no labelled pixel in the dataset: cannot compute class weights")
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = np.log(total / counts[present])
+    return weights
+
+
+CLASS_WEIGHTINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "median_frequency": median_frequency_weights,
+    "log_frequency": log_frequency_weights,
+}
+"""Class weightings computed from pixel counts, by name."""
+
+
+def class_weights(dataset: Dataset, weighting: ClassWeighting = "median_frequency", num_classes: int = 19,
+                  limit: int | None = None, num_workers: int = 0) -> np.ndarray:
+    """The ``weighting`` of the pixel counts of ``dataset``'s first ``limit`` samples, ``(num_classes,)``."""
+    if weighting not in CLASS_WEIGHTINGS:
+        raise ScarceError(f"unknown class weighting {weighting!r}; valid values are {', '.join(CLASS_WEIGHTINGS)}")
+    return CLASS_WEIGHTINGS[weighting](class_pixel_counts(dataset, num_classes, num_workers, limit))
+
+
+def class_statistics(dataset: Dataset, num_classes: int = 19) -> dict:
+    """Pixel count, frequency and the weight of every weighting per class, plus the ignored pixels.
+
+    Masks are read as stored (through ``iter_masks()`` when the dataset has it), so the counts are those of the
+    files.
+    """
+    counts, images = mask_histogram(dataset, stored_masks=True)
     labelled = counts[:num_classes]
     weights = {f"{name}_weight": weigh(labelled) for name, weigh in CLASS_WEIGHTINGS.items()}
     total = labelled.sum()
@@ -42,46 +138,3 @@ def class_statistics(kind: str, root: str | None, split: str = "train", num_clas
         "classes": [{"id": c, "pixels": int(labelled[c]), "frequency": float(labelled[c] / total),
                      **{key: float(w[c]) for key, w in weights.items()}} for c in range(num_classes)],
     }
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scarce data stats", description="Class pixel frequencies and "
-                                     "class weights of a segmentation split: median frequency (w_c = median(f) / f_c) and the "
-                                     "book's log frequency (w_c = ln(total / n_c)).")
-    parser.add_argument("kind", choices=("shards", "cityscapes", "synthia", "rendered"),
-                        help="shards: the output of `scarce data convert cityscapes|synthia`")
-    parser.add_argument("--root", help="dataset folder (not needed for rendered)")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--num-classes", type=int, default=19)
-    parser.add_argument("--limit", type=int, default=None, help="read only the first N samples")
-    parser.add_argument("--preset", default="synthetic-flat", help="rendered: the preset")
-    parser.add_argument("--num-samples", type=int, default=64, help="rendered: scenes to render")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    stats = class_statistics(args.kind, args.root, args.split, args.num_classes, args.limit, args.preset,
-                             args.num_samples)
-    if args.json:
-        print(json.dumps(stats, indent=1))
-        return 0
-    names = _names(args.kind, args.num_classes)
-    print(f"{stats['images']} images, {stats['labelled_pixels']} labelled pixels, "
-          f"{stats['ignored_pixels']} ignored")
-    width = max(len(n) for n in names)
-    keys = [f"{name}_weight" for name in CLASS_WEIGHTINGS]
-    print(f"{'id':>3}  {'class':<{width}}  {'pixels':>12}  {'frequency':>9}" + "".join(f"  {k:>23}" for k in keys))
-    for row, name in zip(stats["classes"], names):
-        print(f"{row['id']:>3}  {name:<{width}}  {row['pixels']:>12}  {row['frequency']:>9.5f}"
-              + "".join(f"  {row[k]:>23.3f}" for k in keys))
-    return 0
-
-
-def _names(kind: str, num_classes: int) -> list[str]:
-    if kind == "rendered":
-        from scarce.render.segmentation import rendered_class_names
-
-        names = list(rendered_class_names())
-    else:
-        from scarce.data.datasets.labels import CITYSCAPES_CLASSES
-
-        names = list(CITYSCAPES_CLASSES)
-    return (names + [str(i) for i in range(len(names), num_classes)])[:num_classes]

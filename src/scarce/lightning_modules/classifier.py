@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -25,8 +26,8 @@ class MNISTClassifierModule(LightningModule):
         weight_decay: AdamW weight decay.
     """
 
-    def __init__(self, num_features: int = 128, dropout: float = 0.3, lr: float = 3e-3,
-                 weight_decay: float = 1e-4) -> None:
+    def __init__(self, num_features: PositiveInt = 128, dropout: ClosedUnitInterval = 0.3, lr: PositiveFloat = 3e-3,
+                 weight_decay: NonNegativeFloat = 1e-4) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = MNISTClassifier(num_features=num_features, dropout=dropout)
@@ -42,8 +43,8 @@ class MNISTClassifierModule(LightningModule):
         loss = F.cross_entropy(logits, batch["label"])
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(logits, batch["label"])
-        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=stage != "train")
-        self.log(f"{stage}_acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
+        self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

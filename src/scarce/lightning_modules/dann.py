@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from scarce.data.datasets._utils import verify_str_arg
+from scarce.lightning_modules.adversarial import AdversarialTraining, LambdaSchedule
 from scarce.nets.dann import create_dann_network
-from scarce.schedules import adversarial_coeff, dann_lr_factor, progress
+from scarce.schedules import dann_lr_factor, progress
 
 __all__ = ["DANN"]
 
 DOMAINS = ("source", "target")
 
 
-class DANN(LightningModule):
+class DANN(AdversarialTraining, LightningModule):
     """DANN on labelled source and unlabelled target batches (``{"source": {...}, "target": {...}}``).
 
     The loss is ``cls_loss(source) + domain_loss(source, target)``; the domain loss reaches the feature
     extractor through gradient reversal scaled by ``lambda_p = adaptation_weight * schedule(p)``, while the
     domain classifier itself always learns at full rate.
 
+    The step, the schedule and the probe are :class:`~scarce.lightning_modules.adversarial.AdversarialTraining`'s.
     With ``adaptation_weight: 0`` the same code trains the source-only baseline: target images never pass
     through the trained feature extractor in training mode (so batch-norm statistics stay source-only), and
     the domain classifier becomes a probe on detached features that measures how separable the domains are.
@@ -53,16 +57,16 @@ class DANN(LightningModule):
         batch_norm_stats: ``"per_domain"`` (separate forward passes) or ``"joint"`` (one concatenated batch).
     """
 
-    def __init__(self, network: str = "digits", num_classes: int = 10, adaptation_weight: float = 1.0,
-                 lambda_schedule: str = "dann", lambda_gamma: float = 10.0, optimizer: str = "sgd",
-                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, lr_schedule: str = "dann",
-                 lr_alpha: float = 10.0, lr_beta: float = 0.75, network_options: dict[str, int] | None = None,
-                 batch_norm_stats: str = "per_domain") -> None:
+    task_loss_name = "cls_loss"
+
+    def __init__(self, network: Literal["digits", "blobs"] = "digits", num_classes: PositiveInt = 10,
+                 adaptation_weight: NonNegativeFloat = 1.0, lambda_schedule: LambdaSchedule = "dann",
+                 lambda_gamma: float = 10.0, optimizer: Literal["sgd", "adam"] = "sgd", lr: PositiveFloat = 0.01,
+                 momentum: NonNegativeFloat = 0.9, weight_decay: NonNegativeFloat = 0.0,
+                 lr_schedule: Literal["dann", "constant"] = "dann", lr_alpha: float = 10.0, lr_beta: float = 0.75,
+                 network_options: dict[str, int] | None = None,
+                 batch_norm_stats: Literal["per_domain", "joint"] = "per_domain") -> None:
         super().__init__()
-        verify_str_arg(batch_norm_stats, "model.batch_norm_stats", ("per_domain", "joint"))
-        verify_str_arg(lambda_schedule, "model.lambda_schedule", ("dann", "constant"))
-        verify_str_arg(optimizer, "model.optimizer", ("sgd", "adam"))
-        verify_str_arg(lr_schedule, "model.lr_schedule", ("dann", "constant"))
         self.save_hyperparameters()
         self.net = create_dann_network(network, num_classes=num_classes, **(network_options or {}))
         # Metrics accumulate over the whole split and sync across DDP ranks in compute().
@@ -70,10 +74,6 @@ class DANN(LightningModule):
         self.train_acc = acc()
         self.eval_acc = torch.nn.ModuleDict({d: acc() for d in DOMAINS})
         self.eval_domain_acc = BinaryAccuracy()
-
-    @property
-    def adapting(self) -> bool:
-        return self.hparams.adaptation_weight > 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)``."""
@@ -83,51 +83,19 @@ class DANN(LightningModule):
         """Features ``(B, F)`` the classifiers see."""
         return self.net.features(x)
 
-    def current_lambda(self) -> float:
-        hp = self.hparams
-        return adversarial_coeff(self.global_step, int(self.trainer.estimated_stepping_batches),
-                                 hp.adaptation_weight, hp.lambda_schedule, hp.lambda_gamma)
+    @property
+    def domain_head(self) -> torch.nn.Module:
+        return self.net.domain_classifier
 
-    def _domain_step(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float):
-        """Class logits of the source and domain logits of source + target, by mode (adapting or probing)."""
-        if self.adapting:
-            per_domain = self.hparams.batch_norm_stats == "per_domain"
-            return self.net.adversarial_logits(x_s, x_t, coeff, per_domain=per_domain)
-        feats_s = self.net.features(x_s)
-        with torch.no_grad():
-            was_training = self.net.features.training
-            self.net.features.eval()
-            feats_t = self.net.features(x_t)
-            self.net.features.train(was_training)
-        domain_logits = self.net.domain_classifier(torch.cat([feats_s.detach(), feats_t]))
-        return self.net.classifier(feats_s), domain_logits
+    def domain_forward(self, x: torch.Tensor, num_labelled: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return self.net.domain_forward(x, num_labelled)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        x_s, y_s, x_t = batch["source"]["image"], batch["source"]["label"], batch["target"]["image"]
-        coeff = self.current_lambda()
-        logits, domain_logits = self._domain_step(x_s, x_t, coeff)
-        domain_labels = torch.cat([x_s.new_zeros(x_s.shape[0], dtype=torch.long),
-                                   x_t.new_ones(x_t.shape[0], dtype=torch.long)])
-        cls_loss = F.cross_entropy(logits, y_s)
-        domain_loss = F.cross_entropy(domain_logits, domain_labels)
-        loss = cls_loss + domain_loss
-        if self._is_logging_step():
-            self.train_acc(logits.detach(), y_s)
-            domain_acc = (domain_logits.detach().argmax(1) == domain_labels).float().mean()
-            self.log_dict({"train/loss": loss, "train/cls_loss": cls_loss, "train/domain_loss": domain_loss,
-                           "train/domain_acc": domain_acc, "train/lambda": coeff}, prog_bar=False)
-            self.log("train/source_acc", self.train_acc, prog_bar=True)
-        return loss
+    def task_loss(self, logits: torch.Tensor, source: dict[str, Any]) -> torch.Tensor:
+        return F.cross_entropy(logits, source["label"])
 
-    def _is_logging_step(self) -> bool:
-        """Whether the trainer writes this step's logs (every ``log_every_n_steps``, and the last step).
-
-        ``self.log`` costs about 14 % of a digits step on CPU (20.2 vs 23.4 steps/s, 2 threads), and Lightning
-        only writes step values every ``log_every_n_steps`` anyway (never when it is 0), so the other steps
-        skip it. The last step always logs, so short runs still report their training values.
-        """
-        step, every = self.global_step + 1, self.trainer.log_every_n_steps
-        return (every > 0 and step % every == 0) or step >= self.trainer.estimated_stepping_batches
+    def log_task_metrics(self, logits: torch.Tensor, source: dict[str, Any]) -> None:
+        self.train_acc(logits, source["label"])
+        self.log("train/source_acc", self.train_acc, prog_bar=True)
 
     def _eval_step(self, batch: dict, dataloader_idx: int) -> None:
         domain = DOMAINS[dataloader_idx]

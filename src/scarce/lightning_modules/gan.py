@@ -11,23 +11,24 @@ explicitly needs neither ``find_unused_parameters`` nor ``static_graph``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from scarce._errors import ScarceError
-from scarce.data.datasets._utils import verify_str_arg
 from scarce.nets.dcgan import Discriminator, Generator
 
 __all__ = ["GAN", "LOSSES", "discriminator_loss", "generator_loss", "gradient_penalty", "all_reduce_gradients"]
 
-LOSSES = ("nonsaturating", "hinge", "wgan-gp")
+Loss = Literal["nonsaturating", "hinge", "wgan-gp"]
+LOSSES = get_args(Loss)
 
 
 def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -122,18 +123,16 @@ class GAN(LightningModule):
         ema_decay: Decay of the generator's weight average (``ema = decay * ema + (1 - decay) * weights``).
     """
 
-    def __init__(self, noise_dim: int = 2, loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating",
-                 generator_channels: tuple[int, ...] = (512, 256, 128, 64),
-                 discriminator_channels: tuple[int, ...] = (64, 128, 256),
-                 discriminator_norm: Literal["batch", "none"] = "batch", dropout: float = 0.3,
-                 lr_g: float = 2e-4, lr_d: float = 2e-4, beta1: float = 0.5, beta2: float = 0.999,
-                 n_critic: int = 1, gp_weight: float = 10.0, ema_decay: float = 0.999) -> None:
+    def __init__(self, noise_dim: PositiveInt = 2, loss: Loss = "nonsaturating",
+                 generator_channels: tuple[PositiveInt, ...] = (512, 256, 128, 64),
+                 discriminator_channels: tuple[PositiveInt, ...] = (64, 128, 256),
+                 discriminator_norm: Literal["batch", "none"] = "batch", dropout: ClosedUnitInterval = 0.3,
+                 lr_g: PositiveFloat = 2e-4, lr_d: PositiveFloat = 2e-4, beta1: ClosedUnitInterval = 0.5,
+                 beta2: ClosedUnitInterval = 0.999, n_critic: PositiveInt = 1, gp_weight: NonNegativeFloat = 10.0,
+                 ema_decay: NonNegativeFloat = 0.999) -> None:
         super().__init__()
-        verify_str_arg(loss, "model.loss", LOSSES)
-        if not 0.0 <= ema_decay < 1.0:
+        if ema_decay >= 1.0:  # [0, 1): no type says it
             raise ScarceError(f"GAN: ema_decay must be in [0, 1), got {ema_decay} (`--model.ema_decay`)")
-        if n_critic < 1:
-            raise ScarceError(f"GAN: n_critic must be >= 1, got {n_critic} (`--model.n_critic`)")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.latent_dim = noise_dim
@@ -169,7 +168,7 @@ class GAN(LightningModule):
     def _log(self, values: dict[str, torch.Tensor], stage: str) -> None:
         on_step = stage == "train"
         for name, value in values.items():
-            self.log(f"{stage}_{name}", value.detach(), prog_bar=name in ("d_loss", "g_loss"), on_step=on_step,
+            self.log(f"{stage}/{name}", value.detach(), prog_bar=name in ("d_loss", "g_loss"), on_step=on_step,
                      on_epoch=True, sync_dist=not on_step)
 
     def _common_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from scarce._errors import ScarceError
-from scarce.data.datamodules.segmentation import CLASS_WEIGHTINGS
-from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 from scarce.nets.fcn8s import FCN8s
@@ -38,39 +38,35 @@ class Segmentation(LightningModule):
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
         lr_schedule: ``constant`` or ``poly`` (``lr * (1 - step / total) ** 0.9``, the FCN / DeepLab schedule).
-        class_weights: cross-entropy weight per class: a list of ``num_classes`` floats, a weighting computed
-            from the source training masks when fitting starts (``median_frequency``: ``median(f) / f_c``;
-            ``log_frequency``: the book's ``ln(total / n_c)``), or None (unweighted).
-        class_weight_samples: training samples read to compute the weights (None: all).
+        class_weights: cross-entropy weight per class, a list of ``num_classes`` floats, or None (unweighted until
+            :meth:`set_class_weights`). Weights computed from the source training masks when fitting starts
+            (``median_frequency``, ``log_frequency``) come from the
+            :class:`~scarce.callbacks.class_weights.ClassWeights` callback. Either way they are a buffer of the
+            module, saved in checkpoints.
         ignore_index: target value without loss or score.
         class_names: names for the IoU table (default: the Cityscapes classes when ``num_classes`` is 19).
     """
 
     def __init__(
         self,
-        num_classes: int = 19,
+        num_classes: PositiveInt = 19,
         backbone_weights: str | None = None,
-        width_divisor: int = 1,
-        dropout: float = 0.5,
+        width_divisor: PositiveInt = 1,
+        dropout: ClosedUnitInterval = 0.5,
         optimizer: Literal["adam", "sgd"] = "adam",
-        lr: float = 1e-4,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
+        lr: PositiveFloat = 1e-4,
+        momentum: NonNegativeFloat = 0.9,
+        weight_decay: NonNegativeFloat = 0.0,
         lr_schedule: Literal["constant", "poly"] = "constant",
-        class_weights: list[float] | Literal["median_frequency", "log_frequency"] | None = None,
-        class_weight_samples: int | None = 500,
+        class_weights: list[NonNegativeFloat] | None = None,
         ignore_index: int = IGNORE_INDEX,
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        verify_str_arg(optimizer, "model.optimizer", ("adam", "sgd"))
-        verify_str_arg(lr_schedule, "model.lr_schedule", ("constant", "poly"))
         self.save_hyperparameters()
-        if isinstance(class_weights, str):
-            verify_str_arg(class_weights, "model.class_weights", tuple(CLASS_WEIGHTINGS))
-        if isinstance(class_weights, list) and len(class_weights) != num_classes:
+        if class_weights is not None and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
-                              f"give one weight per class, {', '.join(map(repr, CLASS_WEIGHTINGS))}, or null")
+                              "give one weight per class, or null (and the ClassWeights callback to compute them)")
         if class_names is None:
             class_names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else \
                 [str(i) for i in range(num_classes)]
@@ -78,8 +74,8 @@ class Segmentation(LightningModule):
             raise ScarceError(f"model.class_names has {len(class_names)} names, num_classes is {num_classes}")
         self.class_names = list(class_names)
         self.net = FCN8s(num_classes, backbone_weights=backbone_weights, width_divisor=width_divisor, dropout=dropout)
-        weights = torch.tensor(class_weights, dtype=torch.float32) if isinstance(class_weights, list) else None
-        self.register_buffer("loss_weights", weights if weights is not None else torch.ones(num_classes))
+        weights = torch.ones(num_classes) if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("loss_weights", weights)
         # One metric per validation dataloader (source, target), one for test: states are summed over the split.
         self.val_metrics = nn.ModuleList(SegmentationMetrics(num_classes, ignore_index) for _ in range(2))
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
@@ -91,20 +87,16 @@ class Segmentation(LightningModule):
 
     # ------------------------------------------------------------------------------------------ setup
 
-    def setup(self, stage: str) -> None:
-        weighting = self.hparams.class_weights
-        if stage == "fit" and isinstance(weighting, str):
-            datamodule = getattr(self.trainer, "datamodule", None)
-            if datamodule is None or not hasattr(datamodule, "class_weights"):
-                raise ScarceError(f"model.class_weights={weighting!r} needs a SegmentationDataModule "
-                                  "(its class_weights() reads the training masks); give a list of weights instead")
-            weights = torch.as_tensor(datamodule.class_weights(self.hparams.num_classes,
-                                                             limit=self.hparams.class_weight_samples,
-                                                             weighting=weighting),
-                                      dtype=torch.float32)
-            self.loss_weights.copy_(weights)
-            rank_zero_info(f"{weighting} class weights: " + ", ".join(
-                f"{n}={w:.2f}" for n, w in zip(self.class_names, weights.tolist())))
+    def set_class_weights(self, weights: Sequence[float], source: str = "given") -> None:
+        """Set the cross-entropy class weights, ``(num_classes,)`` (e.g. from
+        :class:`~scarce.callbacks.class_weights.ClassWeights`); kept in the ``loss_weights`` buffer."""
+        weights = torch.as_tensor(weights, dtype=torch.float32)
+        if weights.shape != self.loss_weights.shape:
+            raise ScarceError(f"{len(weights)} class weights for {len(self.loss_weights)} classes "
+                              "(model.init_args.num_classes)")
+        self.loss_weights.copy_(weights)
+        rank_zero_info(f"{source} class weights: " + ", ".join(
+            f"{n}={w:.2f}" for n, w in zip(self.class_names, weights.tolist())))
 
     def _domains(self) -> tuple[str, ...]:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 
 from scarce.nets.vae import ConvVAE
@@ -53,8 +54,9 @@ class VAE(LightningModule):
         lr_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over ``trainer.max_epochs``).
     """
 
-    def __init__(self, latent_dim: int = 2, reconstruction: Literal["mse", "bce"] = "mse", beta: float = 1.0,
-                 lr: float = 1e-3, lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
+    def __init__(self, latent_dim: PositiveInt = 2, reconstruction: Literal["mse", "bce"] = "mse",
+                 beta: NonNegativeFloat = 1.0, lr: PositiveFloat = 1e-3,
+                 lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.latent_dim = latent_dim
@@ -71,9 +73,9 @@ class VAE(LightningModule):
         loss = recon + self.hparams.beta * kl
         on_step = stage == "train"
         sync = stage != "train"
-        self.log(f"{stage}_loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}_recon", recon, on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}_kl", kl, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/recon", recon, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/kl", kl, on_step=False, on_epoch=True, sync_dist=sync)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from scarce._errors import ScarceError
 from scarce.nets.blob_mlp import BlobClassifier, BlobDomainClassifier, BlobFeatures
 from scarce.nets.dann_digits import DigitClassifier, DigitDomainClassifier, DigitFeatures
 from scarce.nets.grl import grad_reverse
@@ -21,7 +20,8 @@ class DANNNetwork(nn.Module):
     Shape:
         ``forward(x)``: ``x`` of the feature extractor's input shape -> ``(logits (B, C), features (B, F))``.
         ``domain_logits(features, coeff)``: ``(B, F)`` -> ``(B, 2)``.
-        ``adversarial_logits(x_s, x_t, coeff)``: -> ``(class logits of x_s (B_s, C), domain logits (B_s + B_t, 2))``.
+        ``domain_forward(x, num_labelled)``: -> ``(class logits of x[:num_labelled] (n, C) or None, features (B, F))``,
+        the :data:`~scarce.nets.adversarial.AdversarialForward` of :func:`~scarce.nets.adversarial.adversarial_pass`.
     """
 
     def __init__(self, features: nn.Module, classifier: nn.Module, domain_classifier: nn.Module) -> None:
@@ -37,20 +37,11 @@ class DANNNetwork(nn.Module):
     def domain_logits(self, feats: torch.Tensor, coeff: float = 1.0) -> torch.Tensor:
         return self.domain_classifier(grad_reverse(feats, coeff))
 
-    def adversarial_logits(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float = 1.0,
-                           per_domain: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Source class logits and source + target domain logits (source rows first) of one DANN step.
-
-        ``per_domain`` passes each domain through the whole network alone, so every batch-norm layer normalises
-        a domain with its own batch statistics (what made MNIST -> MNIST-M work: 0.91 vs 0.47 after 3 epochs);
-        otherwise one concatenated batch goes through (the same for networks without batch norm).
-        """
-        if per_domain:
-            feats_s, feats_t = self.features(x_s), self.features(x_t)
-            return self.classifier(feats_s), torch.cat([self.domain_logits(feats_s, coeff),
-                                                        self.domain_logits(feats_t, coeff)])
-        feats = self.features(torch.cat([x_s, x_t]))
-        return self.classifier(feats[:x_s.shape[0]]), self.domain_logits(feats, coeff)
+    def domain_forward(self, x: torch.Tensor, num_labelled: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Class logits of the first ``num_labelled`` rows only (the classifier's batch norm must not see the
+        target) and the features of every row, the domain classifier's input."""
+        feats = self.features(x)
+        return (self.classifier(feats[:num_labelled]) if num_labelled else None), feats
 
 
 def dann_digits(*, num_classes: int = 10, in_channels: int = 3) -> DANNNetwork:
@@ -71,5 +62,5 @@ DANN_NETWORKS: dict[str, Callable[..., DANNNetwork]] = {"digits": dann_digits, "
 
 def create_dann_network(name: str, **kwargs) -> DANNNetwork:
     if name not in DANN_NETWORKS:
-        raise ScarceError(f"Unknown DANN network {name!r} (model.init_args.network); valid values are {sorted(DANN_NETWORKS)}")
+        raise ValueError(f"Unknown DANN network {name!r}; valid values are {sorted(DANN_NETWORKS)}")
     return DANN_NETWORKS[name](**kwargs)

@@ -15,8 +15,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from scarce._errors import ScarceError
-
 __all__ = ["DOMAIN_HEADS", "OutputDomainDiscriminator", "Pool5DomainClassifier", "create_domain_head"]
 
 
@@ -74,7 +72,7 @@ class OutputDomainDiscriminator(nn.Module):
     def __init__(self, in_channels: int, width: int = 64, num_layers: int = 3, num_downsamples: int = 0) -> None:
         super().__init__()
         if num_layers < 1 or not 0 <= num_downsamples <= num_layers:
-            raise ScarceError(f"OutputDomainDiscriminator: need num_layers >= 1 and 0 <= num_downsamples <= "
+            raise ValueError(f"OutputDomainDiscriminator: need num_layers >= 1 and 0 <= num_downsamples <= "
                               f"num_layers, got num_layers={num_layers}, num_downsamples={num_downsamples}")
         layers: list[nn.Module] = []
         channels = in_channels
@@ -98,6 +96,5 @@ DOMAIN_HEADS: dict[str, Callable[..., nn.Module]] = {
 def create_domain_head(placement: str, **kwargs) -> nn.Module:
     """Build the domain head of a placement (``"pool5"`` or ``"output"``) by name."""
     if placement not in DOMAIN_HEADS:
-        raise ScarceError(f"unknown domain head placement {placement!r} (model.init_args.placement); "
-                          f"valid values are {sorted(DOMAIN_HEADS)}")
+        raise ValueError(f"unknown domain head placement {placement!r}; valid values are {sorted(DOMAIN_HEADS)}")
     return DOMAIN_HEADS[placement](**kwargs)

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
+from scarce.data.datamodules.paired import PairedLoaders, PairMode, Unlabelled
 from scarce.data.datasets import MNIST, MNISTM, Blobs
-from scarce.data.datasets._utils import verify_str_arg
 
 __all__ = ["DomainAdaptationDataModule", "DigitsDataModule", "BlobsDataModule", "Unlabelled", "GreyToRGB"]
-
-
-class Unlabelled(Dataset):
-    """A view of a dataset without its labels: target training data must not leak labels into training."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        return {k: v for k, v in self.dataset[index].items() if k != "label"}
 
 
 class GreyToRGB:
@@ -33,7 +20,7 @@ class GreyToRGB:
         return dict(sample, image=sample["image"].expand(3, -1, -1))
 
 
-class DomainAdaptationDataModule(LightningDataModule):
+class DomainAdaptationDataModule(PairedLoaders, LightningDataModule):
     """Loaders for domain adaptation; subclasses build the six datasets in :meth:`build_datasets`.
 
     Training batches are dicts ``{"source": {"image", "label"}, "target": {"image"}}`` from Lightning's
@@ -48,10 +35,9 @@ class DomainAdaptationDataModule(LightningDataModule):
         pin_memory: Pin host memory (useful on GPU).
     """
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, mode: str = "max_size_cycle",
-                 pin_memory: bool = False) -> None:
+    def __init__(self, batch_size: PositiveInt = 64, num_workers: NonNegativeInt = 0,
+                 mode: PairMode = "max_size_cycle", pin_memory: bool = False) -> None:
         super().__init__()
-        verify_str_arg(mode, "mode", ("max_size_cycle", "min_size"))
         self.save_hyperparameters()
         self.datasets: dict[str, Dataset] = {}
 
@@ -63,18 +49,8 @@ class DomainAdaptationDataModule(LightningDataModule):
         if not self.datasets:
             self.datasets = self.build_datasets(stage)
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=hp.num_workers, pin_memory=hp.pin_memory,
-                          persistent_workers=hp.num_workers > 0)
-
     def train_dataloader(self) -> CombinedLoader:
-        loaders = {
-            "source": self._loader(self.datasets["source_train"], shuffle=True, drop_last=True),
-            "target": self._loader(Unlabelled(self.datasets["target_train"]), shuffle=True, drop_last=True),
-        }
-        return CombinedLoader(loaders, mode=self.hparams.mode)
+        return self._paired_loader(self.datasets["source_train"], self.datasets["target_train"], self.hparams.mode)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.datasets["source_val"], False), self._loader(self.datasets["target_val"], False)]
@@ -99,9 +75,9 @@ class DigitsDataModule(DomainAdaptationDataModule):
     """
 
     def __init__(self, mnist_root: str | None = None, photos_dir: str | None = None, mnistm_seed: int = 0,
-                 cache_dir: str | None = None, limit_train: int | None = None, limit_eval: int | None = None,
-                 batch_size: int = 64, num_workers: int = 0, mode: str = "max_size_cycle",
-                 pin_memory: bool = False) -> None:
+                 cache_dir: str | None = None, limit_train: PositiveInt | None = None,
+                 limit_eval: PositiveInt | None = None, batch_size: PositiveInt = 64, num_workers: NonNegativeInt = 0,
+                 mode: PairMode = "max_size_cycle", pin_memory: bool = False) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, mode=mode, pin_memory=pin_memory)
         self.save_hyperparameters()
 
@@ -135,8 +111,8 @@ class BlobsDataModule(DomainAdaptationDataModule):
         seed: Seed of every draw (source and target, all splits).
     """
 
-    def __init__(self, seed: int = 0, batch_size: int = 32, num_workers: int = 0, mode: str = "max_size_cycle",
-                 pin_memory: bool = False) -> None:
+    def __init__(self, seed: int = 0, batch_size: PositiveInt = 32, num_workers: NonNegativeInt = 0,
+                 mode: PairMode = "max_size_cycle", pin_memory: bool = False) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, mode=mode, pin_memory=pin_memory)
         self.save_hyperparameters()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from scarce._errors import ScarceError
 from scarce.data.datasets.mnist import MNIST
 
 __all__ = ["MNISTDataModule"]
@@ -29,12 +29,10 @@ class MNISTDataModule(LightningDataModule):
         pin_memory: Pin host memory (worth it with a GPU).
     """
 
-    def __init__(self, root: str | None = None, batch_size: int = 128, num_workers: int = 0,
-                 limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None,
-                 pin_memory: bool = False) -> None:
+    def __init__(self, root: str | None = None, batch_size: PositiveInt = 128, num_workers: NonNegativeInt = 0,
+                 limit_train: PositiveInt | None = None, limit_val: PositiveInt | None = None,
+                 limit_test: PositiveInt | None = None, pin_memory: bool = False) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ScarceError(f"MNISTDataModule: batch_size must be >= 1, got {batch_size}; set `--data.batch_size`.")
         self.save_hyperparameters()
         self.root = Path(root) if root is not None else None
         self.datasets: dict[str, MNIST] = {}

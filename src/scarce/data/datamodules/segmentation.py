@@ -13,17 +13,19 @@ from typing import Literal
 
 import numpy as np
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 
 from scarce._errors import ScarceError
-from scarce.data.datasets._utils import verify_str_arg
+from scarce.data.datamodules.paired import PairedLoaders
 from scarce.data.datasets.cityscapes import Cityscapes
 from scarce.data.datasets.labels import NUM_CLASSES
 from scarce.data.datasets.segmentation_shards import SegmentationShards
 from scarce.data.datasets.synthia import SYNTHIA
+from scarce.data.stats import ClassWeighting, class_weights
 from scarce.data.transforms import eval_transform, train_transform
 from scarce.render.segmentation import RenderedSegmentation, RenderedSegmentationShards
 
@@ -32,10 +34,6 @@ __all__ = [
     "SegmentationSource",
     "SegmentationTransform",
     "build_dataset",
-    "class_pixel_counts",
-    "median_frequency_weights",
-    "log_frequency_weights",
-    "CLASS_WEIGHTINGS",
 ]
 
 Kind = Literal["cityscapes", "synthia", "shards", "rendered"]
@@ -65,9 +63,14 @@ class SegmentationSource:
     val_split: str = "val"
     test_split: str = "val"
     preset: str = "synthetic-flat"
-    num_train: int | None = None
-    num_val: int | None = None
+    num_train: PositiveInt | None = None
+    num_val: PositiveInt | None = None
     seed: int = 0
+
+
+# The DataModule's hyperparameters (saved in checkpoints) hold SegmentationSource objects: allow them in
+# `torch.load(weights_only=True)`, which Lightning uses when a fit resumes from a checkpoint.
+torch.serialization.add_safe_globals([SegmentationSource])
 
 
 class SegmentationTransform:
@@ -120,74 +123,13 @@ def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "te
     return _limit(dataset, count)
 
 
-class _MaskOnly(Dataset):
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return torch.bincount(self.dataset[index]["mask"].flatten(), minlength=256)[:256]
-
-
-def class_pixel_counts(dataset: Dataset, num_classes: int = NUM_CLASSES, num_workers: int = 0,
-                       limit: int | None = None) -> np.ndarray:
-    """Pixels per class over ``dataset`` (its masks' values ``0..num_classes-1``; 255 and others not counted).
-
-    Runs in a DataLoader so rendered datasets render in workers (never in the parent process).
-    """
-    loader = DataLoader(_MaskOnly(_limit(dataset, limit)), batch_size=1, num_workers=num_workers)
-    counts = torch.zeros(256, dtype=torch.int64)
-    for hist in loader:
-        counts += hist.sum(0)
-    return counts[:num_classes].numpy()
-
-
-def median_frequency_weights(counts: np.ndarray) -> np.ndarray:
-    """Median-frequency balancing (Eigen & Fergus 2015): ``w_c = median(f) / f_c`` over the classes present.
-
-    ``f_c`` is the share of class ``c`` among labelled pixels; classes without a pixel get weight 0 (they cannot
-    be learnt from this data and must not blow up the loss).
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    if total == 0:
-        raise ScarceError("no labelled pixel in the dataset: cannot compute class weights")
-    freq = counts / total
-    present = freq > 0
-    weights = np.zeros_like(freq)
-    weights[present] = np.median(freq[present]) / freq[present]
-    return weights
-
-
-def log_frequency_weights(counts: np.ndarray) -> np.ndarray:
-    """The book's weights (notebooks 6.5 and 7.4): ``w_c = ln(total / n_c)``, minus the log of the class share.
-
-    Gentler than median frequency: a class 100x rarer gets about ``ln(100) = 4.6`` more weight, not 100x.
-    Classes without a pixel get weight 0, as in :func:`median_frequency_weights`.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    total = counts.sum()
-    if total == 0:
-        raise ScarceError("no labelled pixel in the dataset: cannot compute class weights")
-    present = counts > 0
-    weights = np.zeros_like(counts)
-    weights[present] = np.log(total / counts[present])
-    return weights
-
-
-# Weightings computed from the training masks, by the name ``model.class_weights`` takes.
-CLASS_WEIGHTINGS = {"median_frequency": median_frequency_weights, "log_frequency": log_frequency_weights}
-
-
-class SegmentationDataModule(LightningDataModule):
+class SegmentationDataModule(PairedLoaders, LightningDataModule):
     """Train on ``source``; validate on ``source`` (dataloader 0) and ``target`` (dataloader 1, when given).
 
     Batches are dicts: ``image`` float ``(B, 3, H, W)``, ``mask`` int64 ``(B, H, W)`` (255 = ignore), ``name``.
     With ``paired_target=True`` the training batches are ``{"source": batch, "target": batch}`` (for domain
-    adaptation; the target masks are dropped). Testing uses the target's ``test_split`` when there is a target,
-    else the source's.
+    adaptation; the target masks are dropped), built by :class:`~scarce.data.datamodules.paired.PairedLoaders`.
+    Testing uses the target's ``test_split`` when there is a target, else the source's.
 
     Args:
         source: the domain trained on.
@@ -201,8 +143,9 @@ class SegmentationDataModule(LightningDataModule):
     """
 
     def __init__(self, source: SegmentationSource, target: SegmentationSource | None = None,
-                 size: tuple[int, int] | None = (256, 512), augment: bool = True, batch_size: int = 8,
-                 num_workers: int = 0, pin_memory: bool = False, paired_target: bool = False) -> None:
+                 size: tuple[PositiveInt, PositiveInt] | None = (256, 512), augment: bool = True,
+                 batch_size: PositiveInt = 8, num_workers: NonNegativeInt = 0, pin_memory: bool = False,
+                 paired_target: bool = False) -> None:
         super().__init__()
         if paired_target and target is None:
             raise ScarceError("paired_target=True needs a `target` data source")
@@ -232,17 +175,10 @@ class SegmentationDataModule(LightningDataModule):
             if f"{domain}_{split}" not in self.datasets:
                 self.datasets[f"{domain}_{split}"] = self._build(domain, split)
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
-
     def train_dataloader(self) -> DataLoader | CombinedLoader:
-        source = self._loader(self.datasets["source_train"], shuffle=True, drop_last=True)
-        if not self.hparams.paired_target:
-            return source
-        target = self._loader(_DropMask(self.datasets["target_train"]), shuffle=True, drop_last=True)
-        return CombinedLoader({"source": source, "target": target}, mode="max_size_cycle")
+        if self.hparams.paired_target:
+            return self._paired_loader(self.datasets["source_train"], self.datasets["target_train"])
+        return self._loader(self.datasets["source_train"], shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.datasets[f"{d}_val"], shuffle=False) for d in self.domains]
@@ -254,26 +190,12 @@ class SegmentationDataModule(LightningDataModule):
         return self.test_dataloader()
 
     def class_weights(self, num_classes: int = NUM_CLASSES, limit: int | None = None,
-                      weighting: str = "median_frequency") -> np.ndarray:
-        """Class weights of the source training set (read without augmentation), ``(num_classes,)``.
+                      weighting: ClassWeighting = "median_frequency") -> np.ndarray:
+        """Class weights of the source training set, read without augmentation, ``(num_classes,)``.
 
-        ``weighting`` is a name in :data:`CLASS_WEIGHTINGS` (``median_frequency`` or ``log_frequency``).
+        ``weighting`` is a name in :data:`scarce.data.stats.CLASS_WEIGHTINGS`; ``limit`` caps the samples read.
+        Used by :class:`scarce.callbacks.class_weights.ClassWeights`.
         """
-        weigh = CLASS_WEIGHTINGS[verify_str_arg(weighting, "weighting", tuple(CLASS_WEIGHTINGS))]
-        dataset = build_dataset(self.source, "train", self.hparams.size, SegmentationTransform(self.hparams.size,
-                                                                                               train=False))
-        return weigh(class_pixel_counts(dataset, num_classes, num_workers=self.hparams.num_workers, limit=limit))
-
-
-class _DropMask(Dataset):
-    """Target training samples without their labels: adaptation must not see them."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        return {k: v for k, v in self.dataset[index].items() if k != "mask"}
-
+        transform = SegmentationTransform(self.hparams.size, train=False)
+        dataset = build_dataset(self.source, "train", self.hparams.size, transform)
+        return class_weights(dataset, weighting, num_classes, limit=limit, num_workers=self.hparams.num_workers)

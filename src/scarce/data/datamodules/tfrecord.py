@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
@@ -80,17 +80,14 @@ class TFRecordDataModule(LightningDataModule):
     """
 
     def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
-                 features: dict[str, str] | None = None, size: Sequence[int] | None = None, augment: bool = True,
+                 features: dict[str, str] | None = None, size: tuple[PositiveInt, PositiveInt] | None = None,
+                 augment: bool = True,
                  crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.15,
-                 saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: int = 32, num_workers: int = 2,
-                 streaming: bool = True, shuffle_buffer: int = 1000, seed: int = 0, skip_corrupt: bool = False,
+                 saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: PositiveInt = 32,
+                 num_workers: NonNegativeInt = 2, streaming: bool = True, shuffle_buffer: NonNegativeInt = 1000,
+                 seed: int = 0, skip_corrupt: bool = False,
                  pin_memory: bool | None = None, drop_last: bool = True, gpu_decode: bool = False) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ScarceError(f"TFRecordDataModule: batch_size must be >= 1, got {batch_size}; set "
-                              "`--data.batch_size`.")
-        if size is not None and len(size) != 2:
-            raise ScarceError(f"TFRecordDataModule: size must be [H, W], got {size}; set `--data.size`.")
         self.save_hyperparameters()
         self.files = {"train": train, "val": val, "test": test}
         self.features = dict(features or {"image": "jpeg", "label": "int"})

@@ -1,0 +1,50 @@
+"""Source + target pairing, written once for every domain-adaptation DataModule.
+
+Training batches of domain adaptation are ``{"source": batch, "target": batch}`` from Lightning's
+``CombinedLoader``: labelled source samples, and target samples whose labels were dropped by :class:`Unlabelled`
+(adaptation must not see them; the target's labels are used in validation and test only).
+:class:`PairedLoaders` builds those loaders for
+:class:`~scarce.data.datamodules.domain_adaptation.DomainAdaptationDataModule` (digits, blobs) and :class:`~scarce.data.datamodules.segmentation.SegmentationDataModule` (``paired_target``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["LABEL_KEYS", "PairMode", "PairedLoaders", "Unlabelled"]
+
+LABEL_KEYS = ("label", "mask")
+"""The sample keys :class:`Unlabelled` drops: class labels and segmentation masks."""
+
+PairMode = Literal["max_size_cycle", "min_size"]
+"""``CombinedLoader`` mode: an epoch is the longer domain (the shorter one cycles) or the shorter one."""
+
+
+class Unlabelled(Dataset):
+    """A view of a dataset without its labels (``label``, ``mask``): target training data must not leak them."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {k: v for k, v in self.dataset[index].items() if k not in LABEL_KEYS}
+
+
+class PairedLoaders:
+    """Mixin of LightningDataModules whose hyperparameters hold ``batch_size``, ``num_workers`` and ``pin_memory``."""
+
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
+
+    def _paired_loader(self, source: Dataset, target: Dataset, mode: PairMode = "max_size_cycle") -> CombinedLoader:
+        """Shuffled ``{"source", "target"}`` training batches (full batches only); the target's labels dropped."""
+        return CombinedLoader({"source": self._loader(source, shuffle=True, drop_last=True),
+                               "target": self._loader(Unlabelled(target), shuffle=True, drop_last=True)}, mode=mode)
