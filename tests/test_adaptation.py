@@ -135,6 +135,10 @@ def test_fda_errors_name_the_problem():
         fda_source_to_target(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4), 0.6)
     with pytest.raises(ValueError, match="same size"):
         fda_source_to_target(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 5), 0.1)
+    with pytest.raises(ValueError, match="one target image per source image or a single one"):
+        fda_source_to_target(torch.rand(3, 1, 4, 4), torch.rand(2, 1, 4, 4), 0.1)
+    with pytest.raises(TypeError, match="float images"):
+        fda_source_to_target(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), torch.rand(1, 1, 4, 4), 0.1)
     with pytest.raises(ValueError, match="beta must be in"):
         FDA(-0.1)
     with pytest.raises(KeyError, match="paired batch"):

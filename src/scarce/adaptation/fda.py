@@ -97,6 +97,20 @@ def fda_source_to_target(
             f"FDA swaps spectra of images of the same size, but got source {tuple(source.shape)} and target "
             f"{tuple(target.shape)}; resize or crop both to one (H, W) first."
         )
+    if not source.is_floating_point() or not target.is_floating_point():
+        raise TypeError(
+            f"FDA expects float images in [0, 1], got {source.dtype} and {target.dtype}; convert with "
+            "`image.float() / 255`."
+        )
+    try:
+        broadcast = torch.broadcast_shapes(target.shape, source.shape) == source.shape
+    except RuntimeError:
+        broadcast = False
+    if not broadcast:
+        raise ValueError(
+            f"FDA needs one target image per source image or a single one, but got source {tuple(source.shape)} "
+            f"and target {tuple(target.shape)}."
+        )
     mask = low_frequency_mask(source.shape[-2], source.shape[-1], beta, device=source.device)
     compute = torch.float64 if source.dtype == torch.float64 else torch.float32
     spectrum = torch.fft.fft2(source.to(compute))

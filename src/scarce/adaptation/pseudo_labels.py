@@ -11,17 +11,18 @@ confidence from the top, so that the top :math:`p` of every class are kept. A pi
     \hat{y} = \operatorname*{arg\,max}_c \frac{P^{(c)}}{k_c}
     \quad \text{if} \quad \max_c \frac{P^{(c)}}{k_c} \geq 1, \qquad \text{else ignored},
 
-the closed-form solution of the paper's eq. (9) (:math:`k_c = \exp(-k^{(c)})` in its notation), as the authors'
-``label_selection`` (``crst_seg.py`` in github.com/yzou2/CRST) computes it. Their code raises :math:`p` from 0.2
-by 0.05 a round up to 0.5.
+the closed-form pseudo-label step of the paper's objective (which writes the threshold through its negative
+log), as the authors' ``label_selection`` (``crst_seg.py`` in github.com/yzou2/CRST, which holds their CBST
+code) computes it, ratios ``>= 1`` kept. Their code raises :math:`p` from 0.2 by 0.05 a round up to 0.5.
 
 Choices against the authors' code (``kc_parameters``):
 
 - A class with no selected pixel (never predicted, or :math:`\lfloor p\,N_c \rfloor = 0`) gets the threshold
   :math:`+\infty`, so none of its pixels is kept; theirs gets 1.0, which still keeps pixels whose float32
   softmax saturated to exactly 1 -- so ``portion=0`` would not select nothing.
-- ``max_threshold`` caps the thresholds (:math:`\min(k_c, \text{cap})`), as several later self-training codes
-  do (e.g. 0.9); the authors' CBST code has no cap, and neither does the default here (``None``).
+- ``max_threshold`` optionally caps the thresholds (:math:`\min(k_c, \text{cap})`, e.g. 0.9, so a class whose
+  predictions are all confident does not demand near-certainty); the authors' code has no cap, and the
+  default here (``None``) has none either.
 - Instead of their list of every (4x subsampled) confidence per class, :class:`ConfidenceHistogram` counts
   confidences in fixed bins per class, so a whole dataset fits in :math:`C \times \text{bins}` integers;
   :func:`class_balanced_thresholds` is the exact version on tensors that fit in memory.
