@@ -26,6 +26,7 @@ SRC = REPO / "src"
 ONLY = (
     ("scarce.shards", ("scarce.shards", "scarce._errors")),  # the bottom layer: records, codecs, readers
     ("scarce.nets", ("scarce.nets",)),  # plain nn.Modules, usable without the rest
+    ("scarce.adaptation", ("scarce.adaptation",)),  # FDA, entropy, pseudo-labels: torch functions, no scarce
 )
 NOT = (
     ("scarce.lightning_modules", ("scarce.data.datamodules", "scarce.datamodules")),  # they receive data
@@ -35,7 +36,7 @@ NOT = (
     ("scarce", ("scarce.bench",)),  # benchmarks sit on top; the CLI names them by string
 )
 # Importing these must not import Lightning: they serve `scarce data` / `scarce render` and plain scripts, fast.
-LIGHTNING_FREE = ("scarce.shards", "scarce.nets")
+LIGHTNING_FREE = ("scarce.shards", "scarce.nets", "scarce.adaptation")
 
 
 def _inside(module: str, part: str) -> bool:
