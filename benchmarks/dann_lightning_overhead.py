@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from scarce.data.datamodules.domain_adaptation import DigitsDataModule
+from scarce.datamodules.domain_adaptation import DigitsDataModule
 from scarce.lightning_modules.dann import DANN
 from scarce.nets.adversarial import adversarial_pass
 from scarce.schedules import dann_lambda, dann_lr_factor, progress

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     from lightning.pytorch import seed_everything
     from torch.utils.data import DataLoader
 
-    from scarce.data.datamodules.segmentation import SegmentationTransform
+    from scarce.datamodules.segmentation import SegmentationTransform
     from scarce.data.stats import median_frequency_weights
     from scarce.render.segmentation import RenderedSegmentation
     from scarce.lightning_modules.dann_segmentation import DANNSegmentation

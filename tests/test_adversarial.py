@@ -100,5 +100,5 @@ def test_adversarial_nets_import_only_nets(name):
 
 def test_lightning_modules_import_no_datamodule():
     for path in (SRC / "lightning_modules").glob("*.py"):
-        bad = {m for m in _scarce_imports(path) if m.startswith("scarce.data.datamodules")}
+        bad = {m for m in _scarce_imports(path) if m.startswith("scarce.datamodules")}
         assert not bad, f"{path.name} imports {bad}"

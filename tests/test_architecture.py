@@ -29,10 +29,11 @@ ONLY = (
     ("scarce.adaptation", ("scarce.adaptation",)),  # FDA, entropy, pseudo-labels: torch functions, no scarce
 )
 NOT = (
-    ("scarce.lightning_modules", ("scarce.data.datamodules", "scarce.datamodules")),  # they receive data
-    ("scarce.metrics", ("scarce.lightning_modules",)),  # metrics work on networks and tensors
-    ("scarce.render", ("scarce.data",)),  # render and data meet only in shards
-    ("scarce.data", ("scarce.render",)),
+    ("scarce.lightning_modules", ("scarce.datamodules",)),  # they receive data
+    ("scarce.metrics", ("scarce.lightning_modules", "scarce.datamodules")),  # metrics work on networks and tensors
+    ("scarce.render", ("scarce.data", "scarce.datamodules")),  # render and data meet only in shards
+    ("scarce.data", ("scarce.render", "scarce.datamodules")),  # DataModules sit above both and compose them
+    ("scarce.datamodules", ("scarce.lightning_modules", "scarce.callbacks")),  # data never reaches up to models
     ("scarce", ("scarce.bench",)),  # benchmarks sit on top; the CLI names them by string
 )
 # Importing these must not import Lightning: they serve `scarce data` / `scarce render` and plain scripts, fast.
@@ -196,10 +197,12 @@ def test_rules_and_cycles_on_a_made_up_graph():
              ("scarce.nets.vae", "scarce.nets.dcgan"): where, ("scarce.nets.vae", "scarce.data"): where,
              ("scarce.data.x", "scarce.bench.render"): where, ("scarce.bench.render", "scarce.bench.pipeline"): where,
              ("scarce.lightning_modules.gan", "scarce.datamodules.mnist"): where,
+                 ("scarce.data.y", "scarce.datamodules.mnist"): where,
              ("scarce.render.a", "scarce.render.b"): where, ("scarce.render.b", "scarce.render.c"): where,
              ("scarce.render.c", "scarce.render.a"): where, ("scarce.render.c", "scarce.render.d"): where}
     assert [line.split("  ")[0] for line in _forbidden(edges)] == [
-        "scarce.data.x -> scarce.bench.render", "scarce.lightning_modules.gan -> scarce.datamodules.mnist",
+        "scarce.data.x -> scarce.bench.render", "scarce.data.y -> scarce.datamodules.mnist",
+        "scarce.lightning_modules.gan -> scarce.datamodules.mnist",
         "scarce.nets.vae -> scarce.data", "scarce.shards.codec -> scarce.data.tfrecord"]
     assert _cycles(edges) == ["scarce.render.a -> scarce.render.b -> scarce.render.c -> scarce.render.a  "
                               "(x.py:1, x.py:1, x.py:1)"]

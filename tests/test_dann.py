@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from scarce.data.datamodules.domain_adaptation import BlobsDataModule, DigitsDataModule, Unlabelled
+from scarce.datamodules.domain_adaptation import BlobsDataModule, DigitsDataModule, Unlabelled
 from scarce.data.datasets import Blobs
 from scarce.lightning_modules.dann import DANN
 from scarce.nets.dann import DANN_NETWORKS, create_dann_network

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch import nn
 
-from scarce.data.datamodules.mnist import MNISTDataModule
+from scarce.datamodules.mnist import MNISTDataModule
 from scarce.lightning_modules.gan import GAN, discriminator_loss, generator_loss, gradient_penalty
 from scarce.nets.dcgan import Discriminator, Generator
 
@@ -139,7 +139,7 @@ def test_bf16_mixed_training_is_finite(tmp_path, loss):
 DDP_SCRIPT = textwrap.dedent("""
     import sys, torch
     from lightning.pytorch import Trainer, seed_everything
-    from scarce.data.datamodules.mnist import MNISTDataModule
+    from scarce.datamodules.mnist import MNISTDataModule
     from scarce.lightning_modules.gan import GAN
 
     out, loss = sys.argv[1], sys.argv[2]

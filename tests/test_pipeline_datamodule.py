@@ -10,7 +10,7 @@ from PIL import Image
 
 from scarce import shards as tfr
 from scarce._errors import ScarceError
-from scarce.data.datamodules.tfrecord import TFRecordDataModule
+from scarce.datamodules.tfrecord import TFRecordDataModule
 
 N = 22
 

@@ -17,7 +17,7 @@ from scarce._errors import ScarceError
 from scarce.callbacks.segmentation import overlay_grid
 from scarce.cli import lightning_cli
 from scarce.callbacks.class_weights import ClassWeights
-from scarce.data.datamodules.segmentation import (
+from scarce.datamodules.segmentation import (
     SegmentationDataModule,
     SegmentationSource,
     SegmentationTransform,

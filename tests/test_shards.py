@@ -1,8 +1,7 @@
-"""The shards layer: where it sits in the import graph, the image codec, the indexed reader, the schemas."""
+"""The shards layer: the image codec, the indexed reader, the schemas (its place in the import graph:
+tests/test_architecture.py)."""
 
-import ast
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,42 +20,6 @@ from scarce.shards.schemas import (
     encode_segmentation,
 )
 from scarce.shards.writer import write_shards
-
-SRC = Path(__file__).resolve().parents[1] / "src" / "scarce"
-
-
-def _scarce_imports(path: Path) -> list[str]:
-    """Every ``scarce...`` module a file imports, at any depth (function-level imports included)."""
-    out = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "scarce":  # from scarce import shards
-                out += [f"scarce.{a.name}" for a in node.names]
-            elif node.module.startswith("scarce."):
-                out.append(node.module)
-        elif isinstance(node, ast.Import):
-            out += [a.name for a in node.names if a.name.split(".")[0] == "scarce"]
-    return out
-
-
-def _edges(package: str, allowed) -> list[str]:
-    bad = []
-    for path in sorted((SRC / package).rglob("*.py")):
-        bad += [f"{path.relative_to(SRC)} imports {m}" for m in _scarce_imports(path) if not allowed(path, m)]
-    return bad
-
-
-def test_shards_import_nothing_above_them():
-    assert _edges("shards", lambda _, m: m == "scarce._errors" or m.startswith("scarce.shards.")) == []
-
-
-def test_render_and_data_meet_only_in_shards():
-    assert _edges("render", lambda _, m: not m.startswith("scarce.data")) == []
-    # data/datamodules/ moves above both (the lead's step), data/stats.py reads the DataModule: not data's core.
-    above = ("datamodules", "stats.py")
-    assert _edges("data", lambda p, m: not m.startswith("scarce.render")
-                  or p.relative_to(SRC / "data").parts[0] in above) == []
-
 
 # --------------------------------------------------------------------------------------------- image codec
 

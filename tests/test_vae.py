@@ -11,7 +11,7 @@ from torch.distributions import Normal, kl_divergence
 
 from scarce.callbacks.generative import LatentWalk, ReconstructionGrid, SampleGrid, latent_walk_codes
 from scarce.cli import lightning_cli
-from scarce.data.datamodules.mnist import MNISTDataModule
+from scarce.datamodules.mnist import MNISTDataModule
 from scarce.lightning_modules.vae import VAE, gaussian_kl, reconstruction_loss
 from scarce.nets.vae import ConvVAE, reparameterize
 

@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dump": ("scarce.data.cli:dump_main", "print records as JSON lines"),
     "index": ("scarce.data.cli:index_main", "write the .index of uncompressed TFRecord files"),
     # Class statistics of segmentation shards; implemented with the segmentation datasets.
-    "stats": ("scarce.data.stats_cli:main", "class / pixel statistics of segmentation shards"),
+    "stats": ("scarce.datamodules.stats_cli:main", "class / pixel statistics of segmentation shards"),
 }
 
 

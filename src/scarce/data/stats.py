@@ -1,9 +1,9 @@
 """Class statistics of segmentation data, in one place: pixel counts per class and the class weightings computed
-from them (median frequency, the book's log frequency); ``scarce data stats`` (:mod:`scarce.data.stats_cli`)
+from them (median frequency, the book's log frequency); ``scarce data stats`` (:mod:`scarce.datamodules.stats_cli`)
 prints them.
 
 :class:`~scarce.callbacks.class_weights.ClassWeights` hands the weights of a DataModule's source training set to
-the LightningModule through :meth:`~scarce.data.datamodules.segmentation.SegmentationDataModule.class_weights`;
+the LightningModule through :meth:`~scarce.datamodules.segmentation.SegmentationDataModule.class_weights`;
 ``scarce data stats`` prints the same numbers for a dataset on disk.
 """
 

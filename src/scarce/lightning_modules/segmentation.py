@@ -24,7 +24,7 @@ class Segmentation(LightningModule):
     """FCN-8s trained with pixel-wise cross-entropy; evaluated with dataset-level IoU on one or two domains.
 
     Validation dataloader 0 is the source domain and 1 the target domain (see
-    :class:`scarce.data.datamodules.segmentation.SegmentationDataModule`). With one dataloader the metrics are
+    :class:`scarce.datamodules.segmentation.SegmentationDataModule`). With one dataloader the metrics are
     ``val/miou``, ``val/acc``; with two, ``val/source_miou``, ``val/target_miou``, ... and ``val/miou_gap``
     (source minus target). A per-class IoU table is printed at the end of each validation and test epoch.
 

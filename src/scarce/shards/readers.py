@@ -179,7 +179,7 @@ class StreamingTFRecordDataset(IterableDataset):
             of the epoch's order (which records those are changes with the shuffled file order). DDP training
             needs the same number of batches on every rank; the default reads every record exactly once.
 
-    Call :meth:`set_epoch` before each epoch (the :class:`~scarce.data.datamodules.tfrecord.TFRecordDataModule`
+    Call :meth:`set_epoch` before each epoch (the :class:`~scarce.datamodules.tfrecord.TFRecordDataModule`
     does); ``len()`` is the number of records this rank yields per epoch.
     """
 

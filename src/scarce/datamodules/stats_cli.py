@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from scarce.data.datamodules.segmentation import SegmentationSource, build_dataset
+from scarce.datamodules.segmentation import SegmentationSource, build_dataset
 from scarce.data.stats import CLASS_WEIGHTINGS, class_statistics
 
 __all__ = ["dataset_statistics", "main"]

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 
 from scarce._errors import ScarceError
-from scarce.data.datamodules.paired import PairedLoaders
+from scarce.datamodules.paired import PairedLoaders
 from scarce.data.datasets.cityscapes import Cityscapes
 from scarce.data.datasets.labels import NUM_CLASSES
 from scarce.data.datasets.segmentation_shards import SegmentationShards
@@ -128,7 +128,7 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
 
     Batches are dicts: ``image`` float ``(B, 3, H, W)``, ``mask`` int64 ``(B, H, W)`` (255 = ignore), ``name``.
     With ``paired_target=True`` the training batches are ``{"source": batch, "target": batch}`` (for domain
-    adaptation; the target masks are dropped), built by :class:`~scarce.data.datamodules.paired.PairedLoaders`.
+    adaptation; the target masks are dropped), built by :class:`~scarce.datamodules.paired.PairedLoaders`.
     Testing uses the target's ``test_split`` when there is a target, else the source's.
 
     Args:

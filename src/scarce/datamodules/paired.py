@@ -4,7 +4,7 @@ Training batches of domain adaptation are ``{"source": batch, "target": batch}``
 ``CombinedLoader``: labelled source samples, and target samples whose labels were dropped by :class:`Unlabelled`
 (adaptation must not see them; the target's labels are used in validation and test only).
 :class:`PairedLoaders` builds those loaders for
-:class:`~scarce.data.datamodules.domain_adaptation.DomainAdaptationDataModule` (digits, blobs) and :class:`~scarce.data.datamodules.segmentation.SegmentationDataModule` (``paired_target``).
+:class:`~scarce.datamodules.domain_adaptation.DomainAdaptationDataModule` (digits, blobs) and :class:`~scarce.datamodules.segmentation.SegmentationDataModule` (``paired_target``).
 """
 
 from __future__ import annotations

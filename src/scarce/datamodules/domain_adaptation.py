@@ -7,7 +7,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
-from scarce.data.datamodules.paired import PairedLoaders, PairMode, Unlabelled
+from scarce.datamodules.paired import PairedLoaders, PairMode, Unlabelled
 from scarce.data.datasets import MNIST, MNISTM, Blobs
 
 __all__ = ["DomainAdaptationDataModule", "DigitsDataModule", "BlobsDataModule", "Unlabelled", "GreyToRGB"]
