@@ -94,6 +94,10 @@ def test_bad_hyperparameters():
         Segmentation(num_classes=3, width_divisor=16, class_weights=[1.0, 2.0])
     with pytest.raises(ScarceError, match="class_names"):
         Segmentation(num_classes=3, width_divisor=16, class_names=["a"])
+    with pytest.raises(ScarceError, match="backbone_weights '/nonexistent.pth' is not a file"):
+        Segmentation(num_classes=3, width_divisor=16, backbone_weights="/nonexistent.pth")
+    with pytest.raises(ScarceError, match="width_divisor must divide 64"):
+        Segmentation(num_classes=3, width_divisor=3)
     with pytest.raises(ScarceError, match="root"):
         SegmentationDataModule(SegmentationSource(kind="cityscapes")).setup("fit")
     with pytest.raises(ScarceError, match="paired_target"):

@@ -33,6 +33,8 @@ class Segmentation(LightningModule):
         backbone_weights: local torchvision VGG16 state dict to start from (None: random initialisation).
         width_divisor: divide FCN-8s' channel counts by this (1 = the real network; larger only for quick runs).
         dropout: dropout after fc6 and fc7.
+        batch_norm: the backbone in torchvision's ``vgg16_bn`` layout (batch norm after every convolution; trains
+            from scratch much faster); False is the paper's VGG16. ``backbone_weights`` must match the layout.
         optimizer: ``adam`` or ``sgd`` (with ``momentum``).
         lr: learning rate.
         momentum: SGD momentum.
@@ -53,6 +55,7 @@ class Segmentation(LightningModule):
         backbone_weights: str | None = None,
         width_divisor: PositiveInt = 1,
         dropout: ClosedUnitInterval = 0.5,
+        batch_norm: bool = False,
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: PositiveFloat = 1e-4,
         momentum: NonNegativeFloat = 0.9,
@@ -73,7 +76,11 @@ class Segmentation(LightningModule):
         if len(class_names) != num_classes:
             raise ScarceError(f"model.class_names has {len(class_names)} names, num_classes is {num_classes}")
         self.class_names = list(class_names)
-        self.net = FCN8s(num_classes, backbone_weights=backbone_weights, width_divisor=width_divisor, dropout=dropout)
+        try:
+            self.net = FCN8s(num_classes, backbone_weights=backbone_weights, width_divisor=width_divisor,
+                             dropout=dropout, batch_norm=batch_norm)
+        except (FileNotFoundError, ValueError) as err:  # nets raise builtins; the CLI prints ScarceErrors as one line
+            raise ScarceError(str(err)) from None
         weights = torch.ones(num_classes) if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("loss_weights", weights)
         # One metric per validation dataloader (source, target), one for test: states are summed over the split.
