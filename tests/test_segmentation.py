@@ -270,20 +270,34 @@ def test_scarce_fit_synthia_to_cityscapes_config(tmp_path, monkeypatch):
         tmp_path / "runs/fcn8s_synthia_to_cityscapes")
 
 
-def test_scarce_fit_rendered_config(tmp_path):
+@pytest.mark.parametrize("name", ["fcn8s_rendered", "fcn8s_rendered_oracle"])
+def test_scarce_fit_rendered_config(tmp_path, name):
     # In a child process: rendering creates a GL context, which must not live in the pytest process that forks.
     env = dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "scarce", "fit", "--config", str(REPO / "configs/fcn8s_rendered.yaml"),
+    cmd = [sys.executable, "-m", "scarce", "fit", "--config", str(REPO / f"configs/{name}.yaml"),
            "--model.width_divisor", "16", "--data.batch_size", "2", "--trainer.max_steps", "2",
            "--trainer.val_check_interval", "2", "--data.source.num_train", "4", "--data.source.num_val", "2",
            "--data.target.num_val", "2", "--data.size", "[32, 32]", "--trainer.enable_progress_bar", "false"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert {"val/source_miou", "val/target_miou", "val/miou_gap"} <= _metrics(tmp_path / "runs/fcn8s_rendered")
+    assert {"val/source_miou", "val/target_miou", "val/miou_gap"} <= _metrics(tmp_path / f"runs/{name}")
     assert "realism gap: source mIoU" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("config", ["fcn8s_rendered.yaml", "dann_fcn8s_rendered.yaml"])
+def test_oracle_config_differs_from_source_only_only_in_the_source_preset():
+    """The oracle bounds the gap only if it is the source-only run with target labels: same everything else."""
+    import yaml
+
+    base, oracle = (yaml.safe_load((REPO / f"configs/{n}.yaml").read_text())
+                    for n in ("fcn8s_rendered", "fcn8s_rendered_oracle"))
+    assert base["data"]["init_args"]["source"].pop("preset") == "synthetic-flat"
+    assert oracle["data"]["init_args"]["source"].pop("preset") == base["data"]["init_args"]["target"]["preset"]
+    for logger in oracle["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = logger["init_args"]["save_dir"].replace("_oracle", "")
+    assert oracle == base
+
+
+@pytest.mark.parametrize("config", ["fcn8s_rendered.yaml", "dann_fcn8s_rendered.yaml", "fcn8s_rendered_oracle.yaml"])
 def test_rendered_class_names_match_the_config(config):
     """The configs spell out scarce.render.CLASS_NAMES (the model takes names from its config): keep them equal."""
     import yaml
