@@ -40,3 +40,39 @@ def test_benchmark_script_is_documented_and_has_help(script, capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the __main__ block does not run
     assert "usage:" in _help(module.main, capsys)
+
+
+def _realism_gap():
+    spec = importlib.util.spec_from_file_location("_bench_realism_gap", REPO / "benchmarks/realism_gap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_realism_gap_rows_name_existing_configs_or_say_which_is_missing():
+    module = _realism_gap()
+    for name, (config, extra, _) in module.ROWS.items():
+        assert config is None or config.endswith(".yaml"), name
+        assert all(arg.startswith("--") for arg in extra), name
+
+
+def test_realism_gap_table_shares_and_verdicts():
+    """Share of the gap = (row - source-only) / (oracle - source-only) on mean held-out target mIoU; targets judged."""
+    module = _realism_gap()
+
+    def runs(name, test_miou, acc=0.95, source=0.7):
+        return [{"row": name, "seed": s, "seconds": 100.0, "val/source_miou": source, "val/target_miou": m,
+                 "val/target_acc": acc, "test/miou": m, "test/acc": acc} for s, m in enumerate(test_miou)]
+
+    results = {"background": runs("background", [0.12, 0.12], acc=0.88, source=0.12),
+               "source-only": runs("source-only", [0.10, 0.14]), "oracle": runs("oracle", [0.70, 0.74]),
+               "MinEnt": runs("MinEnt", [0.40, 0.44]), "FDA": runs("FDA", [0.20, 0.24])}
+    text, ok = module.table(results)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    assert rows["MinEnt"][5] == "50%" and rows["FDA"][5] == "17%"  # (0.42 - 0.12) / 0.6, (0.22 - 0.12) / 0.6
+    assert rows["oracle"][1] == "-" and rows["source-only"][3] == "0.120 +- 0.028"
+    assert ok and "'MinEnt' closes 50%" in text
+    results["MinEnt"] = runs("MinEnt", [0.40, 0.43])  # 49 %: the target is not met
+    assert not module.table(results)[1]
+    results["MinEnt"] = runs("MinEnt", [0.60, 0.60], acc=0.80)  # pixel accuracy below predicting background
+    assert not module.table(results)[1]

@@ -1,0 +1,249 @@
+"""The embedded realism gap, every method on one budget: source-only, oracle, domain randomization, DANN, ADVENT,
+FDA, self-training and a combination, over seeds, with a held-out test.
+
+Every row is a plain ``scarce fit`` of a repository config (same network, data, budget: ``configs/fcn8s_rendered.yaml``
+and its siblings, tests check the budgets stay equal) with ``--seed_everything=SEED``, in its own folder under
+``--out``. The figures of a fit are its last validation (``val/source_miou``, ``val/target_miou``, ``val/target_acc``:
+64 scenes per domain, the scenes every choice was made on) and ``scarce test`` of its last checkpoint on
+``--test-scenes`` held-out target scenes rendered from the target's ``seed + 2``, which no choice looked at (the
+``held-out`` columns). ``background`` predicts background everywhere on the same scenes (no fit). The share of the
+gap a row closes is ``(row - source_only) / (oracle - source_only)`` on the mean held-out target mIoU.
+
+Each finished fit leaves ``--results/ROW/seedS.json`` (its figures, seconds, command, machine, date); ``--reuse``
+keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are
+committed). ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit when absent).
+``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N``; ``--rows`` picks rows.
+
+Usage:
+
+    .venv/bin/python benchmarks/realism_gap.py [--seeds 0 1 2] [--rows background source-only oracle ...]
+        [--jobs 2] [--test-scenes 256] [--reuse] [--out runs/realism_gap] [--results benchmarks/results/realism_gap]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCARCE = Path(sys.executable).with_name("scarce")
+VAL_KEYS = ("val/source_miou", "val/target_miou", "val/target_acc")
+TEST_KEYS = ("test/miou", "test/acc")
+SOURCE_ONLY, ORACLE, BACKGROUND = "source-only", "oracle", "background"
+
+# name -> (config, extra `scarce fit` arguments, unsupervised: counts for "the best unsupervised row")
+ROWS: dict[str, tuple[str | None, list[str], bool]] = {
+    BACKGROUND: (None, [], False),
+    SOURCE_ONLY: ("fcn8s_rendered.yaml", [], False),
+    ORACLE: ("fcn8s_rendered_oracle.yaml", [], False),
+    "randomized": ("fcn8s_randomized.yaml", [], True),
+    "DANN pool5": ("dann_fcn8s_rendered.yaml", ["--model.init_args.placement=pool5"], True),
+    "DANN output": ("dann_fcn8s_rendered.yaml", [], True),
+    "MinEnt": ("minent_fcn8s_rendered.yaml", [], True),
+    "AdvEnt": ("advent_fcn8s_rendered.yaml", [], True),
+    "FDA": ("fda_fcn8s_rendered.yaml", [], True),
+    "self-training": ("self_training_fcn8s_rendered.yaml", [], True),
+    "randomized + FDA + AdvEnt": ("advent_fcn8s_rendered.yaml", ["--data.init_args.source.preset=randomized",
+                                                                 "--data.init_args.fda_beta=0.01"], True),
+}
+
+
+def last_row(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
+    """The last row of the run's ``metrics.csv`` that has all ``keys``."""
+    files = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"))
+    if not files:
+        raise FileNotFoundError(f"no metrics.csv under {run_dir}/runs")
+    with open(files[-1]) as f:
+        rows = [r for r in csv.DictReader(f) if all(r.get(k) for k in keys)]
+    if not rows:
+        raise ValueError(f"{files[-1]} has no row with {keys}")
+    return {k: float(rows[-1][k]) for k in keys}
+
+
+def _scarce(args: list[str], run_dir: Path, threads: int) -> list[str]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(SCARCE), *args, "--trainer.enable_progress_bar=false"]
+    with open(run_dir / "log.txt", "w") as log:
+        proc = subprocess.run(cmd, check=False, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS=str(threads)))
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {run_dir / 'log.txt'}")
+    return cmd
+
+
+def _checkpoint(run_dir: Path) -> Path | None:
+    found = sorted(run_dir.glob("runs/*/**/checkpoints/last.ckpt"))
+    return found[-1].resolve() if found else None
+
+
+def background_figures(test_scenes: int) -> dict[str, float]:
+    """Figures of predicting background everywhere on the validation and held-out scenes of the source-only config.
+
+    Runs in a child process (``--background``): rendering creates a GL context, kept out of this one.
+    """
+    cmd = [sys.executable, __file__, "--background", f"--test-scenes={test_scenes}"]
+    proc = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                          env=dict(os.environ, PYOPENGL_PLATFORM="egl"))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _background_child(test_scenes: int) -> None:
+    import torch
+    import yaml
+
+    from scarce.datamodules.segmentation import SegmentationSource, SegmentationTransform, build_dataset
+    from scarce.metrics.segmentation import SegmentationMetrics
+
+    config = yaml.safe_load((REPO / "configs" / ROWS[SOURCE_ONLY][0]).read_text())
+    init, num_classes = config["data"]["init_args"], config["model"]["init_args"]["num_classes"]
+    size = init["size"]
+    figures = {}
+    splits = (("val/source", init["source"], "val"), ("val/target", init["target"], "val"),
+              ("test", dict(init["target"], num_val=test_scenes), "test"))
+    for name, spec, split in splits:
+        dataset = build_dataset(SegmentationSource(**spec), split, size, SegmentationTransform(size, train=False))
+        metric = SegmentationMetrics(num_classes)
+        for i in range(len(dataset)):
+            mask = dataset[i]["mask"][None]
+            metric.update(torch.zeros_like(mask), mask)
+        result = metric.compute()
+        prefix = f"{name}_" if name != "test" else "test/"
+        figures[f"{prefix}miou"], figures[f"{prefix}acc"] = float(result["miou"]), float(result["acc"])
+    print(json.dumps(figures))
+
+
+def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
+    """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
+    result_file = args.results / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}.json"
+    if args.reuse and result_file.is_file():
+        return json.loads(result_file.read_text())
+    if name == BACKGROUND:
+        figures = background_figures(args.test_scenes)
+        record = {"row": name, "seed": seed, "seconds": 0.0, "command": "no fit", **figures}
+    else:
+        config, extra, _ = ROWS[name]
+        if not (REPO / "configs" / config).is_file():
+            raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
+        run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
+        if name == "self-training":
+            teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
+            if teacher is None:
+                fit_row(SOURCE_ONLY, seed, argparse.Namespace(**{**vars(args), "reuse": False}), threads)
+                teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
+            extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
+        start = time.perf_counter()
+        cmd = _scarce(["fit", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}", *extra],
+                      run_dir, threads)
+        seconds = time.perf_counter() - start
+        record = {"row": name, "seed": seed, "seconds": round(seconds, 1),
+                  "command": " ".join(["scarce", *cmd[1:]]).replace(str(REPO) + "/", ""),
+                  **last_row(run_dir, VAL_KEYS)}
+        checkpoint = _checkpoint(run_dir)
+        if checkpoint is None:
+            raise FileNotFoundError(f"no last.ckpt under {run_dir}")
+        _scarce(["test", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}",
+                 f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra],
+                run_dir / "test", threads)
+        record.update(last_row(run_dir / "test", TEST_KEYS))
+    record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
+                  threads=threads)
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{name} seed {seed}: " + ", ".join(f"{k} {record[k]:.3f}" for k in (*VAL_KEYS, *TEST_KEYS)
+                                               if k in record) + f" ({record['seconds']:.0f} s)", flush=True)
+    return record
+
+
+def _mean_std(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} +- {std:.3f}"
+
+
+def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
+    """The markdown table and whether the issue's targets hold."""
+    def mean(name: str, key: str) -> float:
+        return statistics.mean(r[key] for r in results[name])
+
+    gap = None
+    if SOURCE_ONLY in results and ORACLE in results:
+        gap = mean(ORACLE, "test/miou") - mean(SOURCE_ONLY, "test/miou")
+    lines = ["| row | source mIoU | target mIoU | held-out target mIoU | held-out target pixel acc | share of gap closed "
+             "| seconds per fit | seeds |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, runs in results.items():
+        share = "-"
+        if gap and name not in (SOURCE_ONLY, ORACLE, BACKGROUND):
+            share = f"{(mean(name, 'test/miou') - mean(SOURCE_ONLY, 'test/miou')) / gap:.0%}"
+        source = "-" if name == ORACLE else _mean_std([r["val/source_miou"] for r in runs])
+        lines.append(f"| {name} | {source} | {_mean_std([r['val/target_miou'] for r in runs])} | "
+                     f"{_mean_std([r['test/miou'] for r in runs])} | {_mean_std([r['test/acc'] for r in runs])} | "
+                     f"{share} | {statistics.mean(r['seconds'] for r in runs):.0f} | "
+                     f"{' '.join(str(r['seed']) for r in runs)} |")
+    ok = True
+    verdicts = []
+    if BACKGROUND in results:
+        floor_acc = mean(BACKGROUND, "test/acc")
+        for name, key, bound in ((SOURCE_ONLY, "val/source_miou", 0.60), (ORACLE, "test/miou", 0.60)):
+            if name in results:
+                met = mean(name, key) >= bound and mean(name, "test/acc") > floor_acc
+                ok &= met
+                verdicts.append(f"{name}: {key} {mean(name, key):.3f} (>= {bound}), held-out pixel acc "
+                                f"{mean(name, 'test/acc'):.3f} vs background {floor_acc:.3f}: "
+                                f"{'met' if met else 'NOT met'}")
+        unsupervised = [n for n in results if ROWS[n][2]]
+        if gap and unsupervised:
+            best = max(unsupervised, key=lambda n: mean(n, "test/miou"))
+            share = (mean(best, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
+            met = share >= 0.5 and mean(best, "test/acc") > floor_acc
+            ok &= met
+            verdicts.append(f"best unsupervised row {best!r} closes {share:.0%} of the gap (>= 50 %), held-out pixel "
+                            f"acc {mean(best, 'test/acc'):.3f}: {'met' if met else 'NOT met'}")
+    return "\n".join(lines + [""] + verdicts), ok
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="ROW",
+                        help=f"rows to run (default all): {', '.join(ROWS)}")
+    parser.add_argument("--jobs", type=int, default=1, help="fits run at once")
+    parser.add_argument("--test-scenes", type=int, default=256, help="held-out target test scenes")
+    parser.add_argument("--reuse", action="store_true", help="keep fits whose result file exists")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "realism_gap", help="run folders")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "realism_gap",
+                        help="one JSON per finished fit (committed)")
+    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.test_scenes < 1:
+        parser.error(f"--jobs and --test-scenes must be >= 1 (got {args.jobs}, {args.test_scenes})")
+    if args.background:
+        _background_child(args.test_scenes)
+        return 0
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    # Self-training needs the source-only checkpoint of its seed: run source-only first.
+    order = sorted(args.rows, key=lambda n: (n == "self-training", list(ROWS).index(n)))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {name: [pool.submit(fit_row, name, seed, args, threads) for seed in args.seeds] for name in order
+                   if name != "self-training"}
+        results = {name: [f.result() for f in runs] for name, runs in futures.items()}
+        if "self-training" in order:
+            results["self-training"] = list(pool.map(lambda s: fit_row("self-training", s, args, threads),
+                                                     args.seeds))
+    results = {name: results[name] for name in ROWS if name in results}
+    text, ok = table(results)
+    print("\n" + text)
+    (args.results / "table.md").write_text(text + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
