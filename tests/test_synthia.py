@@ -61,7 +61,7 @@ def test_layout_detected_per_sequence(tmp_path):
 def test_splits_partition_each_camera_sequence(tmp_path):
     make_synthia(tmp_path, rand_frames=10)
     train, val, every = (SYNTHIA(tmp_path, s, val_fraction=0.2) for s in ("train", "val", "all"))
-    names = lambda d: {d._name(i) for i in range(len(d))}
+    names = lambda d: {d.name(i) for i in range(len(d))}
     assert names(train) | names(val) == names(every) and not names(train) & names(val)
     # The tail of each sequence is held out: RAND frames 8 and 9, and the last frame of each SEQS camera.
     assert sorted(n for n in names(val) if n.startswith("RAND")) == ["RAND_CITYSCAPES_0000008",
@@ -117,7 +117,7 @@ def test_convert_to_gzip_shards_and_back(tmp_path):
     for split in ("train", "val"):
         folder, shards = SYNTHIA(tmp_path / "synthia", split), SegmentationShards(tmp_path / "out", split)
         by_name = {s["name"]: s for s in shards}
-        assert sorted(by_name) == sorted(folder._name(i) for i in range(len(folder)))
+        assert sorted(by_name) == sorted(folder.name(i) for i in range(len(folder)))
         for sample in folder:
             torch.testing.assert_close(by_name[sample["name"]]["mask"], sample["mask"])
             torch.testing.assert_close(by_name[sample["name"]]["image"], sample["image"])

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce.data.datasets._folder import SegmentationFolder
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.labels import IGNORE_INDEX, NUM_CLASSES, label_ids_to_train_ids, lookup_table, remap
-from scarce.shards.schemas import encode_segmentation, segmentation_sample
 
 __all__ = ["LAYOUT", "SPLITS", "Cityscapes", "PairingError"]
 
@@ -80,13 +78,6 @@ def _find_pairs(root: Path, split: str) -> list[tuple[Path, Path, bool]]:
             for k in sorted(images)]
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    array = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if array is None:
-        raise ScarceError(f"{path}: cannot read the image (missing, empty or not an image file)")
-    return array[..., ::-1]
-
-
 def _read_train_ids(path: Path, is_train_ids: bool) -> np.ndarray:
     array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if array is None:
@@ -98,7 +89,7 @@ def _read_train_ids(path: Path, is_train_ids: bool) -> np.ndarray:
     return label_ids_to_train_ids(array, path)
 
 
-class Cityscapes(Dataset):
+class Cityscapes(SegmentationFolder):
     """Cityscapes with fine labels as 19 train ids (255 = ignore).
 
     Reads ``*_gtFine_labelTrainIds.png`` when present, else converts ``*_gtFine_labelIds.png`` with the
@@ -124,27 +115,10 @@ class Cityscapes(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
         self.root, self.split, self.transform = Path(root).expanduser(), verify_str_arg(split, "split", SPLITS), transform
-        self.pairs = _find_pairs(self.root, split)
+        self.items = _find_pairs(self.root, split)  # (image, label, whether the label holds train ids)
 
-    def __len__(self) -> int:
-        return len(self.pairs)
+    def read_mask(self, label_path: Path, is_train_ids: bool) -> np.ndarray:
+        return _read_train_ids(label_path, is_train_ids)
 
-    def _name(self, index: int) -> str:
-        return self.pairs[index][0].name[: -len(IMAGE_SUFFIX)]
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image_path, label_path, is_train_ids = self.pairs[index]
-        image = _read_rgb(image_path)
-        sample = segmentation_sample(image, _read_train_ids(label_path, is_train_ids), self._name(index))
-        return self.transform(sample) if self.transform is not None else sample
-
-    def iter_masks(self) -> Iterator[np.ndarray]:
-        """Every mask of the split as train ids (for class statistics)."""
-        for _, label_path, is_train_ids in self.pairs:
-            yield _read_train_ids(label_path, is_train_ids)
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Records for the shards: the original image PNG bytes and the train-id mask as PNG."""
-        for i, (image_path, label_path, is_train_ids) in enumerate(self.pairs):
-            mask = _read_train_ids(label_path, is_train_ids)
-            yield encode_segmentation(image_path.read_bytes(), mask, self._name(i))
+    def name(self, index: int) -> str:
+        return self.items[index][0].name[: -len(IMAGE_SUFFIX)]

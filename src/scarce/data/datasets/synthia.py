@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce.data.datasets._folder import SegmentationFolder
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.cityscapes import PairingError, _pairing_message
 from scarce.data.datasets.labels import SYNTHIA_RAND_TO_TRAIN_ID, SYNTHIA_SEQS_TO_TRAIN_ID, lookup_table, remap
-from scarce.shards.schemas import encode_segmentation, segmentation_sample
 
 __all__ = ["LAYOUT", "SYNTHIA", "detect_layout", "read_synthia_label"]
 
@@ -105,7 +103,7 @@ def read_synthia_label(path: Path, layout: str) -> np.ndarray:
     return remap(array[..., 2], _LUTS[layout], path, what=_WHAT[layout])
 
 
-class SYNTHIA(Dataset):
+class SYNTHIA(SegmentationFolder):
     """SYNTHIA-RAND-CITYSCAPES and SYNTHIA-SEQS, labels mapped to Cityscapes train ids.
 
     The layout (hence the label mapping) is detected per sequence folder::
@@ -139,27 +137,10 @@ class SYNTHIA(Dataset):
                 frames = _pairs_of(rgb_dir, label_dir)
                 self.items += [(img, lab, layout) for img, lab in _split_frames(frames, split, val_fraction)]
 
-    def __len__(self) -> int:
-        return len(self.items)
+    def read_mask(self, label_path: Path, layout: str) -> np.ndarray:
+        return read_synthia_label(label_path, layout)
 
-    def _name(self, index: int) -> str:
+    def name(self, index: int) -> str:
         parts = self.items[index][0].relative_to(self.root).with_suffix("").parts
         return "_".join(p for p in parts if p != "RGB")
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image_path, label_path, layout = self.items[index]
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ScarceError(f"{image_path}: cannot read the image (missing, empty or not an image file)")
-        sample = segmentation_sample(image[..., ::-1], read_synthia_label(label_path, layout), self._name(index))
-        return self.transform(sample) if self.transform is not None else sample
-
-    def iter_masks(self) -> Iterator[np.ndarray]:
-        """Every mask of the split as train ids (for class statistics)."""
-        for _, label_path, layout in self.items:
-            yield read_synthia_label(label_path, layout)
-
-    def records(self) -> Iterator[dict[str, Any]]:
-        """Records for the shards: the original RGB PNG bytes and the train-id mask as PNG."""
-        for i, (image_path, label_path, layout) in enumerate(self.items):
-            yield encode_segmentation(image_path.read_bytes(), read_synthia_label(label_path, layout), self._name(i))
