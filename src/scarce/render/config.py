@@ -16,11 +16,15 @@ import yaml
 from scarce._errors import ScarceError
 
 __all__ = [
+    "BACKGROUND_KINDS",
     "CLASS_NAMES",
+    "DEFAULT_TEXTURE_SCALE",
+    "DISTRACTOR_SHAPES",
     "KINECT",
     "NUM_CLASSES",
     "PROCEDURAL_SHAPES",
     "RENDER_SIZE",
+    "TEXTURE_SETS",
     "Intrinsics",
     "ObjectSpec",
     "RenderConfig",
@@ -36,6 +40,22 @@ NUM_CLASSES = len(CLASS_NAMES)  # including background 0
 PROCEDURAL_SHAPES: tuple[str, ...] = CLASS_NAMES[1:]
 # ``(H, W)`` rendered when no size is given: the one default of the renderer, the datasets and ``scarce render``.
 RENDER_SIZE: tuple[int, int] = (256, 256)
+# Shapes of the distractor objects (domain randomization): none of them is a class, so they are written as
+# background. Kept apart from CLASS_NAMES on purpose (tested disjoint): a distractor that looked like a class
+# would teach the network that such shapes are background.
+DISTRACTOR_SHAPES: tuple[str, ...] = ("icosahedron", "plate", "rod", "blob_a", "blob_b", "blob_c")
+# Background kinds, in the order sampling draws them (append new kinds at the end: existing configs keep their
+# random draws).
+BACKGROUND_KINDS: tuple[str, ...] = ("solid", "gray", "noise", "photo", "pattern")
+# Texture banks: ``photo-mix`` (crops of scikit-image photos and six patterns: photo-clutter) or ``procedural``
+# (patterns only, no photo: randomized).
+TEXTURE_SETS: tuple[str, ...] = ("photo-mix", "procedural")
+# Triplanar texture repeats per unit of mesh length (object space) when a config does not randomize it.
+DEFAULT_TEXTURE_SCALE = 4.0
+
+
+# Each distractor slot is a scene node per shape, built once per process: a bound keeps that scene small.
+_MAX_DISTRACTORS = 16
 
 
 @dataclass(frozen=True)
@@ -116,7 +136,17 @@ class RenderConfig:
     colors: str = "random"
     """``random`` (uniform hue, saturation 0.5-1, value 0.5-1) per instance."""
     texture_prob: float = 0.0
-    """Probability that an instance gets a texture (photo crops and procedural patterns, triplanar-mapped)."""
+    """Probability that an instance gets a texture (from ``texture_set``, triplanar-mapped)."""
+    texture_set: str = "photo-mix"
+    """Texture bank: ``photo-mix`` (crops of scikit-image's photos, checkers, stripes, value noise) or
+    ``procedural`` (noise at several scales, fine noise, stripes, checkers, linear and radial gradients; no
+    photo)."""
+    texture_tint: float = 0.4
+    """How strongly a random colour tints a texture: colour factor ``(1 - t) + t * random colour`` (0: the
+    texture's own colours)."""
+    texture_scale: Range = (DEFAULT_TEXTURE_SCALE, DEFAULT_TEXTURE_SCALE)
+    """Triplanar texture repeats per unit of mesh length (a built-in mesh is about 1 unit across), per
+    instance."""
     roughness: Range = (0.5, 1.0)
     ambient: Range = (0.05, 0.4)
     """Ambient light level (the book's U(0.05, 0.4))."""
@@ -127,13 +157,29 @@ class RenderConfig:
     point_lights: int = 0
     """Number of point lights (fixed per config; a different count compiles another shader)."""
     point_intensity: Range = (0.05, 0.2)
+    point_light_prob: float = 1.0
+    """Probability that each point light is on in a sample (off = intensity 0: the count stays fixed)."""
+    light_saturation: Range = (0.0, 0.0)
+    """Saturation of each light's colour (random hue, value 1); 0 = white light."""
     background: dict[str, float] = field(default_factory=lambda: {"solid": 1.0})
     """Background kind -> probability: ``solid`` (random colour), ``gray`` (random gray), ``noise`` (smooth
-    colour noise), ``photo`` (crops of the colour photos scikit-image ships)."""
+    colour noise), ``photo`` (crops of the colour photos scikit-image ships), ``pattern`` (a procedural pattern
+    drawn per sample: value noise at several scales, fine noise, stripes, checkers, linear / radial gradient)."""
+    distractors: tuple[int, int] = (0, 0)
+    """Distractor objects per scene (inclusive range): shapes of :data:`DISTRACTOR_SHAPES`, drawn in colour
+    and written as background (no instance, box or pose)."""
+    distractor_size: Range = (0.03, 0.15)
+    """Distractor bounding-sphere diameter range, metres."""
     noise_std: Range = (0.0, 0.0)
     """Gaussian sensor noise, standard deviation in 8-bit levels."""
     blur_sigma: Range = (0.0, 0.0)
     """Gaussian blur sigma in pixels (0 = none)."""
+    brightness: Range = (1.0, 1.0)
+    """Image gain (1 = unchanged), after compositing."""
+    contrast: Range = (1.0, 1.0)
+    """Contrast factor about the image mean (1 = unchanged)."""
+    hue_shift: Range = (0.0, 0.0)
+    """Hue rotation of the whole image, degrees (0 = unchanged)."""
     msaa: int = 2
     """Multisampling samples for the colour image: 0 (off), 2 or 4. Masks and depth never use it (exact).
     On Mesa llvmpipe 4 samples cost about twice the CPU of 2 for the colour pass (docs/rendering.md)."""
@@ -146,13 +192,27 @@ class RenderConfig:
             raise ScarceError(f"viewpoints={self.viewpoints!r}: expected 'random' or 'fibonacci'")
         if isinstance(self.msaa, bool) or self.msaa not in (0, 2, 4):
             raise ScarceError(f"msaa={self.msaa!r}: expected the number of samples, 0 (off), 2 or 4")
-        valid_bg = {"solid", "gray", "noise", "photo"}
+        valid_bg = set(BACKGROUND_KINDS)
         bad = set(self.background) - valid_bg
         if bad or not self.background or sum(self.background.values()) <= 0:
             raise ScarceError(
                 f"background={self.background!r}: expected a mapping from {sorted(valid_bg)} to probabilities "
                 "with a positive sum, e.g. {solid: 1.0}"
             )
+        if self.texture_set not in TEXTURE_SETS:
+            raise ScarceError(f"texture_set={self.texture_set!r}: expected one of {list(TEXTURE_SETS)}")
+        lo, hi = self.distractors
+        if not 0 <= lo <= hi <= _MAX_DISTRACTORS:
+            raise ScarceError(f"distractors={self.distractors!r}: expected 0 <= lo <= hi <= {_MAX_DISTRACTORS}, "
+                              "e.g. [0, 4]")
+        for name in ("texture_prob", "texture_tint", "point_light_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ScarceError(f"{name}={getattr(self, name)!r}: expected a value in [0, 1]")
+        for name in ("texture_scale", "distractor_size", "brightness", "contrast", "light_saturation", "noise_std",
+                     "blur_sigma"):
+            lo, hi = getattr(self, name)
+            if not 0.0 <= lo <= hi:
+                raise ScarceError(f"{name}={getattr(self, name)!r}: expected a range 0 <= lo <= hi")
         for spec in self.objects:
             if not 1 <= spec.class_id <= 255:
                 raise ScarceError(f"object {spec.name!r}: class_id={spec.class_id} must be in 1..255 (0 = background)")

@@ -35,7 +35,7 @@ from scarce.render.config import RENDER_SIZE, RenderConfig, default_objects, loa
 from scarce.render.presets import PRESETS, get_preset
 from scarce.render.renderer import FrameRenderer
 from scarce.render.sampling import sample_scene
-from scarce.render.scene import RenderScene, photo_bank, smooth_noise
+from scarce.render.scene import RenderScene, photo_bank, photo_sources, procedural_pattern, smooth_noise
 from scarce.shards.schemas import rendered_sample
 
 __all__ = [
@@ -95,8 +95,8 @@ class SampleRenderer:
         self.height, self.width = (int(size[0]), int(size[1]))
         self.frame = FrameRenderer(self.height, self.width, msaa=self.config.msaa)
         self.scene = RenderScene(self.config, self.height, self.width)
-        needs_photos = self.config.background.get("photo", 0) > 0
-        self.photos = photo_bank(self.height, self.width) if needs_photos else ()
+        names = photo_sources(self.config)["background"]
+        self.photos = photo_bank(self.height, self.width, names) if names else ()
         self._noise: np.ndarray | None = None
 
     def render(self, seed: int, index: int) -> dict[str, np.ndarray]:
@@ -133,16 +133,22 @@ class SampleRenderer:
         if params.background == "noise":
             rng = np.random.default_rng(params.aux_seed)
             return smooth_noise(rng, h, w, int(rng.integers(3, 12)))
+        if params.background == "pattern":
+            # Its own stream: aux_seed and aux_seed + 1 seed the noise background and the sensor noise.
+            return procedural_pattern(np.random.default_rng([params.aux_seed, 2]), h, w)
         return np.broadcast_to((params.bg_color * 255.0 + 0.5).astype(np.uint8), (h, w, 3))
 
     def _finish_rgb(self, rgba: np.ndarray, params) -> np.ndarray:
         """Composite the premultiplied render over the background, then sensor blur and noise."""
         plain = params.background in ("solid", "gray")  # already the clear colour (RenderScene.apply)
-        if plain and params.noise_std == 0 and params.blur_sigma == 0:
+        jitter = (params.brightness, params.contrast, params.hue_shift) != (1.0, 1.0, 0.0)
+        if plain and params.noise_std == 0 and params.blur_sigma == 0 and not jitter:
             return np.ascontiguousarray(rgba[..., :3])
         img = rgba[..., :3].astype(np.float32)
         if not plain:
             img += (1.0 - rgba[..., 3:4].astype(np.float32) / 255.0) * self._background(params)
+        if jitter:
+            img = _colour_jitter(img, params.brightness, params.contrast, params.hue_shift)
         if params.blur_sigma > 0:
             img = cv2.GaussianBlur(img, (0, 0), params.blur_sigma)
         if params.noise_std > 0:
@@ -163,6 +169,26 @@ class SampleRenderer:
 
     def close(self) -> None:
         self.frame.close()
+
+
+def _colour_jitter(img: np.ndarray, brightness: float, contrast: float, hue_degrees: float) -> np.ndarray:
+    """float32 ``(H, W, 3)`` in 0-255: hue rotated about the grey axis, contrast about the mean, then gain.
+
+    The hue rotation is the 3x3 rotation of RGB space about (1, 1, 1): one small matrix product, where an HSV
+    round trip would cost several passes over the image.
+    """
+    if hue_degrees:
+        a = np.radians(hue_degrees)
+        c, s, k = np.cos(a), np.sin(a), 1.0 / 3.0
+        r = np.sqrt(k)
+        rot = c * np.eye(3) + (1 - c) * k * np.ones((3, 3)) + s * r * np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]])
+        img = img @ rot.T.astype(np.float32)
+    if contrast != 1.0:
+        mean = img.mean()
+        img = (img - mean) * np.float32(contrast) + mean
+    if brightness != 1.0:
+        img = img * np.float32(brightness)
+    return img
 
 
 class RenderedDataset:

@@ -20,6 +20,7 @@ import numpy as np
 
 from scarce._errors import ScarceError
 from scarce.render._gl import context_created_before_fork, import_pyrender, mark_context_created
+from scarce.render.config import DEFAULT_TEXTURE_SCALE
 
 __all__ = ["SHADER_DIR", "FrameRenderer", "RawFrame"]
 
@@ -43,7 +44,7 @@ class RawFrame:
 
 def _make_classes(pyrender):
     from OpenGL import GL
-    from pyrender.constants import RenderFlags
+    from pyrender.constants import RenderFlags, TexFlags
     from pyrender.renderer import Renderer
     from pyrender.shader_program import ShaderProgramCache
 
@@ -107,6 +108,13 @@ def _make_classes(pyrender):
             # visible ones in a fixed order, which also keeps the draw order identical in every process.
             order = getattr(scene, "scarce_draw_order", None)
             return super()._sorted_mesh_nodes(scene) if order is None else order
+
+        def _bind_and_draw_primitive(self, primitive, pose, program, flags):
+            # lit.frag's triplanar repeats per unit length: per material (RenderScene sets it per sample).
+            material = primitive.material
+            if not flags & RenderFlags.SEG and material.tex_flags & TexFlags.BASE_COLOR:
+                program.set_uniform("texture_scale", getattr(material, "scarce_texture_scale", DEFAULT_TEXTURE_SCALE))
+            super()._bind_and_draw_primitive(primitive, pose, program, flags)
 
         def _configure_forward_pass_viewport(self, flags):
             super()._configure_forward_pass_viewport(flags)

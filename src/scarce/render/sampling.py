@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scarce.render.config import PROCEDURAL_SHAPES, RenderConfig
+from scarce.render.config import BACKGROUND_KINDS, DISTRACTOR_SHAPES, PROCEDURAL_SHAPES, RenderConfig
 
 __all__ = ["SceneParams", "fibonacci_sphere", "look_at", "random_rotation", "rng_for", "sample_scene"]
 
-BACKGROUND_KINDS = ("solid", "gray", "noise", "photo")
+# Distractors stay this far from the camera centre (metres), so the near plane (5 cm) never cuts them open.
+_DISTRACTOR_CLEARANCE = 0.15
 
 
 def rng_for(seed: int, index: int) -> np.random.Generator:
@@ -86,7 +87,14 @@ class SceneParams:
         background: kind name; bg_color ``(3,)`` in [0, 1]; bg_index photo index; bg_offset crop offset in
             [0, 1)^2; bg_seed for the noise background.
         noise_std, blur_sigma: sensor effects.
-        aux_seed: seeds any remaining per-pixel randomness (noise images).
+        aux_seed: seeds any remaining per-pixel randomness (noise images, pattern backgrounds).
+        light_colors: ``(1 + P, 3)`` RGB of the directional light, then of each point light.
+        texture_scales: ``(N,)`` triplanar texture repeats per instance.
+        brightness, contrast, hue_shift: whole-image colour jitter (1, 1, 0 = none).
+        distractor_kinds: ``(M,)`` index into :data:`DISTRACTOR_SHAPES`; distractor_poses ``(M, 4, 4)``
+            object-to-world; distractor_sizes ``(M,)`` bounding-sphere diameters (metres);
+            distractor_colors ``(M, 4)``; distractor_textures ``(M,)`` (-1: none);
+            distractor_texture_scales ``(M,)``.
     """
 
     camera_pose: np.ndarray
@@ -108,6 +116,17 @@ class SceneParams:
     noise_std: float
     blur_sigma: float
     aux_seed: int
+    light_colors: np.ndarray
+    texture_scales: np.ndarray
+    brightness: float
+    contrast: float
+    hue_shift: float
+    distractor_kinds: np.ndarray
+    distractor_poses: np.ndarray
+    distractor_sizes: np.ndarray
+    distractor_colors: np.ndarray
+    distractor_textures: np.ndarray
+    distractor_texture_scales: np.ndarray
 
 
 def _uniform(rng: np.random.Generator, r) -> float:
@@ -182,17 +201,9 @@ def sample_scene(
     camera_pose = look_at(direction * distance, np.zeros(3), roll_deg=roll)
 
     # Appearance.
-    colors = np.ones((n, 4))
-    for i in range(n):
-        h, s, v = rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)
-        colors[i, :3] = colorsys.hsv_to_rgb(h, s, v)
+    colors = _colors(rng, n)
     roughness = rng.uniform(config.roughness[0], config.roughness[1], size=n)
-    textures = np.full(n, -1)
-    if texture_count and config.texture_prob > 0:
-        has = rng.uniform(size=n) < config.texture_prob
-        textures[has] = rng.integers(0, texture_count, size=int(has.sum()))
-        # Textures keep their own colours, lightly tinted.
-        colors[has, :3] = 0.6 + 0.4 * colors[has, :3]
+    textures = _textures(rng, config, colors, texture_count)
 
     # Light.
     cam_forward = camera_pose[:3, 2]
@@ -227,6 +238,30 @@ def sample_scene(
     noise_std = _uniform(rng, config.noise_std)
     blur_sigma = _uniform(rng, config.blur_sigma)
     aux_seed = int(rng.integers(0, 2**31 - 1))
+
+    # Domain randomization, drawn after everything above, so configs without it keep all their earlier draws
+    # (their samples did not change when it was added), and distractors last of all: a config that differs only
+    # in `distractors` renders the same scene, objects and light, with the distractors added.
+    light_colors = np.ones((1 + config.point_lights, 3))
+    if config.light_saturation[1] > 0:
+        for i in range(len(light_colors)):
+            light_colors[i] = colorsys.hsv_to_rgb(rng.uniform(), _uniform(rng, config.light_saturation), 1.0)
+    if config.point_light_prob < 1.0:
+        point_intensity = point_intensity * (rng.uniform(size=config.point_lights) < config.point_light_prob)
+    texture_scales = _texture_scales(rng, config, n)
+    brightness = _uniform(rng, config.brightness)
+    contrast = _uniform(rng, config.contrast)
+    hue_shift = _uniform(rng, config.hue_shift)
+    m = int(rng.integers(config.distractors[0], config.distractors[1] + 1)) if config.distractors[1] else 0
+    distractor_kinds = rng.integers(0, len(DISTRACTOR_SHAPES), size=m)
+    distractor_sizes = rng.uniform(config.distractor_size[0], config.distractor_size[1], size=m)
+    distractor_poses = np.tile(np.eye(4), (m, 1, 1))
+    for i in range(m):
+        distractor_poses[i, :3, :3] = random_rotation(rng)
+        distractor_poses[i, :3, 3] = _distractor_centre(rng, config.spread, camera_pose[:3, 3])
+    distractor_colors = _colors(rng, m)
+    distractor_textures = _textures(rng, config, distractor_colors, texture_count)
+    distractor_texture_scales = _texture_scales(rng, config, m)
     return SceneParams(
         camera_pose=camera_pose,
         kinds=kinds,
@@ -247,7 +282,52 @@ def sample_scene(
         noise_std=noise_std,
         blur_sigma=blur_sigma,
         aux_seed=aux_seed,
+        light_colors=light_colors,
+        texture_scales=texture_scales,
+        brightness=brightness,
+        contrast=contrast,
+        hue_shift=hue_shift,
+        distractor_kinds=distractor_kinds,
+        distractor_poses=distractor_poses,
+        distractor_sizes=distractor_sizes,
+        distractor_colors=distractor_colors,
+        distractor_textures=distractor_textures,
+        distractor_texture_scales=distractor_texture_scales,
     )
+
+
+def _colors(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, 4)`` RGBA: uniform hue, saturation and value in [0.5, 1], opaque."""
+    colors = np.ones((n, 4))
+    for i in range(n):
+        h, s, v = rng.uniform(0, 1), rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)
+        colors[i, :3] = colorsys.hsv_to_rgb(h, s, v)
+    return colors
+
+
+def _textures(rng: np.random.Generator, config: RenderConfig, colors: np.ndarray, texture_count: int) -> np.ndarray:
+    """Texture bank index per row of ``colors`` (-1: none); textured rows' colours become tints (in place)."""
+    textures = np.full(len(colors), -1)
+    if texture_count and config.texture_prob > 0:
+        has = rng.uniform(size=len(colors)) < config.texture_prob
+        textures[has] = rng.integers(0, texture_count, size=int(has.sum()))
+        # Textures keep their own colours, tinted by `texture_tint` of the random colour.
+        colors[has, :3] = (1.0 - config.texture_tint) + config.texture_tint * colors[has, :3]
+    return textures
+
+
+def _texture_scales(rng: np.random.Generator, config: RenderConfig, n: int) -> np.ndarray:
+    lo, hi = config.texture_scale
+    return np.full(n, float(lo)) if lo == hi else rng.uniform(lo, hi, size=n)
+
+
+def _distractor_centre(rng: np.random.Generator, spread: float, camera: np.ndarray) -> np.ndarray:
+    """A point among the objects, pulled part of the way towards the camera, so distractors occlude objects as
+    often as they sit beside or behind them (Tremblay et al. 2018 scatter them through the whole view)."""
+    point = rng.uniform(-2.0 * spread, 2.0 * spread, size=3)
+    to_camera = camera - point
+    reach = max(0.0, 1.0 - _DISTRACTOR_CLEARANCE / max(float(np.linalg.norm(to_camera)), 1e-9))
+    return point + rng.uniform(0.0, 0.6) * reach * to_camera
 
 
 def _is_builtin(mesh: str) -> bool:

@@ -19,6 +19,10 @@ struct Material {
 };
 
 uniform Material material;
+#ifdef HAS_BASE_COLOR_TEX
+// Triplanar repeats per unit of object-space length (set per material by scarce's renderer).
+uniform float texture_scale;
+#endif
 
 in vec3 obj_position;
 in vec3 obj_normal;
@@ -39,10 +43,10 @@ vec4 base_texture()
 #ifdef TEXCOORD_0_LOC
     return texture(material.base_color_texture, uv_0);
 #else
-    // No UVs (procedural meshes): triplanar projection in object space, 4 repeats per unit length.
+    // No UVs (procedural meshes): triplanar projection in object space, texture_scale repeats per unit length.
     vec3 w = abs(obj_normal);
     w = w / (w.x + w.y + w.z + 1e-5);
-    vec3 p = obj_position * 4.0;
+    vec3 p = obj_position * texture_scale;
     return texture(material.base_color_texture, p.yz) * w.x
          + texture(material.base_color_texture, p.xz) * w.y
          + texture(material.base_color_texture, p.xy) * w.z;
