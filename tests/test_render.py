@@ -30,13 +30,20 @@ def clutter():
     r.close()
 
 
+@pytest.fixture(scope="module")
+def randomized():
+    r = SampleRenderer("randomized", SIZE)
+    yield r
+    r.close()
+
+
 def _samples(renderer, n=6):
     return [renderer.render(7, i) for i in range(n)]
 
 
-def test_mask_ids_are_exactly_the_placed_ids(flat, clutter):
+def test_mask_ids_are_exactly_the_placed_ids(flat, clutter, randomized):
     seen = set()
-    for renderer in (flat, clutter):
+    for renderer in (flat, clutter, randomized):
         for s in _samples(renderer):
             n = len(s["classes"])
             inst, sem = s["instance"], s["semantic"]
@@ -51,8 +58,8 @@ def test_mask_ids_are_exactly_the_placed_ids(flat, clutter):
     assert seen <= set(range(1, len(CLASS_NAMES)))
 
 
-def test_depth_positive_exactly_on_objects(flat, clutter):
-    for renderer in (flat, clutter):
+def test_depth_positive_exactly_on_objects(flat, clutter, randomized):
+    for renderer in (flat, clutter, randomized):
         for s in _samples(renderer):
             d = s["depth"]
             assert d.dtype == np.float32
@@ -71,13 +78,15 @@ def test_boxes_match_masks(clutter):
                 np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
 
 
-def test_rerender_gives_identical_bytes(clutter):
-    a = clutter.render(3, 5)
-    clutter.render(3, 0)  # other samples in between change the scene state
-    b = clutter.render(3, 5)
+@pytest.mark.parametrize("preset", ["clutter", "randomized"])
+def test_rerender_gives_identical_bytes(preset, request):
+    renderer = request.getfixturevalue(preset)
+    a = renderer.render(3, 5)
+    renderer.render(3, 0)  # other samples in between change the scene state
+    b = renderer.render(3, 5)
     for key in a:
         assert a[key].tobytes() == b[key].tobytes(), key
-    c = clutter.render(4, 5)  # another seed is another sample
+    c = renderer.render(4, 5)  # another seed is another sample
     assert a["rgb"].tobytes() != c["rgb"].tobytes()
 
 
@@ -202,7 +211,8 @@ def test_configs_parse_and_bad_keys_name_the_file(tmp_path):
 
     root = Path(__file__).resolve().parents[1] / "configs" / "render"
     files = sorted(root.glob("*.yaml"))
-    assert {f.name for f in files} >= {"synthetic_flat.yaml", "photo_clutter.yaml", "linemod_views.yaml"}
+    assert {f.name for f in files} >= {"synthetic_flat.yaml", "photo_clutter.yaml", "randomized.yaml",
+                                       "linemod_views.yaml"}
     for f in files:
         assert isinstance(load_config(f), RenderConfig)
     bad = tmp_path / "bad.yaml"
@@ -213,9 +223,15 @@ def test_configs_parse_and_bad_keys_name_the_file(tmp_path):
         RenderedDataset("no-such-preset", 4)
     assert Intrinsics().matrix(480, 640)[0, 0] == pytest.approx(572.4114)
     assert get_preset("synthetic-flat").objects[0].class_id == 1
+    for bad, match in (({"texture_set": "photos"}, "texture_set='photos'.*procedural"),
+                       ({"distractors": (3, 1)}, r"distractors=\(3, 1\).*lo <= hi"),
+                       ({"background": {"patterns": 1.0}}, "background=.*pattern"),
+                       ({"point_light_prob": 1.5}, r"point_light_prob=1.5.*\[0, 1\]")):
+        with pytest.raises(ScarceError, match=match):
+            RenderConfig(**bad)
 
 
-@pytest.mark.parametrize("name", ["synthetic-flat", "photo-clutter"])
+@pytest.mark.parametrize("name", ["synthetic-flat", "photo-clutter", "randomized"])
 def test_preset_yaml_is_the_preset(name):
     """configs/render/<name>.yaml spells out presets.PRESETS[name], the source of truth: keep them equal."""
     from pathlib import Path
@@ -399,3 +415,164 @@ def test_obj_and_glb_meshes_render_with_their_class(tmp_path, ext):
         r.close()
     assert set(np.unique(s["semantic"]).tolist()) == {0, 9}
     assert s["classes"].tolist() == [9] and (s["instance"] == 1).sum() > 30
+
+
+# ------------------------------------------------------------------------------------ domain randomization
+
+
+def test_distractors_show_in_colour_but_are_background_in_the_masks(flat):
+    """Same (seed, index) with and without distractors: everything else is drawn before them, so the masks
+    agree except where a distractor hides an object, and there they say background, exactly."""
+    from scarce.render.config import DISTRACTOR_SHAPES
+    from scarce.render.sampling import sample_scene
+
+    base = get_preset("randomized").replace(distractor_size=(0.08, 0.15))
+    with_d, without = SampleRenderer(base.replace(distractors=(4, 4)), SIZE), SampleRenderer(
+        base.replace(distractors=(0, 0)), SIZE)
+    occluded = shown = 0
+    try:
+        for i in range(6):
+            a, b = with_d.render(7, i), without.render(7, i)
+            params = sample_scene(with_d.config, 7, i, with_d.scene.radii, len(with_d.scene.textures), 0)
+            assert len(params.distractor_kinds) == 4
+            for key in ("classes", "poses", "K"):  # no instance, box or pose of their own
+                np.testing.assert_array_equal(a[key], b[key])
+            for key in ("semantic", "instance"):
+                assert np.all((a[key] == b[key]) | (a[key] == 0)), key
+            np.testing.assert_array_equal(a["depth"] > 0, a["instance"] > 0)
+            for box_a, box_b in zip(a["boxes"], b["boxes"]):  # a hidden part can only shrink a box
+                if box_a.any():
+                    assert box_a[0] >= box_b[0] and box_a[1] >= box_b[1] and box_a[2] <= box_b[2] and box_a[3] <= box_b[3]
+            occluded += int(((b["semantic"] > 0) & (a["semantic"] == 0)).sum())
+            diff = np.abs(a["rgb"].astype(int) - b["rgb"].astype(int)).sum(axis=2)
+            shown += int(((diff > 60) & (a["semantic"] == 0) & (b["semantic"] == 0)).sum())
+            # randomized draws its geometry as the other presets do: same objects as synthetic-flat
+            np.testing.assert_array_equal(b["semantic"], flat.render(7, i)["semantic"])
+    finally:
+        with_d.close()
+        without.close()
+    assert occluded > 20, "no distractor hid any object in 6 samples"
+    assert shown > 100, "distractors are not visible in the colour images"
+    assert not set(DISTRACTOR_SHAPES) & set(CLASS_NAMES)
+
+
+def test_distractor_meshes_are_one_across_and_not_class_shapes():
+    from scarce.render.config import DISTRACTOR_SHAPES
+    from scarce.render.scene import distractor_mesh, procedural_mesh
+
+    def signature(mesh):  # proportions and fullness, whatever the size and orientation
+        radius = np.linalg.norm(mesh.vertices - mesh.bounding_box.centroid, axis=1).max()
+        extents = np.sort(mesh.bounding_box_oriented.primitive.extents)
+        return np.r_[extents / extents[-1], mesh.volume / radius**3], radius
+
+    classes = [signature(procedural_mesh(n))[0] for n in CLASS_NAMES[1:]]
+    for name in DISTRACTOR_SHAPES:
+        mesh = distractor_mesh(name)
+        sig, radius = signature(mesh)
+        assert radius == pytest.approx(0.5) and mesh.is_watertight, name
+        assert min(np.abs(sig - c).max() for c in classes) > 0.1, f"{name} is shaped like a class"
+    with pytest.raises(ScarceError, match="valid values"):
+        distractor_mesh("cube")
+
+
+def test_procedural_patterns_are_deterministic_and_varied():
+    from scarce.render.scene import PATTERN_KINDS, pattern_bank, procedural_pattern
+
+    for kind in PATTERN_KINDS:
+        a = procedural_pattern(np.random.default_rng(5), 40, 56, kind)
+        assert a.shape == (40, 56, 3) and a.dtype == np.uint8
+        assert np.array_equal(a, procedural_pattern(np.random.default_rng(5), 40, 56, kind)), kind
+        assert not np.array_equal(a, procedural_pattern(np.random.default_rng(6), 40, 56, kind)), kind
+        assert len(np.unique(a.reshape(-1, 3), axis=0)) >= 2, kind
+    bank = pattern_bank()
+    assert len(bank) >= 6 * len(PATTERN_KINDS) and all(t.shape == (128, 128, 3) for t in bank)
+    assert len({t.tobytes() for t in bank}) == len(bank)
+    with pytest.raises(ScarceError, match="valid kinds"):
+        procedural_pattern(np.random.default_rng(0), 8, 8, "plaid")
+
+
+_BLOCK = 8
+
+
+def _window_hashes(img: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of every 8x8 window of a uint8 ``(H, W, 3)`` image (all offsets), shape ``(H-7, W-7)``.
+
+    Separable polynomial hashing (channels, then rows, then columns, each with odd random weights, modulo
+    2^64): a few passes over the image instead of 192 multiplications per window; equal windows hash equal,
+    and a hash hit is then checked pixel by pixel.
+    """
+    w = np.random.default_rng(99).integers(1, 2**62, size=(3, _BLOCK), dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = img.astype(np.uint64) @ np.array([1, 257, 65537], np.uint64)
+        rows = sum(h[:, dx : h.shape[1] - _BLOCK + 1 + dx] * w[0, dx] for dx in range(_BLOCK))
+        return sum(rows[dy : rows.shape[0] - _BLOCK + 1 + dy] * w[1, dy] for dy in range(_BLOCK))
+
+
+def _shared_blocks(candidates, sources) -> list:
+    """Aligned 8x8 blocks of ``candidates`` (not of one flat colour) that occur anywhere in ``sources``."""
+    tables = [_window_hashes(s) for s in sources]
+    everything = np.sort(np.concatenate([t.ravel() for t in tables]))
+    found = []
+    for c, img in enumerate(candidates):
+        hashes = _window_hashes(img)[::_BLOCK, ::_BLOCK]
+        pos = np.minimum(np.searchsorted(everything, hashes), len(everything) - 1)
+        for y, x in zip(*np.nonzero(everything[pos] == hashes)):
+            block = img[y * _BLOCK : (y + 1) * _BLOCK, x * _BLOCK : (x + 1) * _BLOCK]
+            if block.min(axis=(0, 1)).tolist() == block.max(axis=(0, 1)).tolist():
+                continue  # one flat colour says nothing about where it came from
+            for src, table in zip(sources, tables):
+                for sy, sx in zip(*np.nonzero(table == hashes[y, x])):
+                    if np.array_equal(src[sy : sy + _BLOCK, sx : sx + _BLOCK], block):
+                        found.append((c, y, x))
+    return found
+
+
+def test_randomized_never_uses_the_photos_of_photo_clutter(randomized, clutter):
+    """Issue 13: the randomized source domain must not see the target's photos, by name or by pixels."""
+    from scarce.render.sampling import sample_scene
+    from scarce.render.scene import _PHOTOS, _photo, photo_bank, photo_names, photo_sources, texture_images
+
+    rand_cfg, clutter_cfg = get_preset("randomized"), get_preset("photo-clutter")
+    assert photo_names(clutter_cfg) == set(_PHOTOS)  # the target draws every photo, for both uses
+    assert photo_names(rand_cfg).isdisjoint(photo_names(clutter_cfg))
+    assert photo_names(rand_cfg) == frozenset() and randomized.photos == ()
+
+    # Pixels: what photo-clutter can show (the photos, its texture bank, its backgrounds at this size) against
+    # randomized's texture bank and backgrounds.
+    sources = [_photo(n) for n in _PHOTOS] + list(texture_images(clutter_cfg))
+    sources += list(photo_bank(*SIZE, photo_sources(clutter_cfg)["background"]))
+    backgrounds = []
+    for i in range(12):
+        params = sample_scene(randomized.config, 0, i, randomized.scene.radii, len(randomized.scene.textures), 0)
+        if params.background == "pattern":
+            backgrounds.append(np.ascontiguousarray(randomized._background(params)))
+    assert len(backgrounds) >= 4
+    assert _shared_blocks(list(texture_images(rand_cfg)) + backgrounds, sources) == []
+
+    # The check finds photo pixels where they are: a photo-clutter background crop (at any offset) and its
+    # photo-crop textures.
+    for i in range(12):
+        params = sample_scene(clutter.config, 0, i, clutter.scene.radii, len(clutter.scene.textures),
+                              len(clutter.photos))
+        if params.background == "photo":
+            crop = np.ascontiguousarray(clutter._background(params))
+            break
+    assert len(_shared_blocks([crop, texture_images(clutter_cfg)[0]], sources)) >= 60
+
+
+def test_cli_renders_the_randomized_preset_with_the_same_bytes_for_any_worker_count(tmp_path, capsys):
+    from scarce.cli import main as scarce_main
+
+    with pytest.raises(SystemExit) as exc:
+        scarce_main(["render", "--help"])
+    assert exc.value.code == 0
+    assert "randomized" in capsys.readouterr().out
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        with pytest.raises(SystemExit) as exc:
+            scarce_main(["render", "--preset", "randomized", "--out", str(out), "--num-samples", "4", "--size", "32",
+                         "32", "--workers", str(workers), "--preview", "0"])
+        assert exc.value.code == 0
+        outs.append((out / "data-00000-of-00001.tfrecord").read_bytes())
+    assert outs[0] == outs[1]

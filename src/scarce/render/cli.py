@@ -28,6 +28,7 @@ from scarce._errors import ScarceError
 from scarce.render._gl import select_backend
 from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.dataset import SampleRenderer, resolve_config
+from scarce.render.presets import PRESETS
 from scarce.shards.schemas import encode_rendered
 from scarce.shards.writer import write_shards
 
@@ -119,7 +120,7 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scarce render", description=__doc__.split("\n\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="built-in preset: synthetic-flat or photo-clutter")
+    src.add_argument("--preset", help=f"built-in preset: {', '.join(PRESETS)}")
     src.add_argument("--config", help="a configs/render/*.yaml file")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--num-samples", type=int, required=True)
