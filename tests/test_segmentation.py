@@ -270,7 +270,7 @@ def test_scarce_fit_synthia_to_cityscapes_config(tmp_path, monkeypatch):
         tmp_path / "runs/fcn8s_synthia_to_cityscapes")
 
 
-@pytest.mark.parametrize("name", ["fcn8s_rendered", "fcn8s_rendered_oracle"])
+@pytest.mark.parametrize("name", ["fcn8s_rendered", "fcn8s_rendered_oracle", "fcn8s_randomized"])
 def test_scarce_fit_rendered_config(tmp_path, name):
     # In a child process: rendering creates a GL context, which must not live in the pytest process that forks.
     env = dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS="1")
@@ -284,20 +284,29 @@ def test_scarce_fit_rendered_config(tmp_path, name):
     assert "realism gap: source mIoU" in proc.stdout + proc.stderr
 
 
-def test_oracle_config_differs_from_source_only_only_in_the_source_preset():
-    """The oracle bounds the gap only if it is the source-only run with target labels: same everything else."""
+# The configs that must be fcn8s_rendered.yaml with only the source preset changed, and that preset.
+SOURCE_VARIANTS = {"fcn8s_rendered_oracle": "photo-clutter", "fcn8s_randomized": "randomized"}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_VARIANTS))
+def test_source_variant_configs_differ_from_source_only_only_in_the_source_preset(name):
+    """The oracle bounds the gap only if it is the source-only run with target labels, and the randomized run
+    compares source domains only if it is the source-only run on randomized scenes: same everything else (budget,
+    network, data, target, validation); only the source preset and the run folder differ. Edit them together."""
     import yaml
 
-    base, oracle = (yaml.safe_load((REPO / f"configs/{n}.yaml").read_text())
-                    for n in ("fcn8s_rendered", "fcn8s_rendered_oracle"))
+    base, variant = (yaml.safe_load((REPO / f"configs/{n}.yaml").read_text()) for n in ("fcn8s_rendered", name))
     assert base["data"]["init_args"]["source"].pop("preset") == "synthetic-flat"
-    assert oracle["data"]["init_args"]["source"].pop("preset") == base["data"]["init_args"]["target"]["preset"]
-    for logger in oracle["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = logger["init_args"]["save_dir"].replace("_oracle", "")
-    assert oracle == base
+    assert variant["data"]["init_args"]["source"].pop("preset") == SOURCE_VARIANTS[name]
+    assert variant["data"]["init_args"]["target"]["preset"] == "photo-clutter"
+    for logger in variant["trainer"]["logger"]:
+        assert logger["init_args"]["save_dir"] == f"runs/{name}"
+        logger["init_args"]["save_dir"] = "runs/fcn8s_rendered"
+    assert variant == base
 
 
-@pytest.mark.parametrize("config", ["fcn8s_rendered.yaml", "dann_fcn8s_rendered.yaml", "fcn8s_rendered_oracle.yaml"])
+@pytest.mark.parametrize("config", ["fcn8s_rendered.yaml", "dann_fcn8s_rendered.yaml", "fcn8s_rendered_oracle.yaml",
+                                    "fcn8s_randomized.yaml"])
 def test_rendered_class_names_match_the_config(config):
     """The configs spell out scarce.render.CLASS_NAMES (the model takes names from its config): keep them equal."""
     import yaml
