@@ -322,8 +322,9 @@ def _texture_scales(rng: np.random.Generator, config: RenderConfig, n: int) -> n
 
 
 def _distractor_centre(rng: np.random.Generator, spread: float, camera: np.ndarray) -> np.ndarray:
-    """A point among the objects, pulled part of the way towards the camera, so distractors occlude objects as
-    often as they sit beside or behind them (Tremblay et al. 2018 scatter them through the whole view)."""
+    """A point in a cube twice the objects' spread, pulled part of the way towards the camera, so distractors
+    occlude objects as often as they sit beside or behind them (Tremblay et al. 2018 scatter them through the
+    whole view)."""
     point = rng.uniform(-2.0 * spread, 2.0 * spread, size=3)
     to_camera = camera - point
     reach = max(0.0, 1.0 - _DISTRACTOR_CLEARANCE / max(float(np.linalg.norm(to_camera)), 1e-9))
