@@ -213,6 +213,8 @@ class RenderConfig:
             lo, hi = getattr(self, name)
             if not 0.0 <= lo <= hi:
                 raise ScarceError(f"{name}={getattr(self, name)!r}: expected a range 0 <= lo <= hi")
+        if not self.hue_shift[0] <= self.hue_shift[1]:
+            raise ScarceError(f"hue_shift={self.hue_shift!r}: expected a range lo <= hi in degrees, e.g. [-20, 20]")
         for spec in self.objects:
             if not 1 <= spec.class_id <= 255:
                 raise ScarceError(f"object {spec.name!r}: class_id={spec.class_id} must be in 1..255 (0 = background)")

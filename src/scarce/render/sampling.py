@@ -93,7 +93,7 @@ class SceneParams:
         brightness, contrast, hue_shift: whole-image colour jitter (1, 1, 0 = none).
         distractor_kinds: ``(M,)`` index into :data:`DISTRACTOR_SHAPES`; distractor_poses ``(M, 4, 4)``
             object-to-world; distractor_sizes ``(M,)`` bounding-sphere diameters (metres);
-            distractor_colors ``(M, 4)``; distractor_textures ``(M,)`` (-1: none);
+            distractor_colors ``(M, 4)``; distractor_roughness ``(M,)``; distractor_textures ``(M,)`` (-1: none);
             distractor_texture_scales ``(M,)``.
     """
 
@@ -125,6 +125,7 @@ class SceneParams:
     distractor_poses: np.ndarray
     distractor_sizes: np.ndarray
     distractor_colors: np.ndarray
+    distractor_roughness: np.ndarray
     distractor_textures: np.ndarray
     distractor_texture_scales: np.ndarray
 
@@ -260,6 +261,7 @@ def sample_scene(
         distractor_poses[i, :3, :3] = random_rotation(rng)
         distractor_poses[i, :3, 3] = _distractor_centre(rng, config.spread, camera_pose[:3, 3])
     distractor_colors = _colors(rng, m)
+    distractor_roughness = rng.uniform(config.roughness[0], config.roughness[1], size=m)
     distractor_textures = _textures(rng, config, distractor_colors, texture_count)
     distractor_texture_scales = _texture_scales(rng, config, m)
     return SceneParams(
@@ -291,6 +293,7 @@ def sample_scene(
         distractor_poses=distractor_poses,
         distractor_sizes=distractor_sizes,
         distractor_colors=distractor_colors,
+        distractor_roughness=distractor_roughness,
         distractor_textures=distractor_textures,
         distractor_texture_scales=distractor_texture_scales,
     )
