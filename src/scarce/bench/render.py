@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--frames", type=int, default=400, help="frames per measurement, split over workers")
     parser.add_argument("--preset", default="synthetic-flat", help="scarce preset to measure (synthetic-flat, "
-                        "photo-clutter) or a configs/render/*.yaml path")
+                        "photo-clutter, randomized) or a configs/render/*.yaml path")
     parser.add_argument("--no-anchor", action="store_true", help="skip the plain pyrender loop")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the best is reported")
     parser.add_argument("--lp-threads", type=int, default=None, help="LP_NUM_THREADS for every worker (Mesa "

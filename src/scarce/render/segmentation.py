@@ -39,7 +39,8 @@ class RenderedSegmentation(Dataset):
     DataLoader workers (``num_workers > 0``) doing it, and never render in the parent before they fork.
 
     Args:
-        preset: rendering preset (``synthetic-flat``, ``photo-clutter``) or a ``configs/render/*.yaml`` path.
+        preset: rendering preset (``synthetic-flat``, ``photo-clutter``, ``randomized``) or a
+            ``configs/render/*.yaml`` path.
         num_samples: number of scenes.
         seed: scene seed (use different seeds for training and validation).
         size: ``(H, W)`` rendered (``None``: :data:`scarce.render.RENDER_SIZE`).
