@@ -16,7 +16,8 @@ from scarce.render.config import BACKGROUND_KINDS, DISTRACTOR_SHAPES, PROCEDURAL
 
 __all__ = ["SceneParams", "fibonacci_sphere", "look_at", "random_rotation", "rng_for", "sample_scene"]
 
-# Distractors stay this far from the camera centre (metres), so the near plane (5 cm) never cuts them open.
+# Distractor centres stay this far from the camera (metres): more than the near plane (5 cm) plus the largest
+# distractor radius of the presets (7.5 cm), so the near plane does not cut them open.
 _DISTRACTOR_CLEARANCE = 0.15
 
 
@@ -329,9 +330,12 @@ def _distractor_centre(rng: np.random.Generator, spread: float, camera: np.ndarr
     occlude objects as often as they sit beside or behind them (Tremblay et al. 2018 scatter them through the
     whole view)."""
     point = rng.uniform(-2.0 * spread, 2.0 * spread, size=3)
-    to_camera = camera - point
-    reach = max(0.0, 1.0 - _DISTRACTOR_CLEARANCE / max(float(np.linalg.norm(to_camera)), 1e-9))
-    return point + rng.uniform(0.0, 0.6) * reach * to_camera
+    pull = rng.uniform(0.0, 0.6)
+    from_camera = point - camera
+    dist = max(float(np.linalg.norm(from_camera)), 1e-9)
+    # Part of the way from the point to the clearance sphere around the camera; a point inside it goes out to it.
+    new_dist = dist - pull * (dist - _DISTRACTOR_CLEARANCE) if dist > _DISTRACTOR_CLEARANCE else _DISTRACTOR_CLEARANCE
+    return camera + from_camera * (new_dist / dist)
 
 
 def _is_builtin(mesh: str) -> bool:

@@ -363,8 +363,9 @@ class RenderScene:
         for j, shape in enumerate(params.distractor_kinds):
             matrix = params.distractor_poses[j].copy()
             matrix[:3, :3] *= params.distractor_sizes[j]  # distractor meshes are 1 across: scale = size
-            node = self._show(self.distractor_slots[j][shape], params.distractor_colors[j], params.distractor_roughness[j],
-                              params.distractor_textures[j], params.distractor_texture_scales[j], matrix)
+            node = self._show(self.distractor_slots[j][shape], params.distractor_colors[j],
+                              params.distractor_roughness[j], params.distractor_textures[j],
+                              params.distractor_texture_scales[j], matrix)
             # Drawn in the id pass as background (class 0, instance 0): where a distractor hides an object,
             # the masks say background, exactly, and it gets no instance, box or pose.
             seg[node] = np.zeros(3)
