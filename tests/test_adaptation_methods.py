@@ -62,20 +62,21 @@ def test_minent_gradient_reaches_the_network_through_the_target_only_by_the_entr
     model.eval()  # no dropout: the same network for every pass
     x_s, x_t = _images(0), _images(1).requires_grad_()
     out = model.adversarial_step(x_s, x_t, 0.0)
-    assert out.target_logits.shape == (2, 3, 32, 32)
-    torch.testing.assert_close(out.target_logits, model.net(x_t))
+    assert out.logits.shape == (4, 3, 32, 32)  # source rows, then target rows
+    target_logits = out.logits[2:]
+    torch.testing.assert_close(target_logits, model.net(x_t))
     # The domain loss trains the head only (probe): no gradient reaches the network or the target images.
     F.cross_entropy(out.domain_logits, out.domain_labels).backward(retain_graph=True)
     assert x_t.grad is None and all(p.grad is None for p in model.net.parameters())
     assert all(p.grad is not None for p in model.domain_head.parameters())
     model.domain_head.zero_grad(set_to_none=True)
     # The entropy loss reaches the network through the target, and nothing of the head.
-    entropy_loss(out.target_logits).backward()
+    entropy_loss(target_logits).backward()
     assert x_t.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.features.parameters())
     assert all(p.grad is None for p in model.domain_head.parameters())
     # Without MinEnt the pass leaves the target logits out (the probe runs the target without gradient).
-    assert _dann(adaptation_weight=0.0).adversarial_step(x_s, x_t, 0.0).target_logits is None
+    assert _dann(adaptation_weight=0.0).adversarial_step(x_s, x_t, 0.0).logits.shape[0] == 2
 
 
 def test_minent_training_step_adds_the_ramped_entropy_term_and_logs_it():

@@ -201,6 +201,37 @@ def test_dann_configs_keep_the_source_only_budget(source_only, dann):
     assert adv["data"] == base["data"]
 
 
+METHODS = ("minent", "advent", "fda", "self_training")
+
+
+@pytest.mark.parametrize("pair", ["rendered", "synthia_to_cityscapes"])
+@pytest.mark.parametrize("method", METHODS)
+def test_method_configs_keep_the_dann_budget(method, pair):
+    """Every adaptation config is a copy of the DANN config of its pair: same seed, trainer (steps, validation,
+    callbacks), data (scenes, size, batch, pairing; FDA adds only fda_beta) and segmentation network and optimiser;
+    only the method's own options differ. A budget change must reach all of them."""
+    import inspect
+
+    import yaml
+
+    from scarce.lightning_modules.segmentation import Segmentation
+
+    dann, name = f"dann_fcn8s_{pair}", f"{method}_fcn8s_{pair}"
+    base, other = (yaml.safe_load((REPO / f"configs/{n}.yaml").read_text()) for n in (dann, name))
+    for config, n in ((base, dann), (other, name)):
+        for logger in config["trainer"]["logger"]:
+            assert logger["init_args"]["save_dir"] == f"runs/{n}"
+            logger["init_args"]["save_dir"] = "runs/X"
+    assert other["seed_everything"] == base["seed_everything"]
+    assert other["trainer"] == base["trainer"]
+    fda_beta = other["data"]["init_args"].pop("fda_beta", None)
+    assert (fda_beta is not None) == (method == "fda")
+    assert other["data"] == base["data"]
+    shared = set(inspect.signature(Segmentation).parameters)
+    assert {k: v for k, v in other["model"]["init_args"].items() if k in shared} == \
+        {k: v for k, v in base["model"]["init_args"].items() if k in shared}
+
+
 def test_scarce_fit_synthia_to_cityscapes_dann_config_bf16(tmp_path, monkeypatch):
     """Both domains on tiny trees in their real layouts, under bf16-mixed; every contract metric is logged."""
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))

@@ -109,8 +109,8 @@ class AdversarialTraining:
     # ------------------------------------------------------------------------------------------ the step
 
     def adversarial_step(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float) -> AdversarialOutput:
-        """Source task logits, domain logits and domain labels of one step (adapting, or the source-only probe),
-        and the target's task logits when :meth:`target_losses` has terms."""
+        """Source task logits, domain logits and domain labels of one step (adapting, or the source-only probe);
+        the task logits hold the target rows too, after the source's, when :attr:`wants_target_logits`."""
         with_target = self.wants_target_logits
         if not self.adapting:
             return probe_pass(self.domain_forward, self.net, self.domain_head, x_s, x_t,
@@ -124,21 +124,22 @@ class AdversarialTraining:
         source, target = self.paired_batch(batch)
         coeff = self.current_lambda()
         out = self.adversarial_step(source["image"], target["image"], coeff)
-        task_loss = self.task_loss(out.logits, source)
+        n = source["image"].shape[0]
+        logits = out.logits[:n]
+        task_loss = self.task_loss(logits, source)
         domain_loss = F.cross_entropy(out.domain_logits.float(), out.domain_labels)
         loss = task_loss + self.hparams.get("domain_loss_weight", 1.0) * domain_loss
-        extra = self.target_losses(out.target_logits) if out.target_logits is not None else []
+        extra = self.target_losses(out.logits[n:]) if self.wants_target_logits else []
         for _, weight, value in extra:
             loss = loss + weight * value
         if self._is_logging_step():
-            n = source["image"].shape[0]
             domain_acc = (out.domain_logits.detach().argmax(1) == out.domain_labels).float().mean()
             self.log_dict({f"train/{self.task_loss_name}": task_loss, "train/domain_loss": domain_loss,
                            "train/domain_acc": domain_acc, "train/lambda": float(coeff),
                            **{f"train/{name}": value for name, _, value in extra},
                            **{f"train/{name}_weight": float(weight) for name, weight, _ in extra}}, batch_size=n)
             self.log("train/loss", loss, prog_bar=True, batch_size=n)
-            self.log_task_metrics(out.logits.detach(), source)
+            self.log_task_metrics(logits.detach(), source)
         return loss
 
     def _is_logging_step(self) -> bool:

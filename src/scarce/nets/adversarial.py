@@ -14,12 +14,13 @@ batch norm: target rows must not move its statistics.
 - :func:`probe_pass`: the source-only baseline's pass: target images go through the network in eval mode without
   gradient, and the head sees detached inputs, so it measures how separable the domains are without training
   the network.
-- ``with_target_logits=True`` (both passes) also returns the target's task logits, with gradient, for losses on
-  the unlabelled target (MinEnt's entropy); the probe then runs the target in training mode with gradient, its
-  head still on detached inputs, so the only gradient the target gives the network is that loss's.
+- ``with_target_logits=True`` (both passes): ``logits`` holds the task logits of the target rows too, after the
+  source's, with gradient, for losses on the unlabelled target (MinEnt's entropy); the probe then runs the target
+  in training mode with gradient, its head still on detached inputs, so the only gradient the target gives the
+  network is that loss's.
 - :func:`domain_labels`: 0 for the source rows, 1 for the target rows, per image or per pixel.
 
-Both passes return an :class:`AdversarialOutput` ``(logits, domain_logits, domain_labels, target_logits)``.
+Both passes return an :class:`AdversarialOutput` ``(logits, domain_logits, domain_labels)``.
 """
 
 from __future__ import annotations
@@ -45,17 +46,15 @@ class AdversarialOutput(NamedTuple):
     """One adversarial step's outputs, source rows first.
 
     Shape:
-        - ``logits``: task logits of the source, ``(B_s, C)`` or ``(B_s, C, H, W)``.
+        - ``logits``: task logits of the source, ``(B_s, C)`` or ``(B_s, C, H, W)``; with ``with_target_logits``,
+          of the source then the target, ``(B_s + B_t, ...)``.
         - ``domain_logits``: ``(B_s + B_t, 2)`` (per image) or ``(B_s + B_t, 2, h, w)`` (per pixel).
         - ``domain_labels``: int64 ``(B_s + B_t)`` or ``(B_s + B_t, h, w)``: 0 source, 1 target.
-        - ``target_logits``: task logits of the target, ``(B_t, C, ...)``, with ``with_target_logits=True``; else
-          None.
     """
 
     logits: torch.Tensor
     domain_logits: torch.Tensor
     domain_labels: torch.Tensor
-    target_logits: torch.Tensor | None = None
 
 
 def domain_labels(domain_logits: torch.Tensor, num_source: int) -> torch.Tensor:
@@ -82,7 +81,7 @@ def adversarial_pass(forward: AdversarialForward, domain_head: nn.Module, x_s: t
             one concatenated batch (the same for networks without batch norm, and faster).
         reversed_domains: ``"both"`` (DANN: the reversed gradient reaches the network through source and target
             inputs) or ``"target"`` (only through the target's; the source's domain input is detached).
-        with_target_logits: also return the target's task logits (``AdversarialOutput.target_logits``).
+        with_target_logits: ``logits`` of the target rows too, after the source's.
     """
     if reversed_domains not in REVERSED_DOMAINS:
         raise ValueError(f"reversed_domains must be one of {REVERSED_DOMAINS}, got {reversed_domains!r}")
@@ -95,14 +94,15 @@ def adversarial_pass(forward: AdversarialForward, domain_head: nn.Module, x_s: t
     if per_domain:
         logits, domain_s = forward(x_s, n_s)
         target_logits, domain_t = forward(x_t, n_t)
+        if n_t:
+            logits = torch.cat([logits, target_logits])
         domain_logits = torch.cat([domain_head(reverse(domain_s, True)), domain_head(reverse(domain_t, False))])
     else:
-        all_logits, domain_in = forward(torch.cat([x_s, x_t]), n_s + n_t)
-        logits, target_logits = all_logits[:n_s], (all_logits[n_s:] if n_t else None)
+        logits, domain_in = forward(torch.cat([x_s, x_t]), n_s + n_t)
         if reversed_domains == "target":
             domain_in = torch.cat([domain_in[:n_s].detach(), domain_in[n_s:]])
         domain_logits = domain_head(grad_reverse(domain_in, coeff))
-    return AdversarialOutput(logits, domain_logits, domain_labels(domain_logits, n_s), target_logits)
+    return AdversarialOutput(logits, domain_logits, domain_labels(domain_logits, n_s))
 
 
 def probe_pass(forward: AdversarialForward, network: nn.Module, domain_head: nn.Module, x_s: torch.Tensor,
@@ -114,14 +114,14 @@ def probe_pass(forward: AdversarialForward, network: nn.Module, domain_head: nn.
     no domain gradient and no target statistic reaches the network. Every submodule's mode is restored after.
 
     ``with_target_logits=True``: the target goes through the network as the source does (training mode, with
-    gradient, one joint batch) and its task logits are returned, for a loss on them (MinEnt); the head still sees
-    detached inputs, so it stays a probe.
+    gradient, one joint batch) and ``logits`` holds its task logits after the source's, for a loss on them
+    (MinEnt); the head still sees detached inputs, so it stays a probe.
     """
     n_s = x_s.shape[0]
     if with_target_logits:
-        all_logits, domain_in = forward(torch.cat([x_s, x_t]), n_s + x_t.shape[0])
+        logits, domain_in = forward(torch.cat([x_s, x_t]), n_s + x_t.shape[0])
         domain_logits = domain_head(domain_in.detach())
-        return AdversarialOutput(all_logits[:n_s], domain_logits, domain_labels(domain_logits, n_s), all_logits[n_s:])
+        return AdversarialOutput(logits, domain_logits, domain_labels(domain_logits, n_s))
     logits, domain_s = forward(x_s, n_s)
     modes = [(m, m.training) for m in network.modules()]
     try:
