@@ -41,7 +41,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
     :math:`w` and :math:`\lambda` apart matters: the book's single weight of 1e-4 shrank both, so its
     classifier (under Adam, which undoes a loss scale on parameters only that loss touches) still learnt to
     0.99 accuracy while the features got 1e-4 of its gradient, far below the segmentation gradient. See
-    ``docs/dann_segmentation.md`` for the defaults. The step, the schedule and the probe are
+    ``docs/domain_adaptation_segmentation.md`` for the defaults. The step, the schedule and the probe are
     :class:`~scarce.lightning_modules.adversarial.AdversarialTraining`'s; this class adds the domain heads.
 
     Placements (``placement``):
