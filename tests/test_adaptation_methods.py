@@ -115,12 +115,17 @@ def test_advent_head_sees_self_information_maps_and_pushes_the_target_only():
         _dann(discriminator_layers=1, discriminator_downsamples=2)
 
 
-def test_advent_validation_reports_the_domain_accuracy_on_entropy_maps(tmp_path):
+def _data(tmp_path: Path, **kwargs) -> SegmentationDataModule:
+    """SYNTHIA -> Cityscapes on tiny trees, 32x32, batches of 2, no augmentation."""
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))
     make_synthia(tmp_path / "syn")
-    data = SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")),
+    return SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")),
                                   SegmentationSource(kind="cityscapes", root=str(tmp_path / "cs")),
-                                  size=(32, 32), batch_size=2, paired_target=True)
+                                  size=(32, 32), batch_size=2, augment=False, **kwargs)
+
+
+def test_advent_validation_reports_the_domain_accuracy_on_entropy_maps(tmp_path):
+    data = _data(tmp_path, paired_target=True)
     model = DANNSegmentation(placement="entropy", width_divisor=16, discriminator_width=8, entropy_weight=0.1)
     trainer = Trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0, **QUIET)
     trainer.fit(model, data)
@@ -131,16 +136,8 @@ def test_advent_validation_reports_the_domain_accuracy_on_entropy_maps(tmp_path)
 # ------------------------------------------------------------------------------------------------ FDA
 
 
-def _fda_data(tmp_path: Path, **kwargs) -> SegmentationDataModule:
-    make_cityscapes(tmp_path / "cs", splits=("train", "val"))
-    make_synthia(tmp_path / "syn")
-    return SegmentationDataModule(SegmentationSource(kind="synthia", root=str(tmp_path / "syn")),
-                                  SegmentationSource(kind="cityscapes", root=str(tmp_path / "cs")),
-                                  size=(32, 32), batch_size=2, augment=False, **kwargs)
-
-
 def test_fda_restyles_source_images_in_training_batches_only(tmp_path):
-    data = _fda_data(tmp_path, paired_target=True, fda_beta=0.1)
+    data = _data(tmp_path, paired_target=True, fda_beta=0.1)
     trainer = Trainer(**QUIET)
     data.trainer = trainer
     g = torch.Generator().manual_seed(0)
@@ -154,7 +151,7 @@ def test_fda_restyles_source_images_in_training_batches_only(tmp_path):
     val = {"image": batch["source"]["image"], "mask": batch["source"]["mask"]}
     assert data.on_after_batch_transfer(val, 0) is val
     # Without fda_beta, training batches pass through too.
-    plain = _fda_data(tmp_path, paired_target=True)
+    plain = _data(tmp_path, paired_target=True)
     plain.trainer, trainer.training = trainer, True
     assert plain.on_after_batch_transfer(batch, 0) is batch
 
@@ -162,7 +159,7 @@ def test_fda_restyles_source_images_in_training_batches_only(tmp_path):
 def test_fda_in_a_fit_reaches_the_model_restyled(tmp_path):
     """Lightning calls the DataModule's hook: the model's source images are no dataset image (beta 0.5 swaps the
     whole amplitude spectrum), its target images are dataset images unchanged."""
-    data = _fda_data(tmp_path, paired_target=True, fda_beta=0.5)
+    data = _data(tmp_path, paired_target=True, fda_beta=0.5)
     seen = {}
 
     class Record(Callback):
@@ -183,9 +180,9 @@ def test_fda_in_a_fit_reaches_the_model_restyled(tmp_path):
 
 def test_fda_errors_name_the_option(tmp_path):
     with pytest.raises(ScarceError, match=r"fda_beta \(0.05\).*paired_target: true"):
-        _fda_data(tmp_path, fda_beta=0.05).setup("fit")
+        _data(tmp_path, fda_beta=0.05).setup("fit")
     with pytest.raises(ScarceError, match=r"swaps no frequency.*at least 1 / 32"):
-        _fda_data(tmp_path, paired_target=True, fda_beta=0.01).setup("fit")
+        _data(tmp_path, paired_target=True, fda_beta=0.01).setup("fit")
 
 
 # ------------------------------------------------------------------------------------------------ self-training

@@ -73,7 +73,9 @@ class SelfTraining(AdversarialTraining, Segmentation):
     where pixels that pass no class threshold are ignored (``ignore_index``) and :math:`w` is
     ``pseudo_label_weight``. The pseudo-label loss is unweighted: the thresholds already balance the classes, and
     the class weights of :math:`L_{seg}` come from the source masks. It is averaged over the kept pixels (0 when
-    none is kept). Source and target go through the student as one batch (FCN-8s has no batch norm).
+    none is kept). Source and target go through the student as one batch: with a batch-norm backbone
+    (``batch_norm: true``) both are then normalised with the mixed batch's statistics, whose running averages are
+    what the network uses at test time, so training and test normalise alike.
 
     Logged: ``train/loss``, ``train/seg_loss``, ``train/pseudo_label_loss``, ``train/pseudo_label_share`` (share of
     target pixels kept) and the validation metrics of :class:`Segmentation`.

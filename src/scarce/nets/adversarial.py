@@ -114,8 +114,9 @@ def probe_pass(forward: AdversarialForward, network: nn.Module, domain_head: nn.
     no domain gradient and no target statistic reaches the network. Every submodule's mode is restored after.
 
     ``with_target_logits=True``: the target goes through the network as the source does (training mode, with
-    gradient, one joint batch) and ``logits`` holds its task logits after the source's, for a loss on them
-    (MinEnt); the head still sees detached inputs, so it stays a probe.
+    gradient, one joint batch, so batch norm sees both domains as it will in its running statistics) and
+    ``logits`` holds its task logits after the source's, for a loss on them (MinEnt); the head still sees detached
+    inputs, so it stays a probe.
     """
     n_s = x_s.shape[0]
     if with_target_logits:
