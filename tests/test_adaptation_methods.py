@@ -28,7 +28,6 @@ from scarce.schedules import dann_lambda
 from test_dann_segmentation import TINY, _metrics
 
 REPO = Path(__file__).resolve().parents[1]
-SCARCE = Path(sys.executable).with_name("scarce")
 QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
              accelerator="cpu")
 

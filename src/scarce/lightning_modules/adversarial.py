@@ -23,9 +23,9 @@ A subclass provides:
   ``batch_norm_stats`` (``joint``; ``per_domain`` gives one pass per domain).
 
 Losses on the unlabelled target join the same step through :meth:`~AdversarialTraining.target_losses`: a subclass
-that sets :attr:`~AdversarialTraining.wants_target_logits` gets the target's task logits, with gradient, from the pass (``with_target_logits``;
-in the source-only probe too, whose head stays on detached inputs), and each term ``(name, weight, value)`` adds
-``weight * value`` to the loss and logs ``train/<name>``. MinEnt is such a term
+that sets :attr:`~AdversarialTraining.wants_target_logits` gets the target's task logits, with gradient, from the
+pass (``with_target_logits``; in the source-only probe too, whose head stays on detached inputs), and each term
+``(name, weight, value)`` adds ``weight * value`` to the loss and logs ``train/<name>``. MinEnt is such a term
 (:class:`~scarce.lightning_modules.dann_segmentation.DANNSegmentation`'s ``entropy_weight``), ramped by
 :meth:`current_lambda` with its own weight. Self-training, which has no domain head, reuses :meth:`paired_batch`
 and :meth:`_is_logging_step` and writes its own ``training_step``.
