@@ -93,8 +93,6 @@ class SelfTraining(AdversarialTraining, Segmentation):
         **kwargs: the arguments of :class:`~scarce.lightning_modules.segmentation.Segmentation`.
     """
 
-    task_loss_name = "seg_loss"
-
     def __init__(
         self,
         init_checkpoint: str,
