@@ -54,11 +54,10 @@ class SelfTraining(AdversarialTraining, Segmentation):
     At :meth:`setup` the network is loaded from ``init_checkpoint`` (its ``net.*`` weights only) and copied into
     a frozen **teacher** (eval mode, no gradient, never stepped) that labels the target images. (In ``setup``, not
     ``__init__``: configs parse without the file, a missing file is one line from ``scarce fit``, and a resumed
-    fit's checkpoint, restored after ``setup``, still wins.) Before the first
-    training step one pass of the teacher over the target training set (``threshold_samples`` of it; augmented
-    as in training, since those are the images it will label) fills a
-    :class:`~scarce.adaptation.pseudo_labels.ConfidenceHistogram` (summed over DDP ranks), whose class-balanced
-    thresholds :math:`k_c` (``portion``, ``max_threshold``) are then fixed for the run: the teacher does not change,
+    fit's checkpoint, restored after ``setup``, still wins.) Before the first training step one pass of the
+    teacher over the target training set (``threshold_samples`` of it; augmented as in training, since those are
+    the images it will label) fills a :class:`~scarce.adaptation.pseudo_labels.ConfidenceHistogram` (summed over
+    DDP ranks), whose class-balanced thresholds :math:`k_c` (``portion``, ``max_threshold``) are then fixed for the run: the teacher does not change,
     so the thresholds would not either -- one CBST round is one fit; the next round starts from this run's
     checkpoint with a larger ``portion`` (the authors: 0.2, then + 0.05 a round up to 0.5). They are kept in the
     ``pseudo_label_thresholds`` buffer (saved in checkpoints, so a resumed fit skips the pass).
@@ -71,8 +70,8 @@ class SelfTraining(AdversarialTraining, Segmentation):
         \hat{y}_t = \text{CBST}(\text{teacher}(x_t), k)
 
     where pixels that pass no class threshold are ignored (``ignore_index``) and :math:`w` is
-    ``pseudo_label_weight``. The pseudo-label loss is unweighted: the thresholds already balance the classes, and
-    the class weights of :math:`L_{seg}` come from the source masks. It is averaged over the kept pixels (0 when
+    ``pseudo_label_weight``. The pseudo-label loss is unweighted: the thresholds already balance the classes (the
+    class weights of :math:`L_{seg}`, if any, describe the source masks). It is averaged over the kept pixels (0 when
     none is kept). Source and target go through the student as one batch: with a batch-norm backbone
     (``batch_norm: true``) both are then normalised with the mixed batch's statistics, whose running averages are
     what the network uses at test time, so training and test normalise alike.
