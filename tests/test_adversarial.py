@@ -78,6 +78,25 @@ def test_probe_restores_each_modules_mode_and_keeps_target_out_of_the_statistics
     torch.testing.assert_close(grad, net.features[0].weight.grad)
 
 
+@pytest.mark.parametrize("per_domain", [False, True])
+def test_target_logits_follow_the_source_rows_with_gradient(per_domain):
+    """with_target_logits (for losses on the target, e.g. MinEnt): the task logits of the target rows come after the
+    source's, in both passes; in the probe they carry the target's gradient while the head still sees detached
+    inputs."""
+    net = _Net().eval()
+    x_s, x_t = _inputs()
+    out = adversarial_pass(net.forward_domain, net.head, x_s, x_t, 1.0, per_domain=per_domain, with_target_logits=True)
+    assert out.logits.shape == (8, 2) and out.domain_logits.shape == (8, 2)
+    torch.testing.assert_close(out.logits[5:], net.forward_domain(x_t, 3)[0])
+    x_t.requires_grad_()
+    probe = probe_pass(net.forward_domain, net, net.head, x_s, x_t, with_target_logits=True)
+    assert probe.logits.shape == (8, 2)
+    probe.domain_logits.sum().backward(retain_graph=True)
+    assert x_t.grad is None and net.features[0].weight.grad is None  # the head is still a probe
+    probe.logits[5:].sum().backward()
+    assert x_t.grad.abs().sum() > 0
+
+
 def test_per_pixel_domain_labels():
     labels = domain_labels(torch.zeros(4, 2, 3, 5), 1)
     assert labels.shape == (4, 3, 5) and labels[0].eq(0).all() and labels[1:].eq(1).all()

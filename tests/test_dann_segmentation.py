@@ -182,23 +182,52 @@ DANN_ONLY = {"placement", "adaptation_weight", "lambda_schedule", "lambda_gamma"
              "discriminator_width", "discriminator_layers", "discriminator_downsamples", "reversed_domains"}
 
 
+def _experiment(name: str) -> dict:
+    """``configs/<name>.yaml`` with its run folder (the one trainer value each config must own) set to runs/X."""
+    import yaml
+
+    config = yaml.safe_load((REPO / f"configs/{name}.yaml").read_text())
+    for logger in config["trainer"]["logger"]:
+        assert logger["init_args"]["save_dir"] == f"runs/{name}"
+        logger["init_args"]["save_dir"] = "runs/X"
+    return config
+
+
 @pytest.mark.parametrize("source_only, dann", [("fcn8s_rendered", "dann_fcn8s_rendered"),
                                                ("fcn8s_synthia_to_cityscapes", "dann_fcn8s_synthia_to_cityscapes")])
 def test_dann_configs_keep_the_source_only_budget(source_only, dann):
     """Same seed, trainer, data and segmentation hyperparameters as the source-only config: a fair comparison."""
-    import yaml
-
-    base, adv = (yaml.safe_load((REPO / f"configs/{name}.yaml").read_text()) for name in (source_only, dann))
-    for config, name in ((base, source_only), (adv, dann)):
-        for logger in config["trainer"]["logger"]:
-            assert logger["init_args"]["save_dir"] == f"runs/{name}"
-            logger["init_args"]["save_dir"] = "runs/X"
+    base, adv = _experiment(source_only), _experiment(dann)
     assert adv["seed_everything"] == base["seed_everything"]
     assert adv["trainer"] == base["trainer"]
     assert adv["model"]["class_path"] == "scarce.lightning_modules.dann_segmentation.DANNSegmentation"
     assert {k: v for k, v in adv["model"]["init_args"].items() if k not in DANN_ONLY} == base["model"]["init_args"]
     assert adv["data"]["init_args"].pop("paired_target") is True
     assert adv["data"] == base["data"]
+
+
+METHODS = ("minent", "advent", "fda", "self_training")
+
+
+@pytest.mark.parametrize("pair", ["rendered", "synthia_to_cityscapes"])
+@pytest.mark.parametrize("method", METHODS)
+def test_method_configs_keep_the_dann_budget(method, pair):
+    """Every adaptation config is a copy of the DANN config of its pair: same seed, trainer (steps, validation,
+    callbacks), data (scenes, size, batch, pairing; FDA adds only fda_beta) and segmentation network and optimiser;
+    only the method's own options differ. A budget change must reach all of them."""
+    import inspect
+
+    from scarce.lightning_modules.segmentation import Segmentation
+
+    base, other = _experiment(f"dann_fcn8s_{pair}"), _experiment(f"{method}_fcn8s_{pair}")
+    assert other["seed_everything"] == base["seed_everything"]
+    assert other["trainer"] == base["trainer"]
+    fda_beta = other["data"]["init_args"].pop("fda_beta", None)
+    assert (fda_beta is not None) == (method == "fda")
+    assert other["data"] == base["data"]
+    shared = set(inspect.signature(Segmentation).parameters)
+    assert {k: v for k, v in other["model"]["init_args"].items() if k in shared} == \
+        {k: v for k, v in base["model"]["init_args"].items() if k in shared}
 
 
 def test_scarce_fit_synthia_to_cityscapes_dann_config_bf16(tmp_path, monkeypatch):

@@ -7,19 +7,21 @@ scenes. Validation has one dataloader per domain (index 0 the source, index 1 th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveInt, restricted_number_type
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 
 from scarce._errors import ScarceError
+from scarce.adaptation.fda import FDA
 from scarce.datamodules.paired import PairedLoaders
 from scarce.data.datasets.cityscapes import Cityscapes
 from scarce.data.datasets.labels import NUM_CLASSES
@@ -37,6 +39,9 @@ __all__ = [
 ]
 
 Kind = Literal["cityscapes", "synthia", "shards", "rendered"]
+
+FDABeta = restricted_number_type("FDABeta", float, [(">=", 0.0), ("<=", 0.5)],
+                                 docstring="FDA's window size, a fraction of min(H, W) in [0, 0.5]")
 
 
 @dataclass
@@ -131,6 +136,13 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
     adaptation; the target masks are dropped), built by :class:`~scarce.datamodules.paired.PairedLoaders`.
     Testing uses the target's ``test_split`` when there is a target, else the source's.
 
+    FDA (Yang & Soatto 2020): with ``fda_beta`` set, every paired training batch is restyled on its device after
+    transfer (:meth:`on_after_batch_transfer`): each source image takes the low-frequency amplitude spectrum of a
+    random target image of the batch (:class:`scarce.adaptation.FDA`); target images, masks, validation and test
+    batches are untouched. Any LightningModule that trains on the source part of paired batches gets it
+    (``Segmentation``, ``DANNSegmentation``, ``SelfTraining``). Restyling after the transfer runs the FFTs on
+    the GPU when there is one, and after the augmentation, so both images share one size.
+
     Args:
         source: the domain trained on.
         target: the domain the gap is measured on (None: source only).
@@ -140,16 +152,19 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
         num_workers: DataLoader workers per loader.
         pin_memory: pin host memory (GPU training).
         paired_target: training batches also carry unlabelled target samples.
+        fda_beta: FDA's window size beta (the paper's 0.01 to 0.09), or None for no FDA; needs
+            ``paired_target``.
     """
 
     def __init__(self, source: SegmentationSource, target: SegmentationSource | None = None,
                  size: tuple[PositiveInt, PositiveInt] | None = (256, 512), augment: bool = True,
                  batch_size: PositiveInt = 8, num_workers: NonNegativeInt = 0, pin_memory: bool = False,
-                 paired_target: bool = False) -> None:
+                 paired_target: bool = False, fda_beta: FDABeta | None = None) -> None:
         super().__init__()
         if paired_target and target is None:
             raise ScarceError("paired_target=True needs a `target` data source")
         self.save_hyperparameters()
+        self.fda = FDA(fda_beta) if fda_beta is not None else None
         self.source, self.target = source, target
         self.datasets: dict[str, Dataset] = {}
 
@@ -163,7 +178,22 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
         transform = SegmentationTransform(self.hparams.size, train=stage == "train" and self.hparams.augment)
         return build_dataset(spec, stage, self.hparams.size, transform)
 
+    def _check_fda(self) -> None:
+        """``fda_beta`` needs paired batches and a window of at least one frequency (checked in :meth:`setup`, where
+        ``scarce fit`` reports a :class:`ScarceError` as one line; in ``__init__`` jsonargparse would wrap it)."""
+        beta, size = self.hparams.fda_beta, self.hparams.size
+        if beta is None:
+            return
+        if not self.hparams.paired_target:
+            raise ScarceError(f"data.init_args.fda_beta ({beta}) restyles source images with the target images of the "
+                              "same batch: set `data.init_args.paired_target: true` (with a `target`), or "
+                              "`fda_beta: null`")
+        if size is not None and math.floor(min(size) * beta) == 0:
+            raise ScarceError(f"data.init_args.fda_beta ({beta}) at size {list(size)} swaps no frequency "
+                              f"(floor({min(size)} * {beta}) = 0): use at least 1 / {min(size)} = {1 / min(size):.3f}")
+
     def setup(self, stage: str | None = None) -> None:
+        self._check_fda()
         wanted = {"fit": [("source", "train"), *[(d, "val") for d in self.domains]],
                   "validate": [(d, "val") for d in self.domains],
                   "test": [(self.domains[-1], "test")],
@@ -179,6 +209,12 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
         if self.hparams.paired_target:
             return self._paired_loader(self.datasets["source_train"], self.datasets["target_train"])
         return self._loader(self.datasets["source_train"], shuffle=True, drop_last=True)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """FDA on paired training batches (``fda_beta``); every other batch as it is."""
+        if self.fda is not None and self.trainer is not None and self.trainer.training:
+            return self.fda(batch)
+        return batch
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.datasets[f"{d}_val"], shuffle=False) for d in self.domains]

@@ -22,9 +22,13 @@ A subclass provides:
   ``lambda_gamma``; optionally ``domain_loss_weight`` (:math:`w`, default 1), ``reversed_domains`` (``both``) and
   ``batch_norm_stats`` (``joint``; ``per_domain`` gives one pass per domain).
 
-Methods that do not use a domain head (entropy minimisation, self-training) reuse :meth:`paired_batch`,
-:meth:`current_lambda` and :meth:`_is_logging_step` and write their own ``training_step``; ``domain_forward`` with
-``num_labelled`` equal to the batch size gives the target's logits too.
+Losses on the unlabelled target join the same step through :meth:`~AdversarialTraining.target_losses`: a subclass
+that sets :attr:`~AdversarialTraining.wants_target_logits` gets the target's task logits, with gradient, from the
+pass (``with_target_logits``; in the source-only probe too, whose head stays on detached inputs), and each term
+``(name, weight, value)`` adds ``weight * value`` to the loss and logs ``train/<name>``. MinEnt is such a term
+(:class:`~scarce.lightning_modules.dann_segmentation.DANNSegmentation`'s ``entropy_weight``), ramped by
+:meth:`current_lambda` with its own weight. Self-training, which has no domain head, reuses :meth:`paired_batch`
+and :meth:`_is_logging_step` and writes its own ``training_step``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,15 @@ class AdversarialTraining:
     def log_task_metrics(self, logits: torch.Tensor, source: dict[str, Any]) -> None:
         """Extra training metrics, on logging steps only (e.g. the source accuracy)."""
 
+    @property
+    def wants_target_logits(self) -> bool:
+        """Whether :meth:`target_losses` has terms, so the pass must return the target's task logits."""
+        return False
+
+    def target_losses(self, target_logits: torch.Tensor) -> list[tuple[str, float, torch.Tensor]]:
+        """Extra ``(name, weight, value)`` loss terms on the target's task logits ``(B_t, C, ...)``."""
+        return []
+
     # ------------------------------------------------------------------------------------------ schedule
 
     @property
@@ -74,11 +87,13 @@ class AdversarialTraining:
         """Whether the domain loss reaches the network (``adaptation_weight > 0``); else the head is a probe."""
         return self.hparams.adaptation_weight > 0
 
-    def current_lambda(self) -> float:
-        """:math:`\\lambda_p` at the current step: ``adaptation_weight`` times the schedule's ramp."""
+    def current_lambda(self, weight: float | None = None) -> float:
+        """:math:`\\lambda_p` at the current step: ``weight`` (default ``adaptation_weight``) times the schedule's
+        ramp, so every adaptation term of a module follows one ``lambda_schedule``."""
         hp = self.hparams
+        weight = hp.adaptation_weight if weight is None else weight
         return adversarial_coeff(self.global_step, int(self.trainer.estimated_stepping_batches),
-                                 hp.adaptation_weight, hp.lambda_schedule, hp.lambda_gamma)
+                                 weight, hp.lambda_schedule, hp.lambda_gamma)
 
     # ------------------------------------------------------------------------------------------ batches
 
@@ -94,28 +109,37 @@ class AdversarialTraining:
     # ------------------------------------------------------------------------------------------ the step
 
     def adversarial_step(self, x_s: torch.Tensor, x_t: torch.Tensor, coeff: float) -> AdversarialOutput:
-        """Source task logits, domain logits and domain labels of one step (adapting, or the source-only probe)."""
+        """Source task logits, domain logits and domain labels of one step (adapting, or the source-only probe);
+        the task logits hold the target rows too, after the source's, when :attr:`wants_target_logits`."""
+        with_target = self.wants_target_logits
         if not self.adapting:
-            return probe_pass(self.domain_forward, self.net, self.domain_head, x_s, x_t)
+            return probe_pass(self.domain_forward, self.net, self.domain_head, x_s, x_t,
+                              with_target_logits=with_target)
         hp = self.hparams
         return adversarial_pass(self.domain_forward, self.domain_head, x_s, x_t, coeff,
                                 per_domain=hp.get("batch_norm_stats", "joint") == "per_domain",
-                                reversed_domains=hp.get("reversed_domains", "both"))
+                                reversed_domains=hp.get("reversed_domains", "both"), with_target_logits=with_target)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         source, target = self.paired_batch(batch)
         coeff = self.current_lambda()
         out = self.adversarial_step(source["image"], target["image"], coeff)
-        task_loss = self.task_loss(out.logits, source)
+        n = source["image"].shape[0]
+        logits = out.logits[:n]
+        task_loss = self.task_loss(logits, source)
         domain_loss = F.cross_entropy(out.domain_logits.float(), out.domain_labels)
         loss = task_loss + self.hparams.get("domain_loss_weight", 1.0) * domain_loss
+        extra = self.target_losses(out.logits[n:]) if self.wants_target_logits else []
+        for _, weight, value in extra:
+            loss = loss + weight * value
         if self._is_logging_step():
-            n = source["image"].shape[0]
             domain_acc = (out.domain_logits.detach().argmax(1) == out.domain_labels).float().mean()
             self.log_dict({f"train/{self.task_loss_name}": task_loss, "train/domain_loss": domain_loss,
-                           "train/domain_acc": domain_acc, "train/lambda": float(coeff)}, batch_size=n)
+                           "train/domain_acc": domain_acc, "train/lambda": float(coeff),
+                           **{f"train/{name}": value for name, _, value in extra},
+                           **{f"train/{name}_weight": float(weight) for name, weight, _ in extra}}, batch_size=n)
             self.log("train/loss", loss, prog_bar=True, batch_size=n)
-            self.log_task_metrics(out.logits.detach(), source)
+            self.log_task_metrics(logits.detach(), source)
         return loss
 
     def _is_logging_step(self) -> bool:

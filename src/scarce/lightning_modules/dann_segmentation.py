@@ -1,5 +1,6 @@
 """Domain-adversarial FCN-8s (book 7.6): segmentation on labelled source images, domain confusion on unlabelled
-target images, through gradient reversal."""
+target images, through gradient reversal; with ``placement: entropy`` and ``entropy_weight``, ADVENT's AdvEnt and
+MinEnt (Vu et al., CVPR 2019) on the same step."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 
 from scarce._errors import ScarceError
+from scarce.adaptation.entropy import entropy_loss, self_information
 from scarce.lightning_modules.adversarial import AdversarialTraining, LambdaSchedule, ReversedDomains
 from scarce.lightning_modules.segmentation import Segmentation
 from scarce.nets.domain_heads import OutputDomainDiscriminator, Pool5DomainClassifier
@@ -39,7 +41,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
     :math:`w` and :math:`\lambda` apart matters: the book's single weight of 1e-4 shrank both, so its
     classifier (under Adam, which undoes a loss scale on parameters only that loss touches) still learnt to
     0.99 accuracy while the features got 1e-4 of its gradient, far below the segmentation gradient. See
-    ``docs/dann_segmentation.md`` for the defaults. The step, the schedule and the probe are
+    ``docs/domain_adaptation_segmentation.md`` for the defaults. The step, the schedule and the probe are
     :class:`~scarce.lightning_modules.adversarial.AdversarialTraining`'s; this class adds the domain heads.
 
     Placements (``placement``):
@@ -48,6 +50,18 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
       one domain label per image.
     - ``output``: :class:`~scarce.nets.domain_heads.OutputDomainDiscriminator` on the softmax maps, one domain
       label per pixel.
+    - ``entropy``: AdvEnt (Vu et al. 2019): the same discriminator on the weighted self-information maps
+      :math:`-P \log P / \log C` (:func:`~scarce.adaptation.entropy.self_information`), one domain label per
+      pixel; with ``reversed_domains: target`` only the target's maps are pushed towards the source's, as ADVENT's
+      adversarial loss does.
+
+    MinEnt (Vu et al. 2019): ``entropy_weight > 0`` adds :math:`\lambda^{ent}_p \, L_{ent}(\text{target})`, the
+    mean normalised entropy of the target predictions (:func:`~scarce.adaptation.entropy.entropy_loss`), with
+    :math:`\lambda^{ent}_p` the ``lambda_schedule`` ramp times ``entropy_weight``: ramped with ``dann`` (an
+    untrained network's guesses are not made confident), fixed with ``constant``. MinEnt alone is
+    ``adaptation_weight: 0`` with ``entropy_weight > 0``: the target then goes through the network with gradient
+    for the entropy term only, and the domain head stays a probe (``val/domain_acc``); with both weights above 0
+    the step trains AdvEnt (or DANN) and MinEnt together.
 
     ``adaptation_weight: 0`` trains the source-only baseline with the same code: target images only go through
     the network without gradient (in eval mode), and the domain head becomes a probe on detached inputs that
@@ -56,11 +70,12 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
     Logged: ``train/loss`` (total), ``train/seg_loss``, ``train/domain_loss``, ``train/domain_acc``,
     ``train/lambda``; at the end of each validation ``val/source_miou``, ``val/target_miou``, ``val/miou_gap``,
     ``val/*_acc`` (pixel accuracy) and ``val/domain_acc`` (domain classifier accuracy over both validation
-    sets; near 0.5 when the domains align). The data module must give paired batches
+    sets; near 0.5 when the domains align); with ``entropy_weight > 0`` also ``train/entropy_loss`` and
+    ``train/entropy_loss_weight``. The data module must give paired batches
     (``SegmentationDataModule(paired_target=True)``).
 
     Args:
-        placement: ``pool5`` (the book's) or ``output`` (output space).
+        placement: ``pool5`` (the book's), ``output`` (output space) or ``entropy`` (AdvEnt).
         adaptation_weight: maximum :math:`\lambda` of the gradient reversal; 0 gives the source-only baseline.
         lambda_schedule: ``dann`` (ramp from 0 to ``adaptation_weight``) or ``constant``.
         lambda_gamma: :math:`\gamma` of the ramp.
@@ -72,6 +87,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
         reversed_domains: whose inputs to the domain head get the reversed gradient: ``both`` (DANN's: source
             and target are pushed towards each other) or ``target`` (only the target towards the source, as in
             output-space adaptation; the head still learns from both).
+        entropy_weight: MinEnt's weight (at the end of the ramp); 0 turns MinEnt off.
         **kwargs: the arguments of :class:`~scarce.lightning_modules.segmentation.Segmentation` (``num_classes``,
             ``width_divisor``, ``optimizer``, ``lr``, ...).
     """
@@ -80,7 +96,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
 
     def __init__(
         self,
-        placement: Literal["pool5", "output"] = "pool5",
+        placement: Literal["pool5", "output", "entropy"] = "pool5",
         adaptation_weight: NonNegativeFloat = 1.0,
         lambda_schedule: LambdaSchedule = "dann",
         lambda_gamma: float = 10.0,
@@ -90,10 +106,11 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
         discriminator_layers: PositiveInt = 3,
         discriminator_downsamples: NonNegativeInt = 0,
         reversed_domains: ReversedDomains = "both",
+        entropy_weight: NonNegativeFloat = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if placement == "output" and discriminator_downsamples > discriminator_layers:
+        if placement != "pool5" and discriminator_downsamples > discriminator_layers:
             raise ScarceError(f"model.discriminator_downsamples ({discriminator_downsamples}) must be at most "
                               f"model.discriminator_layers ({discriminator_layers}): only convolutions downsample")
         self.save_hyperparameters()
@@ -107,11 +124,23 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
 
     def domain_forward(self, x: torch.Tensor, num_labelled: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Segmentation logits ``(num_labelled, C, H, W)`` and what the domain head sees for every image: pool5
-        features, or the class probabilities."""
+        features, the class probabilities, or the weighted self-information maps."""
         feats = self.net.forward_features(x)
         logits = self.net.forward_head(feats, x.shape[-2:])
-        domain_in = feats["pool5"] if self.hparams.placement == "pool5" else logits.softmax(1)
+        placement = self.hparams.placement
+        if placement == "pool5":
+            domain_in = feats["pool5"]
+        else:
+            domain_in = logits.softmax(1) if placement == "output" else self_information(logits)
         return (logits[:num_labelled] if num_labelled else None), domain_in
+
+    @property
+    def wants_target_logits(self) -> bool:
+        return self.hparams.entropy_weight > 0
+
+    def target_losses(self, target_logits: torch.Tensor) -> list[tuple[str, float, torch.Tensor]]:
+        """MinEnt: the target's mean normalised entropy, weighted by the ramped ``entropy_weight``."""
+        return [("entropy_loss", self.current_lambda(self.hparams.entropy_weight), entropy_loss(target_logits))]
 
     def task_loss(self, logits: torch.Tensor, source: dict[str, Any]) -> torch.Tensor:
         return self.loss(logits, source["mask"])
