@@ -98,6 +98,18 @@ def test_adversarial_forward_shapes(placement):
     assert (labels[:2] == 0).all() and (labels[2:] == 1).all()
 
 
+@pytest.mark.parametrize("stats", ["per_domain", "joint"])
+def test_batch_norm_stats_per_domain_normalises_each_domain_alone(stats):
+    """With the vgg16_bn backbone, per_domain gives the source the logits of a source-only pass in training mode."""
+    torch.manual_seed(0)
+    model = _model("output", batch_norm=True, batch_norm_stats=stats).train()
+    model.net.fc6[2].p = model.net.fc7[2].p = 0.0  # no dropout: compare the passes exactly
+    x_s, x_t = _images(0, 2), _images(1, 2) * 0.2 + 0.7  # a target with other statistics
+    logits, _, _ = model.adversarial_step(x_s, x_t, 1.0)
+    alone = model.net(x_s)
+    assert torch.allclose(logits, alone, atol=1e-5) == (stats == "per_domain")
+
+
 # ------------------------------------------------------------------------------------------------ gradients
 
 
@@ -178,7 +190,7 @@ def test_reversed_domains_target_pushes_only_the_target_images(placement):
 # ------------------------------------------------------------------------------------------------ configs
 
 
-DANN_ONLY = {"placement", "adaptation_weight", "lambda_schedule", "lambda_gamma", "domain_loss_weight", "domain_dropout",
+DANN_ONLY = {"batch_norm_stats", "placement", "adaptation_weight", "lambda_schedule", "lambda_gamma", "domain_loss_weight", "domain_dropout",
              "discriminator_width", "discriminator_layers", "discriminator_downsamples", "reversed_domains"}
 
 

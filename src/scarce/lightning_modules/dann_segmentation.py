@@ -88,6 +88,10 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
             and target are pushed towards each other) or ``target`` (only the target towards the source, as in
             output-space adaptation; the head still learns from both).
         entropy_weight: MinEnt's weight (at the end of the ramp); 0 turns MinEnt off.
+        batch_norm_stats: with a batch-norm backbone (``batch_norm: true``), ``per_domain`` sends source and target
+            through the network in separate passes, so each domain is normalised with its own batch statistics in
+            training (what made DANN work on MNIST -> MNIST-M, see :class:`~scarce.lightning_modules.dann.DANN`);
+            ``joint`` sends one concatenated batch (one pass, cheaper; the same without batch norm).
         **kwargs: the arguments of :class:`~scarce.lightning_modules.segmentation.Segmentation` (``num_classes``,
             ``width_divisor``, ``optimizer``, ``lr``, ...).
     """
@@ -107,6 +111,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
         discriminator_downsamples: NonNegativeInt = 0,
         reversed_domains: ReversedDomains = "both",
         entropy_weight: NonNegativeFloat = 0.0,
+        batch_norm_stats: Literal["joint", "per_domain"] = "joint",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
