@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob as _glob
 import hashlib
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -51,6 +52,9 @@ __all__ = [
     "index_path_for",
     "write_index_file",
     "temp_name",
+    "TEMP_PATTERN",
+    "JOURNAL_SUFFIX",
+    "unfinished_writes",
     "count_records",
     "expand_files",
 ]
@@ -426,6 +430,17 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+# ".NAME.tmp-PID": the PID tells a live writer's temporary file from a dead one's.
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+# The journal of a commit in progress (scarce.shards.writer.ShardFolder) is the temporary file of "SCOPE.commit".
+JOURNAL_SUFFIX = ".commit"
+
+
+def unfinished_writes(folder: str | Path) -> list[str]:
+    """Journals of commits in progress, or of writers that died inside one: the folder's datasets are unsettled."""
+    return sorted(p.name for p in Path(folder).glob(f".*{JOURNAL_SUFFIX}.tmp-*") if TEMP_PATTERN.match(p.name))
+
+
 def index_path_for(path: str | Path) -> Path:
     """Where the index of ``path`` lives: ``path + ".index"``."""
     return Path(str(path) + ".index")
@@ -528,6 +543,10 @@ def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
     out: list[str] = []
     for item in items:
         item = str(item)
+        folder = item if os.path.isdir(item) else os.path.dirname(item) or "."
+        if os.path.isdir(folder) and unfinished_writes(folder):
+            raise DataNotFoundError(f"{folder}: a dataset is being written here, or its writer died while renaming "
+                                    f"its files ({unfinished_writes(folder)[0]}); rerun the writer, which cleans up")
         if os.path.isdir(item):
             found = [p for p in _glob.glob(os.path.join(item, "*.tfrecord*")) if not p.endswith(".index")]
         elif any(ch in item for ch in "*?["):

@@ -21,7 +21,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -29,15 +28,13 @@ from typing import Any
 
 from scarce._errors import FeatureError, ScarceError
 from scarce.shards.example import encode_example, values_and_kind
-from scarce.shards.tfrecord import frame, index_path_for, normalize_compression, temp_name
+from scarce.shards.tfrecord import (JOURNAL_SUFFIX, TEMP_PATTERN, frame, index_path_for, normalize_compression,
+                                    temp_name)
 
 __all__ = ["MANIFEST_SUFFIX", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts", "shard_name",
            "write_shards"]
 
 MANIFEST_SUFFIX = ".manifest.json"
-# Temporary files: ".NAME.tmp-PID" (tfrecord.temp_name); the PID tells a live writer's from a dead one's.
-_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
-_JOURNAL = "{scope}.commit"
 # Files of a dataset besides shards, indexes and manifests (what `scarce render` writes), replaced with it.
 DATASET_EXTRAS = ("render_config.json", "preview.png")
 
@@ -291,7 +288,7 @@ class ShardFolder:
     def _owns(self, name: str) -> bool:
         if self.prefixes is None:
             return True
-        return any(name.startswith((f"{p}-", f"{p}{MANIFEST_SUFFIX}", f"{p}.commit")) for p in self.prefixes)
+        return any(name.startswith((f"{p}-", f"{p}{MANIFEST_SUFFIX}", f"{p}{JOURNAL_SUFFIX}")) for p in self.prefixes)
 
     def _dataset_files(self) -> list[Path]:
         """Files of an existing dataset this write would replace: manifests, what they list, shards, extras."""
@@ -311,19 +308,19 @@ class ShardFolder:
         found.update(p for p in self.out.glob("*.tfrecord*") if self._owns(p.name))
         if self.prefixes is None:
             found.update(self.out / name for name in DATASET_EXTRAS)
-        return sorted(p for p in found if p.is_file())
+        return sorted((p for p in found if p.is_file()), key=lambda p: (not p.name.endswith(MANIFEST_SUFFIX), p.name))
 
     def _clean_dead_writers(self) -> None:
         journals, temps = [], []
         for path in self.out.iterdir():
-            match = _TEMP.match(path.name)
+            match = TEMP_PATTERN.match(path.name)
             if match is None or not self._owns(match["name"]):
                 continue
             pid = int(match["pid"])
             if pid != os.getpid() and _pid_alive(pid):
                 raise ScarceError(f"{self.out}: another writer (pid {pid}) is writing here ({path.name}); wait "
                                   "for it to finish, or delete the file if no such process is a writer")
-            (journals if match["name"].endswith(".commit") else temps).append(path)
+            (journals if match["name"].endswith(JOURNAL_SUFFIX) else temps).append(path)
         for journal in journals:  # a writer died inside its commit: undo it
             try:
                 plan = json.loads(journal.read_text())
@@ -417,7 +414,7 @@ class ShardFolder:
 
     def commit(self) -> None:
         """Journal, replace the old dataset, rename everything into place (manifests last), drop the journal."""
-        journal = temp_name(self.out / _JOURNAL.format(scope=self._scope))
+        journal = temp_name(self.out / f"{self._scope}{JOURNAL_SUFFIX}")
         plan = {"remove": [p.name for p in self._replaced], "create": [final.name for _, final in self._files + self._manifests]}
         try:
             write_file_atomic(journal, json.dumps(plan).encode(), temp=journal)
