@@ -23,11 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from scarce._errors import DataNotFoundError, FeatureError, ScarceError
-from scarce.data.datasets.cityscapes import LAYOUT as CITYSCAPES_LAYOUT
-from scarce.data.datasets.cityscapes import SPLITS as CITYSCAPES_SPLITS
-from scarce.data.datasets.cityscapes import Cityscapes
-from scarce.data.datasets.mnist import MNIST
-from scarce.data.datasets.synthia import SYNTHIA
 from scarce.shards.images import check_image, encode_png
 from scarce.shards.schemas import encode_imagefolder
 from scarce.shards.tfrecord import COMPRESSIONS
@@ -115,6 +110,8 @@ def convert_mnist(root: str | None, out: str, shards: int, compression: str | No
     Records (image-folder schema): ``image`` (PNG, 28x28 grey) and ``label`` (int64).
     """
 
+    from scarce.data.datasets.mnist import MNIST  # the datasets import torch: only the converter that needs one
+
     def records(ds: MNIST) -> Iterator[tuple[str, dict[str, Any]]]:
         for image, label in zip(ds.data.numpy(), ds.targets.tolist()):
             yield f"MNIST {ds.split} image", encode_imagefolder(encode_png(image), label)
@@ -130,6 +127,10 @@ def convert_cityscapes(root: str | None, out: str, shards: int, compression: str
     Returns:
         ``{split: manifest}``.
     """
+    from scarce.data.datasets.cityscapes import LAYOUT as CITYSCAPES_LAYOUT
+    from scarce.data.datasets.cityscapes import SPLITS as CITYSCAPES_SPLITS
+    from scarce.data.datasets.cityscapes import Cityscapes
+
     if root is None:
         raise DataNotFoundError(f"cityscapes: --root is required. Expected layout:\n{CITYSCAPES_LAYOUT}")
     root_path = Path(root).expanduser()
@@ -149,6 +150,8 @@ def convert_synthia(root: str | None, out: str, shards: int, compression: str | 
     Returns:
         ``{split: manifest}``.
     """
+    from scarce.data.datasets.synthia import SYNTHIA
+
     if root is None:
         raise DataNotFoundError("synthia: --root is required (the folder holding the SYNTHIA sequence folders)")
     return _write_splits(((split, _named(SYNTHIA(root, split, val_fraction=val_fraction).records(), root))

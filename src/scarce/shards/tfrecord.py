@@ -391,8 +391,10 @@ def iter_raw_records(
         if exact_count is not None:
             try:
                 more = _read_frame(stream, path, offset, False, False, limit)
-            except CorruptRecordError:
-                more = True
+            except CorruptRecordError as err:
+                if skip_corrupt:
+                    return  # a damaged tail past the counted records: the count pass reported it
+                raise err
             if more is not None:
                 raise ScarceError(f"{path}: the file holds more than the {stop} records {exact_count} says; "
                                   "the dataset changed after it was written: rewrite it")
