@@ -125,8 +125,10 @@ def test_data_after_a_compressed_stream_is_an_error_unless_a_gzip_member(tmp_pat
 
 
 def _damaged(tmp_path: Path, compression: str) -> Path:
-    """20 records; record 5's data damaged; cut inside record 17: 16 good records, 2 damaged spots."""
+    """20 records; record 5's data damaged, record 9 not an Example (valid CRCs); cut inside record 17: 15 good
+    records, 3 damaged spots."""
     frames = [tfr.frame(tfr.encode_example({"i": i, "pad": bytes(50)})) for i in range(20)]
+    frames[9] = tfr.frame(b"\xff" * 40)
     blob = bytearray(b"".join(frames))
     blob[sum(map(len, frames[:5])) + 20] ^= 0xFF
     blob = bytes(blob[: sum(map(len, frames[:17])) + 30])
@@ -140,24 +142,24 @@ def _damaged(tmp_path: Path, compression: str) -> Path:
 @pytest.mark.parametrize("compression", ["none", "gzip", "zlib"])
 def test_skip_corrupt_same_in_every_reader(tmp_path, compression):
     path = _damaged(tmp_path, compression)
-    want = [i for i in range(17) if i != 5]
+    want = [i for i in range(17) if i not in (5, 9)]
     with pytest.raises(CorruptRecordError):
         list(tfr.read_records(path))
     report = tfr.SkipReport()
     assert [r["i"][0] for r in tfr.read_records(path, skip_corrupt=True, report=report)] == want
-    assert len(report) == 2
-    with pytest.warns(tfr.SkippedRecordsWarning, match="skipped 2"):
-        assert len(list(tfr.read_records(path, skip_corrupt=True))) == 16  # no report given: a warning at the end
+    assert len(report) == 3
+    with pytest.warns(tfr.SkippedRecordsWarning, match="skipped 3"):
+        assert len(list(tfr.read_records(path, skip_corrupt=True))) == 15  # no report given: a warning at the end
     with pytest.raises(CorruptRecordError):
         list(tfr.StreamingTFRecordDataset(path))
     stream = tfr.StreamingTFRecordDataset(path, decode={"i": "int"}, skip_corrupt=True)
     with pytest.warns(tfr.SkippedRecordsWarning):
         assert [int(s["i"]) for s in stream] == want
-    assert len(stream.skip_report) == 2  # the cut tail (counting pass) and record 5 (reading pass)
+    assert len(stream.skip_report) == 3  # the cut tail (counting pass), records 5 and 9 (reading pass)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tfr.SkippedRecordsWarning)
         indexed = tfr.TFRecordDataset(path, decode={"i": "int"}, skip_corrupt=True, compressed="memory")
-    assert [int(indexed[k]["i"]) for k in range(len(indexed))] == want and len(indexed.skip_report) == 2
+    assert [int(indexed[k]["i"]) for k in range(len(indexed))] == want and len(indexed.skip_report) == 3
     assert not tfr.index_path_for(path).exists()  # a partial index is never cached
 
 
@@ -167,7 +169,7 @@ def test_skip_corrupt_on_a_cut_compressed_stream(tmp_path, compression):
     path.write_bytes(path.read_bytes()[:-25])  # the compressed stream itself cut
     report = tfr.SkipReport()
     got = [r["i"][0] for r in tfr.read_records(path, skip_corrupt=True, report=report)]
-    assert got == [i for i in range(len(got) + 1) if i != 5][: len(got)] and len(report) >= 1
+    assert got == [i for i in range(20) if i not in (5, 9)][: len(got)] and len(report) >= 1
 
 
 # --------------------------------------------------------------------------------------------- 3, 4, 7, 8: writes

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from scarce._errors import ScarceError
+from scarce._errors import CorruptRecordError, ScarceError
 from scarce.shards.decode import RecordParser
+from scarce.shards.example import decode_example
 from scarce.shards.tfrecord import (SkipReport, count_records, detect_compression, expand_files, iter_raw_records,
                                     load_index, read_record_at)
 from scarce.shards.writer import manifest_counts
@@ -98,12 +99,15 @@ class TFRecordDataset(Dataset):
         for path in self.files:
             compression = detect_compression(path)
             if compression is None and skip_corrupt:
-                found = [(o, n) for o, n, _ in iter_raw_records(path, None, with_offsets=True, **scan)]
+                found = [(o, n) for o, n, data in iter_raw_records(path, None, with_offsets=True, **scan)
+                         if self._is_example(data, path, o)]
                 self.offsets.append(np.array(found, np.int64).reshape(-1, 2))
             elif compression is None:
                 self.offsets.append(load_index(path))
             elif compressed == "memory":
-                self.offsets.append(list(iter_raw_records(path, compression, **scan)))
+                records = iter_raw_records(path, compression, with_offsets=True, **scan)
+                self.offsets.append([data for o, _, data in records if not skip_corrupt
+                                     or self._is_example(data, path, o)])
             else:
                 raise ScarceError(f"{path}: is {compression}-compressed, so it has no random access; use "
                                   "StreamingTFRecordDataset (or `data.streaming: true`) for compressed shards")
@@ -113,6 +117,15 @@ class TFRecordDataset(Dataset):
         self.verify = verify
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
+
+    def _is_example(self, data: bytes, path: str, offset: int) -> bool:
+        """With ``skip_corrupt``: whether a CRC-clean record parses as a ``tf.train.Example`` (else counted)."""
+        try:
+            decode_example(data, path, offset)
+        except CorruptRecordError as err:
+            self.skip_report.add(err)
+            return False
+        return True
 
     def __len__(self) -> int:
         return self.cumulative[-1]
@@ -300,5 +313,12 @@ class StreamingTFRecordDataset(IterableDataset):
             stream = ShuffleBuffer(self.buffer_size, rng)(stream)
         before = len(self.skip_report)
         for path, data in stream:
-            yield self.parser(data, where=path)
+            try:
+                sample = self.parser(data, where=path)
+            except CorruptRecordError as err:  # framed and CRC-clean, but not a tf.train.Example
+                if not self.skip_corrupt:
+                    raise
+                self.skip_report.add(err)
+                continue
+            yield sample
         self.skip_report.warn_since(before)
