@@ -23,6 +23,10 @@ from PIL import Image
 from scarce import shards as tfr
 from scarce._errors import CorruptRecordError, ScarceError
 
+# At collection, before test_render.py makes an llvmpipe GL context: torchvision (which the readers import)
+# loaded after one crashes the process (two LLVMs).
+from scarce.shards.readers import StreamingTFRecordDataset  # noqa: F401
+
 FIXTURES = Path(__file__).parent / "fixtures" / "tfrecord"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -11,6 +11,10 @@ from hypothesis import strategies as st
 from scarce import shards as tfr
 from scarce._errors import ScarceError
 
+# Imported at collection, not inside a timed case, and before test_render.py makes an llvmpipe GL context:
+# torchvision (which the readers import) loaded after one crashes the process (two LLVMs).
+from scarce.shards.readers import StreamingTFRecordDataset  # noqa: F401, E402
+
 FIXTURE = Path(__file__).parent / "fixtures" / "tfrecord" / "mixed.tfrecord"
 VALID = FIXTURE.read_bytes()[:6000]  # a few whole records and a cut one
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -159,7 +163,6 @@ def test_seeded_mutations_fail_only_with_documented_errors(tmp_path):
     base = base[: _records(base)[6][0]]  # 6 whole records, ~2.5 KB: many cases in little time
     example = tfr.encode_example({"image": b"\x89PNG" + bytes(40), "label": 3, "box": [0.5, 1.5], "tag": "x"})
     path = tmp_path / "case.tfrecord"
-    tfr.StreamingTFRecordDataset  # noqa: B018 - import torch now, not inside a timed case
 
     def on_alarm(signum, frame):
         raise _Hang()
