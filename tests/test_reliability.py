@@ -208,18 +208,18 @@ def test_write_error_names_the_file_and_leaves_nothing(tmp_path):
 def test_convert_into_a_folder_holding_a_dataset(tmp_path):
     imgs = _image_folder(tmp_path / "imgs")
     out = tmp_path / "o"
-    assert _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(out), "--shards", "4").returncode == 0
-    refused = _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(out), "--shards", "2")
+    convert = ["data", "convert", "imagefolder", "--root", str(imgs)]
+    assert _scarce(*convert, "--out", str(out), "--shards", "4").returncode == 0
+    refused = _scarce(*convert, "--out", str(out), "--shards", "2")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "--overwrite" in refused.stderr
     assert len(list(out.glob("*.tfrecord"))) == 4
-    ok = _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(out), "--shards", "2",
-                 "--overwrite")
+    ok = _scarce(*convert, "--out", str(out), "--shards", "2", "--overwrite")
     assert ok.returncode == 0, ok.stderr
     fresh = tmp_path / "fresh"
-    assert _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(fresh), "--shards", "2").returncode == 0
+    assert _scarce(*convert, "--out", str(fresh), "--shards", "2").returncode == 0
     assert _files(out) == _files(fresh)  # exactly the new dataset
     assert _scarce("data", "inspect", str(out)).returncode == 0
-    as_file = _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(out / "data.manifest.json"))
+    as_file = _scarce(*convert, "--out", str(out / "data.manifest.json"))
     assert as_file.returncode == 1 and as_file.stderr.count("\n") == 1 and "is a file" in as_file.stderr
 
 
@@ -373,7 +373,8 @@ def test_convert_decodes_every_image_first(tmp_path):
     (imgs / "b" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "o"
     res = _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(out))
-    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "fake.jpg" in res.stderr and "--skip-bad" in res.stderr
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert "fake.jpg" in res.stderr and "--skip-bad" in res.stderr
     assert list(out.iterdir()) == []
     res = _scarce("data", "convert", "imagefolder", "--root", str(imgs), "--out", str(out), "--skip-bad")
     assert res.returncode == 0, res.stderr

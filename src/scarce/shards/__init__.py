@@ -25,9 +25,10 @@ _HOMES = {
     **dict.fromkeys(("check_image", "decode_image", "decode_mask", "encode_png", "is_jpeg"), "images"),
     **dict.fromkeys(("ShuffleBuffer", "StreamingTFRecordDataset", "TFRecordDataset", "consumer_ranges",
                      "distributed_rank"), "readers"),
-    **dict.fromkeys(("COMPRESSIONS", "MAX_RECORD_BYTES", "SkipReport", "SkippedRecordsWarning", "count_records", "create_index", "detect_compression",
-                     "expand_files", "frame", "index_path_for", "iter_raw_records", "load_index", "masked_crc",
-                     "read_record_at", "unfinished_writes"), "tfrecord"),
+    **dict.fromkeys(("COMPRESSIONS", "MAX_RECORD_BYTES", "SkipReport", "SkippedRecordsWarning", "count_records",
+                     "create_index", "detect_compression", "expand_files", "frame", "index_path_for",
+                     "iter_raw_records", "load_index", "masked_crc", "read_record_at",
+                     "unfinished_writes"), "tfrecord"),
     **dict.fromkeys(("MANIFEST_SUFFIX", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts",
                      "shard_name", "write_shards"), "writer"),
 }

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -288,7 +289,9 @@ class ShardFolder:
     def _owns(self, name: str) -> bool:
         if self.prefixes is None:
             return True
-        return any(name.startswith((f"{p}-", f"{p}{MANIFEST_SUFFIX}", f"{p}{JOURNAL_SUFFIX}")) for p in self.prefixes)
+        # Exact shard names: prefix "data" must not claim the files of a dataset named "data-aug".
+        return any(re.fullmatch(rf"{re.escape(p)}(-\d{{5}}-of-\d{{5}}\.tfrecord(\.index)?|{re.escape(MANIFEST_SUFFIX)}"
+                                rf"|{re.escape(JOURNAL_SUFFIX)})", name) for p in self.prefixes)
 
     def _dataset_files(self) -> list[Path]:
         """Files of an existing dataset this write would replace: manifests, what they list, shards, extras."""
@@ -415,7 +418,9 @@ class ShardFolder:
     def commit(self) -> None:
         """Journal, replace the old dataset, rename everything into place (manifests last), drop the journal."""
         journal = temp_name(self.out / f"{self._scope}{JOURNAL_SUFFIX}")
-        plan = {"remove": [p.name for p in self._replaced], "create": [final.name for _, final in self._files + self._manifests]}
+        plan = {"remove": [p.name for p in self._replaced],
+                "create": [final.name for _, final in self._files + self._manifests]}
+        renamed: list[Path] = []
         try:
             write_file_atomic(journal, json.dumps(plan).encode(), temp=journal)
             _fsync_dir(self.out)
@@ -424,12 +429,13 @@ class ShardFolder:
                 path.unlink(missing_ok=True)
             for tmp, final in self._files + self._manifests:
                 os.replace(tmp, final)
+                renamed.append(final)
             _fsync_dir(self.out)
             journal.unlink()
             _fsync_dir(self.out)
         except (OSError, ScarceError) as err:
-            for name in plan["create"]:
-                (self.out / name).unlink(missing_ok=True)
+            for path in renamed:  # only what this commit put in place: the old files may bear the same names
+                path.unlink(missing_ok=True)
             self.abort()
             journal.unlink(missing_ok=True)
             if isinstance(err, ScarceError):
