@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from scarce import shards as tfr
+from scarce._errors import CorruptRecordError
 
 ROOT = Path(__file__).resolve().parents[1]
 TF_PYTHON = ROOT / ".venv-tf" / "bin" / "python"
@@ -120,7 +121,7 @@ def test_tensorflow_parses_scarce_files(tmp_path):
             assert [base64.b64decode(t) for t in g["tags"]] == list(e["tags"])
     # TensorFlow and scarce blame the same byte, with the same words
     for name, path in damaged.items():
-        with pytest.raises(tfr.CorruptRecordError) as info:
+        with pytest.raises(CorruptRecordError) as info:
             list(tfr.read_records(path))
         message = result["damaged"][str(path)]
         assert re.search(rf"{info.value.what} at {info.value.offset}\b", message), (name, str(info.value), message)
