@@ -307,9 +307,10 @@ def test_kill_9_of_a_real_convert_at_random_times(tmp_path):
         proc.send_signal(signal.SIGKILL)
         if proc.wait(timeout=30) == -signal.SIGKILL:
             killed += 1
-            assert _scarce("data", "inspect", str(out)).returncode == 1  # no partial dataset passes for whole
-            rerun = _scarce(*argv, "--out", str(out))
-            assert rerun.returncode == 0, rerun.stderr
+            # Either the kill came after the commit and the dataset is whole, or inspect refuses the folder.
+            if _scarce("data", "inspect", str(out)).returncode == 1:
+                rerun = _scarce(*argv, "--out", str(out))
+                assert rerun.returncode == 0, rerun.stderr
         assert _files(out) == _files(reference) and _hidden(out) == []
     assert killed >= 1
 

@@ -77,9 +77,14 @@ _INFLATE_STEP = 1 << 20
 # --------------------------------------------------------------------------------------------- framing
 
 
-def masked_crc(data: bytes | bytearray | memoryview) -> int:
-    """TFRecord's masked CRC32C: ``((crc >> 15) | (crc << 17)) + 0xa282ead8`` modulo 2**32."""
-    crc = crc32c.crc32c(data)
+def masked_crc(data: bytes | bytearray | memoryview | Sequence[bytes]) -> int:
+    """TFRecord's masked CRC32C: ``((crc >> 15) | (crc << 17)) + 0xa282ead8`` modulo 2**32.
+
+    ``data`` may also be a list of consecutive pieces (a long record read in chunks), never joined here.
+    """
+    crc = 0
+    for piece in [data] if not isinstance(data, list) else data:
+        crc = crc32c.crc32c(piece, crc)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -212,10 +217,14 @@ def _open_stream(path: str, compression: str | None):
     return open(path, "rb", buffering=1 << 16)
 
 
-def _read_bounded(stream, n: int) -> bytes:
-    """Read up to ``n`` bytes in bounded chunks (stops early at the end of the stream)."""
+def _read_bounded(stream, n: int) -> list[bytes]:
+    """Read up to ``n`` bytes in chunks of at most :data:`_CHUNK` (stops early at the end of the stream).
+
+    The chunks are not joined: a forged length's data is CRC-checked piecewise and dropped without the copy
+    a join makes, so a damaged record never costs more than its declared length.
+    """
     if n <= _CHUNK:
-        return stream.read(n)
+        return [stream.read(n)]
     parts, left = [], n
     while left:
         part = stream.read(min(left, _CHUNK))
@@ -223,7 +232,7 @@ def _read_bounded(stream, n: int) -> bytes:
             break
         parts.append(part)
         left -= len(part)
-    return b"".join(parts)
+    return parts
 
 
 def _skip_bytes(stream, n: int) -> bool:
@@ -272,7 +281,8 @@ class SkippedRecordsWarning(UserWarning):
 
 
 def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_record_bytes: int):
-    """One record at ``offset``: ``(length, data, footer)`` (data ``None`` unless ``keep``), or ``None`` at the end.
+    """One record at ``offset``: ``(length, data, footer)`` (data, as a list of chunks, ``None`` unless ``keep``),
+    or ``None`` at the end.
 
     Raises:
         CorruptRecordError: A damaged length, a record cut off or longer than ``max_record_bytes``, a damaged
@@ -299,7 +309,7 @@ def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_re
             return length, None, None
         data = _read_bounded(stream, length)
         footer = stream.read(_FOOTER.size)
-        if len(data) < length or len(footer) < _FOOTER.size:
+        if sum(map(len, data)) < length or len(footer) < _FOOTER.size:
             raise CorruptRecordError(path, offset, "truncated record")
         return length, data, footer
     except EOFError as err:  # a compressed stream cut off
@@ -385,6 +395,7 @@ def iter_raw_records(
                         raise err
                     report.add(err)
                 else:
+                    data = data[0] if len(data) == 1 else b"".join(data)
                     yield (offset, framed, data) if with_offsets else data
             offset += framed
             number += 1
