@@ -82,9 +82,12 @@ def masked_crc(data: bytes | bytearray | memoryview | Sequence[bytes]) -> int:
 
     ``data`` may also be a list of consecutive pieces (a long record read in chunks), never joined here.
     """
-    crc = 0
-    for piece in [data] if not isinstance(data, list) else data:
-        crc = crc32c.crc32c(piece, crc)
+    if isinstance(data, list):
+        crc = 0
+        for piece in data:
+            crc = crc32c.crc32c(piece, crc)
+    else:
+        crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -217,14 +220,14 @@ def _open_stream(path: str, compression: str | None):
     return open(path, "rb", buffering=1 << 16)
 
 
-def _read_bounded(stream, n: int) -> list[bytes]:
-    """Read up to ``n`` bytes in chunks of at most :data:`_CHUNK` (stops early at the end of the stream).
+def _read_bounded(stream, n: int) -> bytes | list[bytes]:
+    """Read up to ``n`` bytes, beyond :data:`_CHUNK` as a list of chunks (stops early at the end of the stream).
 
-    The chunks are not joined: a forged length's data is CRC-checked piecewise and dropped without the copy
+    Long data is not joined here: a forged length's data is CRC-checked piecewise and dropped without the copy
     a join makes, so a damaged record never costs more than its declared length.
     """
     if n <= _CHUNK:
-        return [stream.read(n)]
+        return stream.read(n)
     parts, left = [], n
     while left:
         part = stream.read(min(left, _CHUNK))
@@ -236,12 +239,9 @@ def _read_bounded(stream, n: int) -> list[bytes]:
 
 
 def _skip_bytes(stream, n: int) -> bool:
-    """Move ``n`` bytes ahead; False when the stream ends first."""
+    """Move ``n`` bytes ahead (a plain file: the caller checked the size); False when the stream ends first."""
     if stream.seekable():
-        here = stream.tell()
-        if here + n > os.fstat(stream.fileno()).st_size:
-            return False
-        stream.seek(here + n)
+        stream.seek(n, os.SEEK_CUR)
         return True
     while n:
         part = stream.read(min(n, _CHUNK))
@@ -280,9 +280,11 @@ class SkippedRecordsWarning(UserWarning):
     """``skip_corrupt=True`` skipped damaged records; the message lists each file and offset."""
 
 
-def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_record_bytes: int):
-    """One record at ``offset``: ``(length, data, footer)`` (data, as a list of chunks, ``None`` unless ``keep``),
-    or ``None`` at the end.
+def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_record_bytes: int,
+                size: int | None):
+    """One record at ``offset``: ``(length, data, footer)`` (data ``None`` unless ``keep``; beyond
+    :data:`_CHUNK` a list of chunks),
+    or ``None`` at the end. ``size``: a plain file's size (``offset`` is then the file position), else ``None``.
 
     Raises:
         CorruptRecordError: A damaged length, a record cut off or longer than ``max_record_bytes``, a damaged
@@ -297,7 +299,7 @@ def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_re
         length, length_crc = _HEADER.unpack(header)
         if verify and masked_crc(header[:8]) != length_crc:
             raise CorruptRecordError(path, offset, "corrupted record")
-        if stream.seekable() and stream.tell() + length + _FOOTER.size > os.fstat(stream.fileno()).st_size:
+        if size is not None and offset + _HEADER.size + length + _FOOTER.size > size:
             raise CorruptRecordError(path, offset, "truncated record")  # TensorFlow's words for a plain file
         if length > max_record_bytes:
             # A forged length (a valid CRC is 2^-32 luck or malice) must not make us inflate gigabytes.
@@ -309,7 +311,7 @@ def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_re
             return length, None, None
         data = _read_bounded(stream, length)
         footer = stream.read(_FOOTER.size)
-        if sum(map(len, data)) < length or len(footer) < _FOOTER.size:
+        if (len(data) if isinstance(data, bytes) else sum(map(len, data))) < length or len(footer) < _FOOTER.size:
             raise CorruptRecordError(path, offset, "truncated record")
         return length, data, footer
     except EOFError as err:  # a compressed stream cut off
@@ -370,11 +372,12 @@ def iter_raw_records(
     report = SkipReport() if report is None else report
     before = len(report)
     stream = _open_stream(path, compression)
+    size = os.fstat(stream.fileno()).st_size if compression is None else None
     offset, number = 0, 0
     try:
         while stop is None or number < stop:
             try:
-                frame_ = _read_frame(stream, path, offset, verify, number >= start, limit)
+                frame_ = _read_frame(stream, path, offset, verify, number >= start, limit, size)
             except CorruptRecordError as err:
                 if not skip_corrupt:
                     raise
@@ -395,13 +398,13 @@ def iter_raw_records(
                         raise err
                     report.add(err)
                 else:
-                    data = data[0] if len(data) == 1 else b"".join(data)
+                    data = data if isinstance(data, bytes) else b"".join(data)
                     yield (offset, framed, data) if with_offsets else data
             offset += framed
             number += 1
         if exact_count is not None:
             try:
-                more = _read_frame(stream, path, offset, False, False, limit)
+                more = _read_frame(stream, path, offset, False, False, limit, size)
             except CorruptRecordError as err:
                 if skip_corrupt:
                     return  # a damaged tail past the counted records: the count pass reported it
