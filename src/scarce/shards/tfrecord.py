@@ -176,7 +176,7 @@ class _InflateReader:
         if not rest:
             self._done = True
         elif self._gzip and rest[:2] == b"\x1f\x8b":
-            self._inflate = zlib.decompressobj(self._wbits)  # another member: TensorFlow's readers take these
+            self._inflate = zlib.decompressobj(self._wbits)  # another member (RFC 1952: `cat a.gz b.gz` is valid)
             self._unconsumed = rest
         else:
             name = "GZIP member" if self._gzip else "ZLIB stream"
