@@ -329,7 +329,10 @@ class ShardFolder:
                 plan = json.loads(journal.read_text())
             except (OSError, ValueError):
                 plan = {}  # cut while being written: nothing was renamed yet
-            for name in plan.get("remove", []) + plan.get("create", []):
+            plan = plan if isinstance(plan, dict) else {}
+            # An --overwrite commit may have removed part of the old dataset already: finish that (the user
+            # asked for it to go) and remove what was renamed of the new one; the rerun writes it whole.
+            for name in list(plan.get("remove", [])) + list(plan.get("create", [])):
                 target = self.out / Path(name).name
                 if target.is_file():
                     target.unlink()
