@@ -290,6 +290,24 @@ def test_kill_9_anywhere_in_a_convert_then_rerun_is_clean(tmp_path):
         assert _files(out) == _files(reference) and _hidden(out) == [], (mode, k)
 
 
+def test_kill_9_inside_an_overwrite_then_rerun_is_clean(tmp_path):
+    imgs = _image_folder(tmp_path / "imgs", per_class=3, size=32)
+    old = ["imagefolder", "--root", str(imgs), "--shards", "3"]
+    new = ["imagefolder", "--root", str(imgs), "--shards", "2", "--overwrite"]
+    reference = tmp_path / "ref"
+    assert _scarce("data", "convert", *new, "--out", str(reference)).returncode == 0
+    for k in (1, 3, 5):  # before the first rename (old dataset removed, nothing new), mid-way, at the manifest
+        out = tmp_path / f"rename{k}"
+        assert _scarce("data", "convert", *old, "--out", str(out)).returncode == 0
+        killed = subprocess.run([sys.executable, "-c", _KILL_AT, str(k), "rename", *new, "--out", str(out)],
+                                capture_output=True, text=True, timeout=120, env=ENV)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert _scarce("data", "inspect", str(out)).returncode == 1  # neither dataset passes for whole
+        rerun = _scarce("data", "convert", *new, "--out", str(out))
+        assert rerun.returncode == 0, (k, rerun.stderr)
+        assert _files(out) == _files(reference) and _hidden(out) == [], k
+
+
 def test_kill_9_of_a_real_convert_at_random_times(tmp_path):
     imgs = _image_folder(tmp_path / "imgs", per_class=60, size=64)
     argv = ["data", "convert", "imagefolder", "--root", str(imgs), "--shards", "3"]
