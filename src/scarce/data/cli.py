@@ -9,12 +9,20 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
+from pathlib import Path
 
-from scarce._errors import CorruptRecordError
+from scarce._errors import CorruptRecordError, ScarceError
 from scarce.cli import dispatch
 from scarce.shards.example import decode_example_kinds
-from scarce.shards.tfrecord import create_index, detect_compression, expand_files, iter_raw_records
+from scarce.shards.tfrecord import (MAX_RECORD_BYTES, create_index, detect_compression, expand_files,
+                                    iter_raw_records, unfinished_writes)
+from scarce.shards.writer import MANIFEST_SUFFIX, check_manifest, manifest_counts
+
+# Exit status of a command whose reader went away (`scarce data dump FILE | head`): 128 + SIGPIPE, what the
+# shell reports for `cat` killed by the signal.
+_EXIT_BROKEN_PIPE = 128 + 13
 
 __all__ = ["SUBCOMMANDS", "main", "inspect_main", "dump_main", "index_main", "inspect_file"]
 
@@ -30,13 +38,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str]) -> int:
-    return dispatch(argv, SUBCOMMANDS, "scarce data")
+    try:
+        return dispatch(argv, SUBCOMMANDS, "scarce data")
+    except BrokenPipeError:
+        # The reader of our stdout left (`| head`): stop quietly, as `cat` does. stdout now points at
+        # /dev/null so that the interpreter's last flush does not print the same error again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _EXIT_BROKEN_PIPE
 
 
 # --------------------------------------------------------------------------------------------- inspect
 
 
-def inspect_file(path: str, verify: bool = True) -> dict:
+def inspect_file(path: str, verify: bool = True, max_record_bytes: int | None = None) -> dict:
     """Count records and gather the schema (kind, min/max number of values per feature) of one file.
 
     Raises:
@@ -45,7 +59,8 @@ def inspect_file(path: str, verify: bool = True) -> dict:
     compression = detect_compression(path)
     schema: dict[str, dict] = {}
     count = 0
-    for offset, _, data in iter_raw_records(path, compression, verify, with_offsets=True):
+    for offset, _, data in iter_raw_records(path, compression, verify, with_offsets=True,
+                                            max_record_bytes=max_record_bytes):
         for name, (kind, values) in decode_example_kinds(data, path, offset).items():
             entry = schema.setdefault(name, {"kinds": set(), "min_len": len(values), "max_len": len(values),
                                              "present": 0})
@@ -70,15 +85,35 @@ def inspect_main(argv: list[str]) -> int:
     parser.add_argument("files", nargs="+", help="files, folders or globs")
     parser.add_argument("--no-verify", action="store_true", help="skip the CRC check")
     parser.add_argument("--json", action="store_true", help="print one JSON object per file")
+    parser.add_argument("--max-record-bytes", type=int, default=MAX_RECORD_BYTES,
+                        help=f"longest record accepted (default {MAX_RECORD_BYTES}); bounds the memory a read holds")
     args = parser.parse_args(argv)
-    status = 0
-    for path in expand_files(args.files):
+    status, files = 0, []
+    for item in args.files:
+        if os.path.isdir(item):
+            problems = check_folder(item, checksums=not args.no_verify)
+            for line in problems:
+                print(line, file=sys.stderr)
+            status = 1 if problems else status
+            if unfinished_writes(item) or not any(Path(item).glob("*.tfrecord*")):
+                continue  # reported above; nothing to list
+        files += expand_files(item)
+    try:
+        expected = manifest_counts(files)
+    except ScarceError as err:
+        print(str(err), file=sys.stderr)
+        expected, status = {}, 1
+    for path in files:
         try:
-            info = inspect_file(path, verify=not args.no_verify)
+            info = inspect_file(path, verify=not args.no_verify, max_record_bytes=args.max_record_bytes)
         except CorruptRecordError as err:
             print(str(err), file=sys.stderr)
             status = 1
             continue
+        count, manifest = expected.get(os.path.abspath(path), (info["records"], None))
+        if count != info["records"]:
+            print(f"{path}: {info['records']} records, but {manifest} says {count}", file=sys.stderr)
+            status = 1
         if args.json:
             print(json.dumps(info))
             continue
@@ -87,6 +122,29 @@ def inspect_main(argv: list[str]) -> int:
         for name, feat in info["features"].items():
             print(f"  {name:<20} {feat['kind']:<6} len {feat['min_len']}..{feat['max_len']}")
     return status
+
+
+def check_folder(folder: str, checksums: bool = True) -> list[str]:
+    """Why a folder is not a complete dataset (``[]``: it is): an unfinished write, no manifest, a manifest
+    that does not match its shards (missing, size, sha256), or TFRecord files no manifest lists."""
+    if unfinished_writes(folder):
+        return [f"{folder}: incomplete: a write is in progress or its writer died ({unfinished_writes(folder)[0]}); "
+                "rerun the writer"]
+    manifests = sorted(Path(folder).glob(f"*{MANIFEST_SUFFIX}"))
+    if not manifests:
+        return [f"{folder}: incomplete: no *{MANIFEST_SUFFIX} (its writer did not finish, or the files were not "
+                "written by scarce: inspect them by name or glob)"]
+    problems, listed = [], set()
+    for manifest in manifests:
+        try:
+            problems += check_manifest(manifest, checksums=checksums)
+            listed.update(str(s["file"]) for s in json.loads(manifest.read_text())["shards"])
+        except ScarceError as err:
+            problems.append(str(err))
+    for path in expand_files(folder):
+        if Path(path).name not in listed:
+            problems.append(f"{path}: listed in no manifest of {folder} (left from another dataset?)")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------- dump

@@ -2,9 +2,11 @@
 
 Each converter is registered by name in :data:`CONVERTERS` and has one signature::
 
-    convert(root: str | None, out: str, shards: int, compression: str | None) -> dict
+    convert(root: str | None, out: str, shards: int, compression: str | None, *, overwrite: bool = False,
+            skip_bad: bool = False) -> dict
 
-It reads a dataset under ``root`` and writes, with :func:`scarce.shards.writer.write_shards`, one set of shards
+It reads a dataset under ``root`` and writes, in one :class:`scarce.shards.writer.ShardFolder` (crash-safe: the
+whole output appears, or none of it; ``overwrite`` replaces a dataset already in ``out``), one set of shards
 per split under ``out`` (``{split}-0000K-of-0000N.tfrecord`` + ``{split}.manifest.json``), in the record schema
 of :mod:`scarce.shards.schemas` that fits: image-folder (``imagefolder``, ``mnist``) or segmentation
 (``cityscapes``, ``synthia``). It returns the manifest (or ``{split: manifest}``). ``compression`` is ``None``,
@@ -15,20 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from scarce._errors import DataNotFoundError, ScarceError
-from scarce.data.datasets.cityscapes import LAYOUT as CITYSCAPES_LAYOUT
-from scarce.data.datasets.cityscapes import SPLITS as CITYSCAPES_SPLITS
-from scarce.data.datasets.cityscapes import Cityscapes
-from scarce.data.datasets.mnist import MNIST
-from scarce.data.datasets.synthia import SYNTHIA
-from scarce.shards.images import encode_png
+from scarce._errors import DataNotFoundError, FeatureError, ScarceError
+from scarce.shards.images import check_image, encode_png
 from scarce.shards.schemas import encode_imagefolder
 from scarce.shards.tfrecord import COMPRESSIONS
-from scarce.shards.writer import write_shards
+from scarce.shards.writer import ShardFolder
 
 __all__ = ["CONVERTERS", "IMAGE_EXTENSIONS", "convert_cityscapes", "convert_imagefolder", "convert_mnist",
            "convert_synthia", "main"]
@@ -36,14 +34,49 @@ __all__ = ["CONVERTERS", "IMAGE_EXTENSIONS", "convert_cityscapes", "convert_imag
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def _write_splits(splits: Iterable[tuple[str, Iterable[dict[str, Any]]]], out: str | Path, shards: int,
-                  compression: str | None) -> dict[str, dict]:
-    """``{split: manifest}`` after writing each split's records as ``out/{split}-*.tfrecord``."""
-    return {split: write_shards(records, out, prefix=split, num_shards=shards, compression=compression)
-            for split, records in splits}
+def _write_splits(splits: Iterable[tuple[str, Iterable[tuple[str, dict[str, Any]]]]], out: str | Path, shards: int,
+                  compression: str | None, overwrite: bool, skip_bad: bool, meta: dict | None = None
+                  ) -> dict[str, dict]:
+    """``{split: manifest}`` after writing each split's ``(source, record)`` pairs as ``out/{split}-*.tfrecord``,
+    all in one commit. Every record's ``image`` is decoded whole first (see :func:`_checked`); the manifests
+    list what ``skip_bad`` left out under ``skipped``."""
+    with ShardFolder(out, overwrite=overwrite) as folder:
+        manifests = {}
+        for split, pairs in splits:
+            skipped: list[str] = []
+            manifests[split] = folder.write_shards(_checked(pairs, skip_bad, skipped), split, num_shards=shards,
+                                                   compression=compression, meta={**(meta or {}), "skipped": skipped})
+            if skipped:
+                print(f"{split}: skipped {len(skipped)} bad image(s) (--skip-bad):\n  " + "\n  ".join(skipped),
+                      file=sys.stderr)
+    if folder.cleaned:
+        print(f"{out}: removed {len(folder.cleaned)} leftover file(s) of an interrupted writer", file=sys.stderr)
+    return manifests
 
 
-def convert_imagefolder(root: str | None, out: str, shards: int, compression: str | None) -> dict:
+def _checked(pairs: Iterable[tuple[str, dict[str, Any]]], skip_bad: bool, skipped: list[str]
+             ) -> Iterator[dict[str, Any]]:
+    """The records whose ``image`` decodes whole; a bad one raises naming its source, or with ``skip_bad`` is
+    counted in ``skipped``. (Converters copy the source files' bytes, so nothing else would look at them
+    before training does.)"""
+    for source, record in pairs:
+        try:
+            check_image(record["image"], where=source)
+        except FeatureError as err:
+            if not skip_bad:
+                raise FeatureError(f"{err}; pass --skip-bad to leave such files out, counted") from err
+            skipped.append(str(err))
+            continue
+        yield record
+
+
+def _named(records: Iterable[dict[str, Any]], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Segmentation records with their source named for errors: ``where`` and the record's name."""
+    return ((f"{where}: record {record['name']!r}", record) for record in records)
+
+
+def convert_imagefolder(root: str | None, out: str, shards: int, compression: str | None, *,
+                        overwrite: bool = False, skip_bad: bool = False) -> dict:
     """``root/CLASS/*.jpg`` -> ``image`` (the encoded file bytes) and ``label`` (class index, sorted names).
 
     Layout::
@@ -53,7 +86,9 @@ def convert_imagefolder(root: str | None, out: str, shards: int, compression: st
             class_b/yyy.png
             ...
 
-    Writes ``out/data-0000K-of-0000N.tfrecord`` and ``out/data.manifest.json`` (with the class names).
+    Writes ``out/data-0000K-of-0000N.tfrecord`` and ``out/data.manifest.json`` (with the class names). Every
+    image is decoded whole before it is written (a text file named ``.jpg`` or a cut-off JPEG is an error
+    naming the file); with ``skip_bad`` such files are left out, and counted in the manifest's ``skipped``.
     """
     if root is None or not Path(root).is_dir():
         raise ScarceError(f"imagefolder: --root {root!r} is not a folder; expected root/CLASS/IMAGE files")
@@ -64,33 +99,38 @@ def convert_imagefolder(root: str | None, out: str, shards: int, compression: st
     if not files:
         raise ScarceError(f"imagefolder: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/CLASS/; expected "
                           "one sub-folder per class")
-    records = (encode_imagefolder(path.read_bytes(), label) for path, label in files)
-    manifest = write_shards(records, out, prefix="data", num_shards=shards, compression=compression)
-    manifest["classes"] = classes
-    (Path(out) / "data.manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    pairs = ((str(path), encode_imagefolder(path.read_bytes(), label)) for path, label in files)
+    return _write_splits([("data", pairs)], out, shards, compression, overwrite, skip_bad, {"classes": classes})["data"]
 
 
-def convert_mnist(root: str | None, out: str, shards: int, compression: str | None) -> dict:
+def convert_mnist(root: str | None, out: str, shards: int, compression: str | None, *, overwrite: bool = False,
+                  skip_bad: bool = False) -> dict:
     """MNIST (:class:`scarce.data.datasets.MNIST`), each split to ``out/{train,val,test}-*.tfrecord``.
 
     Records (image-folder schema): ``image`` (PNG, 28x28 grey) and ``label`` (int64).
     """
 
-    def records(ds: MNIST) -> Iterator[dict[str, Any]]:
+    from scarce.data.datasets.mnist import MNIST  # the datasets import torch: only the converter that needs one
+
+    def records(ds: MNIST) -> Iterator[tuple[str, dict[str, Any]]]:
         for image, label in zip(ds.data.numpy(), ds.targets.tolist()):
-            yield encode_imagefolder(encode_png(image), label)
+            yield f"MNIST {ds.split} image", encode_imagefolder(encode_png(image), label)
 
     return _write_splits(((split, records(MNIST(root, split=split))) for split in ("train", "val", "test")),
-                         out, shards, compression)
+                         out, shards, compression, overwrite, skip_bad)
 
 
-def convert_cityscapes(root: str | None, out: str, shards: int, compression: str | None) -> dict:
+def convert_cityscapes(root: str | None, out: str, shards: int, compression: str | None, *,
+                       overwrite: bool = False, skip_bad: bool = False) -> dict:
     """Every Cityscapes split found under ``root/leftImg8bit/`` -> ``out/{split}-*.tfrecord`` (segmentation schema).
 
     Returns:
         ``{split: manifest}``.
     """
+    from scarce.data.datasets.cityscapes import LAYOUT as CITYSCAPES_LAYOUT
+    from scarce.data.datasets.cityscapes import SPLITS as CITYSCAPES_SPLITS
+    from scarce.data.datasets.cityscapes import Cityscapes
+
     if root is None:
         raise DataNotFoundError(f"cityscapes: --root is required. Expected layout:\n{CITYSCAPES_LAYOUT}")
     root_path = Path(root).expanduser()
@@ -98,26 +138,28 @@ def convert_cityscapes(root: str | None, out: str, shards: int, compression: str
     if not found:
         raise DataNotFoundError(f"Cityscapes: no split folder under {str(root_path / 'leftImg8bit')!r}. "
                                 f"Expected layout:\n{CITYSCAPES_LAYOUT}")
-    return _write_splits(((split, Cityscapes(root_path, split).records()) for split in found), out, shards,
-                         compression)
+    return _write_splits(((split, _named(Cityscapes(root_path, split).records(), root)) for split in found), out,
+                         shards, compression, overwrite, skip_bad)
 
 
-def convert_synthia(root: str | None, out: str, shards: int, compression: str | None,
-                    val_fraction: float = 0.1) -> dict:
+def convert_synthia(root: str | None, out: str, shards: int, compression: str | None, *,
+                    overwrite: bool = False, skip_bad: bool = False, val_fraction: float = 0.1) -> dict:
     """SYNTHIA under ``root`` -> ``out/train-*`` and ``out/val-*`` shards (segmentation schema; see :class:`SYNTHIA`
     for the split).
 
     Returns:
         ``{split: manifest}``.
     """
+    from scarce.data.datasets.synthia import SYNTHIA
+
     if root is None:
         raise DataNotFoundError("synthia: --root is required (the folder holding the SYNTHIA sequence folders)")
-    return _write_splits(((split, SYNTHIA(root, split, val_fraction=val_fraction).records()) for split in
-                          ("train", "val")), out, shards, compression)
+    return _write_splits(((split, _named(SYNTHIA(root, split, val_fraction=val_fraction).records(), root))
+                          for split in ("train", "val")), out, shards, compression, overwrite, skip_bad)
 
 
 # name -> converter (see the module docstring for the signature).
-CONVERTERS: dict[str, Callable[[str | None, str, int, str | None], dict]] = {
+CONVERTERS: dict[str, Callable[..., dict]] = {
     "imagefolder": convert_imagefolder,
     "mnist": convert_mnist,
     "cityscapes": convert_cityscapes,
@@ -134,8 +176,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--shards", type=int, default=1, help="files per split (default 1)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none")
+    parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")
+    parser.add_argument("--skip-bad", action="store_true", help="leave out images that do not decode whole, "
+                        "counted and listed (default: stop at the first, naming it)")
     args = parser.parse_args(argv)
+    if args.shards < 1:
+        raise ScarceError(f"--shards must be >= 1, got {args.shards}")
     compression = None if args.compression == "none" else args.compression
-    result = CONVERTERS[args.name](args.root, args.out, args.shards, compression)
+    result = CONVERTERS[args.name](args.root, args.out, args.shards, compression, overwrite=args.overwrite,
+                                   skip_bad=args.skip_bad)
     print(json.dumps(result, indent=1))
     return 0

@@ -1,6 +1,7 @@
 """``scarce render``: render a synthetic dataset into TFRecord shards, with a preview grid PNG.
 
-Output folder::
+Output folder (written crash-safe, all or nothing, by :class:`scarce.shards.writer.ShardFolder`; a folder that
+holds a dataset is refused unless ``--overwrite``)::
 
     OUT/
       {prefix}-00000-of-0000K.tfrecord   (+ .index)   records in index order, record i in shard i % K
@@ -18,8 +19,11 @@ background), ``semantic`` (PNG uint8), ``instance`` (PNG uint16), ``boxes`` (flo
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +34,27 @@ from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.dataset import SampleRenderer, resolve_config
 from scarce.render.presets import PRESETS
 from scarce.shards.schemas import encode_rendered
-from scarce.shards.writer import write_shards
+from scarce.shards.writer import ShardFolder
 
 __all__ = ["main", "render_to_shards"]
 
 _worker_renderer = None
+# How often a pool worker checks that the process that started it is still there.
+_PARENT_POLL_S = 0.2
 
 
-def _init_worker(config, size, lp_threads):
+def _exit_with_parent(parent: int) -> None:
+    """Leave at once (no traceback, no flush) when ``parent`` is gone: a parent killed with SIGKILL cannot
+    terminate its pool, and the workers would otherwise render on and die on a broken pipe."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(1)
+
+
+def _init_worker(config, size, lp_threads, parent=None):
     global _worker_renderer
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if lp_threads:
         os.environ.setdefault("LP_NUM_THREADS", str(lp_threads))  # Mesa reads it when the context is made
     _worker_renderer = SampleRenderer(config, size)
@@ -59,7 +75,7 @@ def _palette(n: int) -> np.ndarray:
     return np.array(cols, np.uint8)
 
 
-def _save_preview(previews, path: Path, num_classes: int) -> None:
+def _preview_png(previews, num_classes: int) -> bytes:
     from PIL import Image
 
     pal = np.full((256, 3), 128, np.uint8)
@@ -71,15 +87,20 @@ def _save_preview(previews, path: Path, num_classes: int) -> None:
     cols = min(8, len(tiles))
     rows = [np.concatenate(tiles[i : i + cols] + [np.zeros_like(tiles[0])] * (cols - len(tiles[i : i + cols])), 1)
             for i in range(0, len(tiles), cols)]
-    Image.fromarray(np.concatenate(rows, 0)).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(rows, 0)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=RENDER_SIZE, num_shards: int = 1,
-                     workers: int = 1, prefix: str = "data", preview: int = 16, progress: bool = True) -> dict:
+                     workers: int = 1, prefix: str = "data", preview: int = 16, progress: bool = True,
+                     overwrite: bool = False) -> dict:
     """Render ``num_samples`` samples into TFRecord shards under ``out_dir``; return the manifest.
 
     Workers are spawned processes, each with its own GL context (this process creates none when
-    ``workers > 1``); records come back in index order, so the files do not depend on ``workers``.
+    ``workers > 1``) and a watch on this one, so they exit when it is killed; records come back in index
+    order, so the files do not depend on ``workers``. Shards, manifest, ``render_config.json`` and
+    ``preview.png`` are committed together (``overwrite``: replace a dataset already in ``out_dir``).
     """
     import multiprocessing as mp
 
@@ -90,8 +111,6 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
         raise ScarceError(f"--num-samples must be >= 1, got {num_samples}")
     if workers < 1:
         raise ScarceError(f"--workers must be >= 1, got {workers}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, i, i < preview) for i in range(num_samples)]
     previews = []
 
@@ -101,19 +120,20 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
                 previews.append(pre)
             yield record
 
-    if workers == 1:
-        _init_worker(config, size, None)
-        manifest = write_shards(records(map(_render_one, jobs)), out_dir, prefix=prefix, num_shards=num_shards)
-    else:
-        select_backend()  # probe once; the workers inherit PYOPENGL_PLATFORM
-        with mp.get_context("spawn").Pool(workers, _init_worker, (config, size, 1)) as pool:
-            results = pool.imap(_render_one, jobs, chunksize=4)
-            manifest = write_shards(records(results), out_dir, prefix=prefix, num_shards=num_shards)
-    meta = {"config": config.to_dict(), "seed": seed, "size": list(size), "num_samples": num_samples,
-            "class_names": [o.name for o in config.objects], "builtin_class_names": list(CLASS_NAMES)}
-    (out_dir / "render_config.json").write_text(json.dumps(meta, indent=2, default=str))
-    if previews:
-        _save_preview(previews, out_dir / "preview.png", max(o.class_id for o in config.objects) + 1)
+    with ShardFolder(out_dir, overwrite=overwrite) as folder:
+        if workers == 1:
+            _init_worker(config, size, None)
+            manifest = folder.write_shards(records(map(_render_one, jobs)), prefix, num_shards=num_shards)
+        else:
+            select_backend()  # probe once; the workers inherit PYOPENGL_PLATFORM
+            with mp.get_context("spawn").Pool(workers, _init_worker, (config, size, 1, os.getpid())) as pool:
+                results = pool.imap(_render_one, jobs, chunksize=4)
+                manifest = folder.write_shards(records(results), prefix, num_shards=num_shards)
+        meta = {"config": config.to_dict(), "seed": seed, "size": list(size), "num_samples": num_samples,
+                "class_names": [o.name for o in config.objects], "builtin_class_names": list(CLASS_NAMES)}
+        folder.write_file("render_config.json", json.dumps(meta, indent=2, default=str).encode())
+        if previews:
+            folder.write_file("preview.png", _preview_png(previews, max(o.class_id for o in config.objects) + 1))
     return manifest
 
 
@@ -130,9 +150,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=list(RENDER_SIZE), metavar=("H", "W"))
     parser.add_argument("--prefix", default="data", help="shard file name prefix")
     parser.add_argument("--preview", type=int, default=16, help="samples in preview.png (0: none)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")
     args = parser.parse_args(argv)
     manifest = render_to_shards(args.preset or args.config, args.out, args.num_samples, seed=args.seed,
                                 size=tuple(args.size), num_shards=args.shards, workers=args.workers,
-                                prefix=args.prefix, preview=args.preview)
+                                prefix=args.prefix, preview=args.preview, overwrite=args.overwrite)
     print(f"wrote {manifest['num_records']} records in {len(manifest['shards'])} shard(s) to {args.out}")
     return 0

@@ -22,13 +22,15 @@ _HOMES = {
                      "mask_tensor"), "decode"),
     **dict.fromkeys(("KINDS", "decode_example", "decode_example_kinds", "encode_example", "parse_example",
                      "read_records"), "example"),
-    **dict.fromkeys(("decode_image", "decode_mask", "encode_png", "is_jpeg"), "images"),
+    **dict.fromkeys(("check_image", "decode_image", "decode_mask", "encode_png", "is_jpeg"), "images"),
     **dict.fromkeys(("ShuffleBuffer", "StreamingTFRecordDataset", "TFRecordDataset", "consumer_ranges",
                      "distributed_rank"), "readers"),
-    **dict.fromkeys(("COMPRESSIONS", "SkipReport", "count_records", "create_index", "detect_compression",
-                     "expand_files", "frame", "index_path_for", "iter_raw_records", "load_index", "masked_crc",
-                     "read_record_at"), "tfrecord"),
-    **dict.fromkeys(("TFRecordWriter", "manifest_counts", "shard_name", "write_shards"), "writer"),
+    **dict.fromkeys(("COMPRESSIONS", "MAX_RECORD_BYTES", "SkipReport", "SkippedRecordsWarning", "count_records",
+                     "create_index", "detect_compression", "expand_files", "frame", "index_path_for",
+                     "iter_raw_records", "load_index", "masked_crc", "read_record_at",
+                     "unfinished_writes"), "tfrecord"),
+    **dict.fromkeys(("MANIFEST_SUFFIX", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts",
+                     "shard_name", "write_shards"), "writer"),
 }
 
 __all__ = sorted(_HOMES)  # noqa: PLE0605 - every name of the table above

@@ -204,14 +204,28 @@ def read_records(
     *,
     skip_corrupt: bool = False,
     report: SkipReport | None = None,
+    max_record_bytes: int | None = None,
 ) -> Iterator[dict[str, list]]:
-    """Yield every record of one file as a decoded example dict (see :func:`decode_example`)."""
-    for offset, _, data in iter_raw_records(path, compression, verify, skip_corrupt=skip_corrupt, report=report,
-                                            with_offsets=True):
-        try:
-            yield decode_example(data, str(path), offset)
-        except CorruptRecordError as err:
-            if not skip_corrupt:
-                raise
-            if report is not None:
+    """Yield every record of one file as a decoded example dict (see :func:`decode_example`).
+
+    ``skip_corrupt`` also skips a record that is not a ``tf.train.Example``; skips go to ``report``, or without
+    one into a :class:`~scarce.shards.tfrecord.SkippedRecordsWarning` at the end (see
+    :func:`~scarce.shards.tfrecord.iter_raw_records`).
+    """
+    own_report = report is None and skip_corrupt
+    report = SkipReport() if report is None else report
+    before = len(report)
+    try:
+        for offset, _, data in iter_raw_records(path, compression, verify, skip_corrupt=skip_corrupt, report=report,
+                                                with_offsets=True, max_record_bytes=max_record_bytes):
+            try:
+                decoded = decode_example(data, str(path), offset)
+            except CorruptRecordError as err:
+                if not skip_corrupt:
+                    raise
                 report.add(err)
+                continue
+            yield decoded
+    finally:
+        if own_report:
+            report.warn_since(before)

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from scarce._errors import FeatureError
 
-__all__ = ["decode_image", "decode_mask", "encode_png", "is_jpeg"]
+__all__ = ["check_image", "decode_image", "decode_mask", "encode_png", "is_jpeg"]
 
 
 def encode_png(array: np.ndarray, *, compression: int | None = None) -> bytes:
@@ -49,8 +49,27 @@ def is_jpeg(data: bytes) -> bool:
 def _pil(data: bytes, where: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as err:  # its message names the BytesIO object, nothing useful
+        raise FeatureError(f"{where}: cannot decode {len(data)} bytes as an image (no image format recognised)") \
+            from err
     except Exception as err:  # PIL raises several types for undecodable bytes
         raise FeatureError(f"{where}: cannot decode {len(data)} bytes as an image ({err})") from err
+
+
+def check_image(data: bytes, *, where: str) -> None:
+    """Raise :class:`~scarce._errors.FeatureError` (naming ``where``) unless ``data`` decodes whole as an image.
+
+    A full decode, not ``PIL.Image.verify()``: that reads JPEG headers only, so a cut-off JPEG would pass (and
+    fail at training time). PIL raises on a truncated file unless ``ImageFile.LOAD_TRUNCATED_IMAGES`` is set,
+    which scarce never sets.
+    """
+    image = _pil(data, where)
+    try:
+        image.load()
+    except Exception as err:  # OSError, SyntaxError, ValueError, ... by format plugin
+        raise FeatureError(f"{where}: not a whole image ({err})") from err
+    finally:
+        image.close()
 
 
 def decode_image(data: bytes, *, where: str = "feature 'image'", min_size: Sequence[int] | None = None) -> np.ndarray:

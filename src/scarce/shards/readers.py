@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from scarce._errors import ScarceError
+from scarce._errors import CorruptRecordError, ScarceError
 from scarce.shards.decode import RecordParser
+from scarce.shards.example import decode_example
 from scarce.shards.tfrecord import (SkipReport, count_records, detect_compression, expand_files, iter_raw_records,
                                     load_index, read_record_at)
 from scarce.shards.writer import manifest_counts
@@ -72,6 +73,12 @@ class TFRecordDataset(Dataset):
         verify: Check CRCs of each record read.
         compressed: What to do with a GZIP / ZLIB file, which has no random access: ``"error"`` (raise), or
             ``"memory"`` (read its records into memory once, here; about the size of the file).
+        skip_corrupt: Read every file once here and leave damaged records (and a damaged tail) out of the
+            dataset instead of raising; they are counted in ``skip_report`` and reported as a
+            :class:`~scarce.shards.tfrecord.SkippedRecordsWarning`. (A map-style dataset cannot skip at
+            ``__getitem__``, so the check happens up front, and the index of such a file is not cached.)
+        max_record_bytes: The longest record accepted in a scan (default
+            :data:`~scarce.shards.tfrecord.MAX_RECORD_BYTES`).
 
     Raises:
         ScarceError: A compressed file with ``compressed="error"`` (use :class:`StreamingTFRecordDataset`).
@@ -79,26 +86,46 @@ class TFRecordDataset(Dataset):
 
     def __init__(self, files: str | Path | Iterable[str | Path], decode: Mapping[str, str] | Callable | None = None,
                  transform: Callable | None = None, verify: bool = True,
-                 compressed: Literal["error", "memory"] = "error") -> None:
+                 compressed: Literal["error", "memory"] = "error", skip_corrupt: bool = False,
+                 max_record_bytes: int | None = None) -> None:
         if compressed not in ("error", "memory"):
             raise ScarceError(f"compressed={compressed!r}; valid values are 'error' and 'memory'")
         self.files = expand_files(files)
         # Per file: the (N, 2) index of an uncompressed file, or the records of a compressed one.
         self.offsets: list[np.ndarray | list[bytes]] = []
+        self.skip_report = SkipReport()
+        scan = {"verify": verify, "skip_corrupt": skip_corrupt, "report": self.skip_report,
+                "max_record_bytes": max_record_bytes}
         for path in self.files:
             compression = detect_compression(path)
-            if compression is None:
+            if compression is None and skip_corrupt:
+                found = [(o, n) for o, n, data in iter_raw_records(path, None, with_offsets=True, **scan)
+                         if self._is_example(data, path, o)]
+                self.offsets.append(np.array(found, np.int64).reshape(-1, 2))
+            elif compression is None:
                 self.offsets.append(load_index(path))
             elif compressed == "memory":
-                self.offsets.append(list(iter_raw_records(path, compression, verify)))
+                records = iter_raw_records(path, compression, with_offsets=True, **scan)
+                self.offsets.append([data for o, _, data in records if not skip_corrupt
+                                     or self._is_example(data, path, o)])
             else:
                 raise ScarceError(f"{path}: is {compression}-compressed, so it has no random access; use "
                                   "StreamingTFRecordDataset (or `data.streaming: true`) for compressed shards")
+        self.skip_report.warn_since(0)
         self.cumulative = np.cumsum([0] + [len(o) for o in self.offsets]).tolist()
         self.parser = RecordParser(decode, transform)
         self.verify = verify
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
+
+    def _is_example(self, data: bytes, path: str, offset: int) -> bool:
+        """With ``skip_corrupt``: whether a CRC-clean record parses as a ``tf.train.Example`` (else counted)."""
+        try:
+            decode_example(data, path, offset)
+        except CorruptRecordError as err:
+            self.skip_report.add(err)
+            return False
+        return True
 
     def __len__(self) -> int:
         return self.cumulative[-1]
@@ -172,9 +199,14 @@ class StreamingTFRecordDataset(IterableDataset):
         seed: With ``epoch``, fixes the order: the same seed and epoch give the same samples per consumer.
         compression: ``"auto"`` (detect per file), ``"none"``, ``"gzip"`` or ``"zlib"``.
         verify: Check CRCs.
-        skip_corrupt: Skip damaged records instead of raising; see ``skip_report`` (per process).
+        skip_corrupt: Skip damaged records (and a damaged tail, also in the counting pass) instead of raising;
+            they are counted in ``skip_report`` (per process) and reported as a
+            :class:`~scarce.shards.tfrecord.SkippedRecordsWarning` at the end of each pass.
         rank, world_size: Override torch.distributed's (default: read when iterating).
-        counts: Records per file, if known (else from index / manifest / a pass over the framing).
+        counts: Records per file, if known (else from index / manifest / a pass over the framing); the
+            consumer that reads a file to its end checks it holds exactly that many.
+        max_record_bytes: The longest record accepted (default
+            :data:`~scarce.shards.tfrecord.MAX_RECORD_BYTES`), which bounds the memory one read holds.
         even_ranks: Give every rank exactly ``N // world_size`` records, leaving out the last ``N % world_size``
             of the epoch's order (which records those are changes with the shuffled file order). DDP training
             needs the same number of batches on every rank; the default reads every record exactly once.
@@ -187,7 +219,8 @@ class StreamingTFRecordDataset(IterableDataset):
                  transform: Callable | None = None, *, shuffle: bool = False, buffer_size: int = 1000,
                  seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
                  rank: int | None = None, world_size: int | None = None,
-                 counts: Sequence[int] | None = None, even_ranks: bool = False) -> None:
+                 counts: Sequence[int] | None = None, even_ranks: bool = False,
+                 max_record_bytes: int | None = None) -> None:
         self.files = expand_files(files)
         self.parser = RecordParser(decode, transform)
         self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
@@ -196,6 +229,8 @@ class StreamingTFRecordDataset(IterableDataset):
         self.even_ranks = even_ranks
         self.epoch = 0
         self.skip_report = SkipReport()
+        self.max_record_bytes = max_record_bytes
+        self._count_sources: list[str] | None = None if counts is None else ["the counts argument"] * len(counts)
         if counts is not None and len(counts) != len(self.files):
             raise ScarceError(f"counts has {len(counts)} entries for {len(self.files)} files")
         self._counts = list(counts) if counts is not None else None
@@ -209,8 +244,11 @@ class StreamingTFRecordDataset(IterableDataset):
         """Records per file (computed once, in the process that asks first: call it before forking workers)."""
         if self._counts is None:
             known = manifest_counts(self.files)
-            self._counts = [known[os.path.abspath(f)] if os.path.abspath(f) in known
-                            else count_records(f, self.compression) for f in self.files]
+            self._count_sources = [known.get(os.path.abspath(f), (None, "the count pass"))[1] for f in self.files]
+            self._counts = [known[os.path.abspath(f)][0] if os.path.abspath(f) in known
+                            else count_records(f, self.compression, skip_corrupt=self.skip_corrupt,
+                                               report=self.skip_report, max_record_bytes=self.max_record_bytes)
+                            for f in self.files]
         return self._counts
 
     def _rank(self) -> tuple[int, int]:
@@ -257,11 +295,15 @@ class StreamingTFRecordDataset(IterableDataset):
     def raw_records(self) -> Iterator[tuple[str, bytes]]:
         """This consumer's ``(file, record bytes)`` for the current epoch, before shuffling."""
         consumer, consumers, _ = self._consumer()
+        counts = self.counts
         for f, start, stop in self.plan(consumer, consumers):
             path = self.files[f]
-            for data in iter_raw_records(path, self.compression, self.verify, skip_corrupt=self.skip_corrupt,
-                                             report=self.skip_report, start=start, stop=stop):
-                yield path, data
+            # The consumer that reads a file to its end checks that it ends there: a count from a manifest
+            # that disagrees with the file is an error, not a silent cut.
+            exact = self._count_sources[f] if stop == counts[f] and self._count_sources is not None else None
+            yield from ((path, data) for data in iter_raw_records(
+                path, self.compression, self.verify, skip_corrupt=self.skip_corrupt, report=self.skip_report,
+                start=start, stop=stop, exact_count=exact, max_record_bytes=self.max_record_bytes))
 
     def __iter__(self) -> Iterator[Any]:
         consumer, consumers, _ = self._consumer()
@@ -269,5 +311,14 @@ class StreamingTFRecordDataset(IterableDataset):
         if self.shuffle and self.buffer_size > 1:
             rng = random.Random((self.seed * 1_000_003 + self.epoch) * 65_537 + consumer)
             stream = ShuffleBuffer(self.buffer_size, rng)(stream)
+        before = len(self.skip_report)
         for path, data in stream:
-            yield self.parser(data, where=path)
+            try:
+                sample = self.parser(data, where=path)
+            except CorruptRecordError as err:  # framed and CRC-clean, but not a tf.train.Example
+                if not self.skip_corrupt:
+                    raise
+                self.skip_report.add(err)
+                continue
+            yield sample
+        self.skip_report.warn_since(before)

@@ -20,11 +20,11 @@ the framing) allows random access into an uncompressed file; it is written next 
 from __future__ import annotations
 
 import glob as _glob
-import gzip
 import hashlib
-import io
 import os
+import re
 import struct
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +38,9 @@ from scarce._errors import CorruptRecordError, DataNotFoundError, ScarceError
 
 __all__ = [
     "COMPRESSIONS",
+    "MAX_RECORD_BYTES",
     "SkipReport",
+    "SkippedRecordsWarning",
     "masked_crc",
     "frame",
     "normalize_compression",
@@ -50,6 +52,9 @@ __all__ = [
     "index_path_for",
     "write_index_file",
     "temp_name",
+    "TEMP_PATTERN",
+    "JOURNAL_SUFFIX",
+    "unfinished_writes",
     "count_records",
     "expand_files",
 ]
@@ -61,14 +66,28 @@ _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
 # Bounded reads: a damaged length field must not make the reader allocate petabytes.
 _CHUNK = 16 * 1024 * 1024
+# The longest record a reader accepts unless told otherwise (``max_record_bytes=``): what one record read may
+# hold in memory. TensorFlow has no such bound; scarce's largest records (a 2048x1024 PNG pair) are ~6 MB.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+# Compressed reads: bytes read from the file per step, and the most zlib may inflate per step.
+_READ_STEP = 1 << 16
+_INFLATE_STEP = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------- framing
 
 
-def masked_crc(data: bytes | bytearray | memoryview) -> int:
-    """TFRecord's masked CRC32C: ``((crc >> 15) | (crc << 17)) + 0xa282ead8`` modulo 2**32."""
-    crc = crc32c.crc32c(data)
+def masked_crc(data: bytes | bytearray | memoryview | Sequence[bytes]) -> int:
+    """TFRecord's masked CRC32C: ``((crc >> 15) | (crc << 17)) + 0xa282ead8`` modulo 2**32.
+
+    ``data`` may also be a list of consecutive pieces (a long record read in chunks), never joined here.
+    """
+    if isinstance(data, list):
+        crc = 0
+        for piece in data:
+            crc = crc32c.crc32c(piece, crc)
+    else:
+        crc = crc32c.crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -107,51 +126,106 @@ def detect_compression(path: str | Path) -> str | None:
     return None  # empty or damaged: read it as plain so the error names byte 0
 
 
-class _ZlibReader(io.RawIOBase):
-    """A readable stream over a ZLIB-compressed file (Python has ``gzip.open`` but no ``zlib.open``)."""
+class _StreamEnd(Exception):
+    """Raised by :class:`_InflateReader` for damage it finds past the last record: ``(file offset, what)``."""
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self._inflate = zlib.decompressobj()
+    def __init__(self, offset: int, what: str) -> None:
+        super().__init__(what)
+        self.offset, self.what = offset, what
+
+
+class _InflateReader:
+    """``read(n)`` over a GZIP or ZLIB file, holding at most :data:`_INFLATE_STEP` decompressed bytes at a time.
+
+    Python's ``gzip`` module stops silently at trailing garbage that is not a member and has no ZLIB stream
+    reader at all, so both go through ``zlib.decompressobj`` here. After the end of the stream, the rest of the
+    file must be empty, or (GZIP) another whole member; anything else raises :class:`_StreamEnd` with its offset
+    in the compressed file, once every decompressed byte before it has been read.
+    """
+
+    def __init__(self, path: str, compression: str) -> None:
+        self._raw = open(path, "rb")
+        self._gzip = compression == "gzip"
+        self._wbits = 16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS
+        self._inflate = zlib.decompressobj(self._wbits)
+        self._consumed = 0  # compressed bytes fed to zlib so far
         self._pending = b""
         self._pos = 0  # read position in _pending (slicing it each time would copy it over and over)
-        self._eof = False
+        self._done = False
+        self._error: BaseException | None = None
+        self._unconsumed = b""  # the start of the next GZIP member, read while checking for one
 
-    def readable(self) -> bool:
-        return True
+    def seekable(self) -> bool:
+        return False
 
-    def readinto(self, buffer) -> int:
-        while self._pos >= len(self._pending) and not self._eof:
-            data = self._inflate.unconsumed_tail or self._raw.read(1 << 16)
-            if not data:
-                self._eof = True
-                if not self._inflate.eof:
-                    raise EOFError("compressed stream ended before the end-of-stream marker was reached")
+    def _feed(self, data: bytes) -> None:
+        # max_length bounds memory: a small stream cannot inflate into gigabytes at once.
+        self._pending, self._pos = self._inflate.decompress(data, _INFLATE_STEP), 0
+        if self._inflate.eof:
+            self._member_end()
+
+    def _member_end(self) -> None:
+        rest = self._inflate.unused_data
+        end = self._consumed - len(rest)  # file offset just past this stream / member
+        while len(rest) < 2:
+            more = self._raw.read(_READ_STEP)
+            if not more:
                 break
-            # max_length bounds memory: a small damaged stream cannot inflate into gigabytes at once.
-            self._pending, self._pos = self._inflate.decompress(data, 1 << 20), 0
-            if self._inflate.eof and not self._inflate.unconsumed_tail:
-                self._eof = True
-        n = min(len(buffer), len(self._pending) - self._pos)
-        buffer[:n] = memoryview(self._pending)[self._pos:self._pos + n]
-        self._pos += n
-        return n
+            self._consumed += len(more)
+            rest += more
+        if not rest:
+            self._done = True
+        elif self._gzip and rest[:2] == b"\x1f\x8b":
+            self._inflate = zlib.decompressobj(self._wbits)  # another member (RFC 1952: `cat a.gz b.gz` is valid)
+            self._unconsumed = rest
+        else:
+            name = "GZIP member" if self._gzip else "ZLIB stream"
+            self._error = _StreamEnd(end, f"trailing data after the end of the {name} (offset in the compressed "
+                                          "file)")
+            self._done = True
+
+    def _fill(self) -> None:
+        while self._pos >= len(self._pending) and not self._done:
+            data, self._unconsumed = self._inflate.unconsumed_tail or self._unconsumed, b""
+            if not data:
+                data = self._raw.read(_READ_STEP)
+                self._consumed += len(data)
+            if not data:
+                self._done = True
+                self._error = EOFError("compressed stream ended before the end-of-stream marker was reached")
+                return
+            self._feed(data)
+
+    def read(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        while n > 0:
+            self._fill()
+            if self._pos >= len(self._pending):
+                if self._error is not None and not parts:
+                    raise self._error
+                break
+            part = self._pending[self._pos:self._pos + n]
+            self._pos += len(part)
+            n -= len(part)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         self._raw.close()
-        super().close()
 
 
-def _open_stream(path: str | Path, compression: str | None) -> BinaryIO:
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "zlib":
-        return io.BufferedReader(_ZlibReader(open(path, "rb")), buffer_size=1 << 16)
+def _open_stream(path: str, compression: str | None):
+    if compression in ("gzip", "zlib"):
+        return _InflateReader(path, compression)
     return open(path, "rb", buffering=1 << 16)
 
 
-def _read_bounded(stream: BinaryIO, n: int) -> bytes:
-    """Read up to ``n`` bytes in bounded chunks (stops early at the end of the stream)."""
+def _read_bounded(stream, n: int) -> bytes | list[bytes]:
+    """Read up to ``n`` bytes, beyond :data:`_CHUNK` as a list of chunks (stops early at the end of the stream).
+
+    Long data is not joined here: a forged length's data is CRC-checked piecewise and dropped without the copy
+    a join makes, so a damaged record never costs more than its declared length.
+    """
     if n <= _CHUNK:
         return stream.read(n)
     parts, left = [], n
@@ -161,22 +235,20 @@ def _read_bounded(stream: BinaryIO, n: int) -> bytes:
             break
         parts.append(part)
         left -= len(part)
-    return b"".join(parts)
+    return parts
 
 
-def _skip_bytes(stream: BinaryIO, n: int, path: str, offset: int) -> None:
-    if stream.seekable() and not isinstance(stream, gzip.GzipFile):
-        here = stream.tell()
-        end = stream.seek(0, io.SEEK_END)
-        if here + n > end:
-            raise CorruptRecordError(path, offset, "truncated record")
-        stream.seek(here + n)
-        return
+def _skip_bytes(stream, n: int) -> bool:
+    """Move ``n`` bytes ahead (a plain file: the caller checked the size); False when the stream ends first."""
+    if stream.seekable():
+        stream.seek(n, os.SEEK_CUR)
+        return True
     while n:
         part = stream.read(min(n, _CHUNK))
         if not part:
-            raise CorruptRecordError(path, offset, "truncated record")
+            return False
         n -= len(part)
+    return True
 
 
 @dataclass
@@ -198,6 +270,58 @@ class SkipReport:
         lines += [f"  {p}: {what} at byte {off}" for p, off, what in self.skipped]
         return "\n".join(lines)
 
+    def warn_since(self, before: int) -> None:
+        """Report the spots added since ``len(self) == before`` as one warning (the end of a read)."""
+        if len(self.skipped) > before:
+            warnings.warn(SkipReport(self.skipped[before:]).summary(), SkippedRecordsWarning, stacklevel=3)
+
+
+class SkippedRecordsWarning(UserWarning):
+    """``skip_corrupt=True`` skipped damaged records; the message lists each file and offset."""
+
+
+def _read_frame(stream, path: str, offset: int, verify: bool, keep: bool, max_record_bytes: int,
+                size: int | None):
+    """One record at ``offset``: ``(length, data, footer)`` (data ``None`` unless ``keep``; beyond
+    :data:`_CHUNK` a list of chunks),
+    or ``None`` at the end. ``size``: a plain file's size (``offset`` is then the file position), else ``None``.
+
+    Raises:
+        CorruptRecordError: A damaged length, a record cut off or longer than ``max_record_bytes``, a damaged
+            compressed stream, trailing data after it.
+    """
+    try:
+        header = stream.read(_HEADER.size)
+        if not header:
+            return None
+        if len(header) < _HEADER.size:
+            raise CorruptRecordError(path, offset, "truncated record")
+        length, length_crc = _HEADER.unpack(header)
+        if verify and masked_crc(header[:8]) != length_crc:
+            raise CorruptRecordError(path, offset, "corrupted record")
+        if size is not None and offset + _HEADER.size + length + _FOOTER.size > size:
+            raise CorruptRecordError(path, offset, "truncated record")  # TensorFlow's words for a plain file
+        if length > max_record_bytes:
+            # A forged length (a valid CRC is 2^-32 luck or malice) must not make us inflate gigabytes.
+            raise CorruptRecordError(path, offset, f"record length {length} exceeds max_record_bytes="
+                                     f"{max_record_bytes} (a damaged file, or pass a larger max_record_bytes)")
+        if not keep:
+            if not _skip_bytes(stream, length + _FOOTER.size):
+                raise CorruptRecordError(path, offset, "truncated record")
+            return length, None, None
+        data = _read_bounded(stream, length)
+        footer = stream.read(_FOOTER.size)
+        if (len(data) if isinstance(data, bytes) else sum(map(len, data))) < length or len(footer) < _FOOTER.size:
+            raise CorruptRecordError(path, offset, "truncated record")
+        return length, data, footer
+    except EOFError as err:  # a compressed stream cut off
+        raise CorruptRecordError(path, offset, "truncated record") from err
+    except _StreamEnd as err:
+        raise CorruptRecordError(path, err.offset, err.what) from err
+    except (OSError, zlib.error) as err:
+        what = f"corrupted record ({'plain' if stream.seekable() else 'compressed'} stream: {err})"
+        raise CorruptRecordError(path, offset, what) from err
+
 
 def iter_raw_records(
     path: str | Path,
@@ -209,6 +333,8 @@ def iter_raw_records(
     with_offsets: bool = False,
     start: int = 0,
     stop: int | None = None,
+    exact_count: str | None = None,
+    max_record_bytes: int | None = None,
 ) -> Iterator[bytes] | Iterator[tuple[int, int, bytes]]:
     """Yield the data of every record of one file (``(offset, framed_length, data)`` with ``with_offsets``).
 
@@ -216,17 +342,24 @@ def iter_raw_records(
         path: The file.
         compression: ``"auto"`` (detect), ``None``/``"none"``, ``"gzip"`` or ``"zlib"``.
         verify: Check both CRCs of every record.
-        skip_corrupt: Skip a record whose data CRC fails instead of raising; a damaged length or a cut-off
-            tail ends the file (nothing after it can be framed reliably). Each skip goes to ``report``.
+        skip_corrupt: Skip a record whose data CRC fails instead of raising; a damaged length, a cut-off tail
+            or a damaged compressed stream ends the file (nothing after it can be framed reliably). Each skip
+            goes to ``report``, or, without one, into a :class:`SkippedRecordsWarning` at the end.
         report: Where skips are counted (see :class:`SkipReport`).
         with_offsets: Also yield each record's byte offset and framed length (uncompressed stream).
         start: Skip the first ``start`` records: their data is seeked over (plain files) or read and dropped
             (compressed), and not CRC-checked (the reader that owns them checks them).
         stop: Stop before record ``stop``.
+        exact_count: With ``stop``: the file must hold exactly ``stop`` records; this names where that count
+            came from (e.g. the manifest) in the error when it does not.
+        max_record_bytes: The longest record accepted (default :data:`MAX_RECORD_BYTES`); what a read holds
+            in memory is bounded by it.
 
     Raises:
-        CorruptRecordError: A CRC mismatch, a truncated record or a damaged compressed stream.
+        CorruptRecordError: A CRC mismatch, a truncated or overlong record, a damaged compressed stream or
+            data after its end.
         DataNotFoundError: The file does not exist.
+        ScarceError: The file does not hold the ``exact_count`` records.
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -234,55 +367,55 @@ def iter_raw_records(
     compression = normalize_compression(compression, allow_auto=True)
     if compression == "auto":
         compression = detect_compression(path)
+    limit = MAX_RECORD_BYTES if max_record_bytes is None else int(max_record_bytes)
+    own_report = report is None and skip_corrupt
+    report = SkipReport() if report is None else report
+    before = len(report)
     stream = _open_stream(path, compression)
+    size = os.fstat(stream.fileno()).st_size if compression is None else None
     offset, number = 0, 0
     try:
         while stop is None or number < stop:
             try:
-                header = stream.read(_HEADER.size)
-                if not header:
-                    return
-                if len(header) < _HEADER.size:
-                    raise CorruptRecordError(path, offset, "truncated record")
-                length, length_crc = _HEADER.unpack(header)
-                if verify and masked_crc(header[:8]) != length_crc:
-                    raise CorruptRecordError(path, offset, "corrupted record")
-                if number < start:
-                    _skip_bytes(stream, length + _FOOTER.size, path, offset)
-                    offset += _HEADER.size + length + _FOOTER.size
-                    number += 1
-                    continue
-                data = _read_bounded(stream, length)
-                footer = stream.read(_FOOTER.size)
-                if len(data) < length or len(footer) < _FOOTER.size:
-                    raise CorruptRecordError(path, offset, "truncated record")
-            except EOFError as err:  # a compressed stream cut off
-                raise CorruptRecordError(path, offset, "truncated record") from err
-            except (OSError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
-                what = f"corrupted record ({compression or 'plain'} stream: {err})"
-                raise CorruptRecordError(path, offset, what) from err
+                frame_ = _read_frame(stream, path, offset, verify, number >= start, limit, size)
             except CorruptRecordError as err:
-                if skip_corrupt and report is not None:
-                    report.add(err)
-                if skip_corrupt:
-                    return
-                raise
-            framed = _HEADER.size + length + _FOOTER.size
-            if verify and masked_crc(data) != _FOOTER.unpack(footer)[0]:
-                # TensorFlow blames the start of the data for a data CRC mismatch; so do we.
-                err = CorruptRecordError(path, offset + _HEADER.size, "corrupted record")
                 if not skip_corrupt:
-                    raise err
-                if report is not None:
+                    raise
+                report.add(err)
+                return
+            if frame_ is None:
+                if exact_count is not None and stop is not None and number < stop:
+                    raise ScarceError(f"{path}: the file ends after {number} records, but {exact_count} "
+                                      f"says {stop}; the dataset changed after it was written: rewrite it")
+                return
+            length, data, footer = frame_
+            framed = _HEADER.size + length + _FOOTER.size
+            if data is not None:
+                if verify and masked_crc(data) != _FOOTER.unpack(footer)[0]:
+                    # TensorFlow blames the start of the data for a data CRC mismatch; so do we.
+                    err = CorruptRecordError(path, offset + _HEADER.size, "corrupted record")
+                    if not skip_corrupt:
+                        raise err
                     report.add(err)
-                offset += framed
-                number += 1
-                continue
-            yield (offset, framed, data) if with_offsets else data
+                else:
+                    data = data if isinstance(data, bytes) else b"".join(data)
+                    yield (offset, framed, data) if with_offsets else data
             offset += framed
             number += 1
+        if exact_count is not None:
+            try:
+                more = _read_frame(stream, path, offset, False, False, limit, size)
+            except CorruptRecordError as err:
+                if skip_corrupt:
+                    return  # a damaged tail past the counted records: the count pass reported it
+                raise err
+            if more is not None:
+                raise ScarceError(f"{path}: the file holds more than the {stop} records {exact_count} says; "
+                                  "the dataset changed after it was written: rewrite it")
     finally:
         stream.close()
+        if own_report:
+            report.warn_since(before)
 
 
 def read_record_at(f: BinaryIO, path: str, offset: int, framed_length: int, verify: bool = True) -> bytes:
@@ -311,6 +444,17 @@ def read_record_at(f: BinaryIO, path: str, offset: int, framed_length: int, veri
 def temp_name(path: Path) -> Path:
     """Where ``path`` is written before it is renamed into place (complete files only under their name)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+# ".NAME.tmp-PID": the PID tells a live writer's temporary file from a dead one's.
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+# The journal of a commit in progress (scarce.shards.writer.ShardFolder) is the temporary file of "SCOPE.commit".
+JOURNAL_SUFFIX = ".commit"
+
+
+def unfinished_writes(folder: str | Path) -> list[str]:
+    """Journals of commits in progress, or of writers that died inside one: the folder's datasets are unsettled."""
+    return sorted(p.name for p in Path(folder).glob(f".*{JOURNAL_SUFFIX}.tmp-*") if TEMP_PATTERN.match(p.name))
 
 
 def index_path_for(path: str | Path) -> Path:
@@ -394,14 +538,19 @@ def load_index(path: str | Path, *, build: bool = True) -> np.ndarray:
     return _read_index_file(create_index(path))
 
 
-def count_records(path: str | Path, compression: str | None = "auto") -> int:
-    """Number of records in a file: from a fresh index when there is one, else by reading the framing."""
+def count_records(path: str | Path, compression: str | None = "auto", *, skip_corrupt: bool = False,
+                  report: SkipReport | None = None, max_record_bytes: int | None = None) -> int:
+    """Number of records in a file: from a fresh index when there is one, else by reading the framing.
+
+    With ``skip_corrupt``, a damaged tail ends the count (and goes to ``report``) instead of raising.
+    """
     path = Path(path)
     offsets = _fresh_index(path)
     if offsets is not None:
         return len(offsets)
     # Framing only (no CRC of the data): a damaged record still gets caught when it is read.
-    return sum(1 for _ in iter_raw_records(path, compression, verify=False))
+    return sum(1 for _ in iter_raw_records(path, compression, verify=False, skip_corrupt=skip_corrupt, report=report,
+                                           max_record_bytes=max_record_bytes))
 
 
 def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
@@ -410,6 +559,10 @@ def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
     out: list[str] = []
     for item in items:
         item = str(item)
+        folder = item if os.path.isdir(item) else os.path.dirname(item) or "."
+        if os.path.isdir(folder) and unfinished_writes(folder):
+            raise DataNotFoundError(f"{folder}: a dataset is being written here, or its writer died while renaming "
+                                    f"its files ({unfinished_writes(folder)[0]}); rerun the writer, which cleans up")
         if os.path.isdir(item):
             found = [p for p in _glob.glob(os.path.join(item, "*.tfrecord*")) if not p.endswith(".index")]
         elif any(ch in item for ch in "*?["):
