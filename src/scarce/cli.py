@@ -8,6 +8,7 @@ commands are small programs, each in the module named in :data:`COMMANDS` and im
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ def _usage() -> str:
         "",
         "Training (LightningCLI; `scarce fit --help` lists every option):",
         "  fit|validate|test|predict --config configs/X.yaml [--config configs/trainer/gpu.yaml] [--key value ...]",
+        "  (resume a stopped fit: the same command with --ckpt_path last; SCARCE_DEBUG=1 shows tracebacks of errors)",
         "",
         "Command groups:",
     ]
@@ -98,6 +100,37 @@ def lightning_cli(argv: Sequence[str], run: bool = True):
         )
 
 
+DEBUG_ENV = "SCARCE_DEBUG"
+"""Set to 1 to get the full traceback of a user error instead of its one line."""
+
+SIGTERM_EXIT = 128 + 15
+"""Exit status of a fit stopped by SIGTERM after saving ``last.ckpt``: what the shell reports for a process killed
+by SIGTERM, so schedulers and scripts see an interrupted run, not a finished one (Lightning itself exits 0)."""
+
+
+def _run_lightning(command: str, argv: list[str]) -> int:
+    """Run LightningCLI; user errors become one line on stderr and exit status 1 (``SCARCE_DEBUG=1``: traceback)."""
+    import pickle
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        lightning_cli(argv)
+    except SIGTERMException:
+        # Lightning stops at the end of the current batch; scarce.callbacks.resume.ResumeCheckpoint has saved
+        # last.ckpt in that batch's on_train_batch_end (docs/reliability.md, "Resuming training").
+        print(f"scarce {command}: stopped by SIGTERM; resume with `--ckpt_path last`", file=sys.stderr)
+        return SIGTERM_EXIT
+    except (ScarceError, pickle.UnpicklingError) as err:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        message = str(err) if isinstance(err, ScarceError) else (
+            f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}")
+        print(f"scarce {command}: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def bench_main(argv: list[str]) -> int:
     return dispatch(argv, BENCHMARKS, "scarce bench")
 
@@ -109,8 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_SUBCOMMANDS:
-        lightning_cli(argv)
-        return
+        sys.exit(_run_lightning(command, argv))
     if command not in COMMANDS:
         print(f"scarce: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
