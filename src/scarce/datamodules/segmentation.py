@@ -178,7 +178,7 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         if self.hparams.paired_target:
             return self._paired_loader(self.datasets["source_train"], self.datasets["target_train"])
-        return self._loader(self.datasets["source_train"], shuffle=True, drop_last=True)
+        return self._training_loader(self.datasets["source_train"])
 
     def val_dataloader(self) -> list[DataLoader]:
         return [self._loader(self.datasets[f"{d}_val"], shuffle=False) for d in self.domains]
