@@ -193,6 +193,10 @@ def test_dann_configs_keep_the_source_only_budget(source_only, dann):
         for logger in config["trainer"]["logger"]:
             assert logger["init_args"]["save_dir"] == f"runs/{name}"
             logger["init_args"]["save_dir"] = "runs/X"
+        for callback in config["trainer"]["callbacks"]:
+            if "dirpath" in callback.get("init_args", {}):
+                assert callback["init_args"]["dirpath"] == f"runs/{name}/checkpoints"
+                callback["init_args"]["dirpath"] = "runs/X/checkpoints"
     assert adv["seed_everything"] == base["seed_everything"]
     assert adv["trainer"] == base["trainer"]
     assert adv["model"]["class_path"] == "scarce.lightning_modules.dann_segmentation.DANNSegmentation"

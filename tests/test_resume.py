@@ -117,3 +117,22 @@ def test_stopped_fit_resumes_to_the_uninterrupted_result(signame, seed, config, 
     assert weights.keys() == expected_weights.keys()
     for name, value in expected_weights.items():
         assert torch.equal(weights[name], value), name
+
+
+FIT_CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", FIT_CONFIGS, ids=lambda p: p.stem)
+def test_every_fit_config_writes_a_resumable_last_ckpt(path):
+    """`--ckpt_path last` finds last.ckpt only in a ModelCheckpoint's fixed dirpath; one callback owns the file."""
+    callbacks = yaml.safe_load(path.read_text())["trainer"]["callbacks"]
+    resume = [c for c in callbacks if c["class_path"] == "scarce.callbacks.resume.ResumeCheckpoint"]
+    assert len(resume) == 1, f"{path.name}: no scarce.callbacks.resume.ResumeCheckpoint"
+    assert resume[0]["init_args"]["dirpath"] == f"runs/{path.stem}/checkpoints"
+    for callback in callbacks:
+        args = callback.get("init_args", {})
+        assert not args.get("save_last"), f"{path.name}: {callback['class_path']} would write last.ckpt too"
+        if callback["class_path"].endswith("ModelCheckpoint"):  # best weights next to last.ckpt, resumable state
+            assert args.get("dirpath") == f"runs/{path.stem}/checkpoints", path.name
+        assert callback["class_path"] != "lightning.pytorch.callbacks.StochasticWeightAveraging", (
+            f"{path.name}: Lightning's SWA loses its schedule on a mid-epoch resume; use scarce.callbacks.resume's")
