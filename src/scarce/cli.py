@@ -142,7 +142,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_SUBCOMMANDS:
-        sys.exit(_run_lightning(command, argv))
+        if code := _run_lightning(command, argv):
+            sys.exit(code)
+        return  # in-process callers (tests, notebooks) get control back after a successful run
     if command not in COMMANDS:
         print(f"scarce: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)
