@@ -18,6 +18,7 @@ skipped in total, but which rank gets which of the remaining samples may differ 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -82,6 +83,10 @@ class ResumableLoaders:
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resume_at = (state_dict["epoch"], state_dict["batches"]) if state_dict else None
+        if self._resume_at is not None:
+            # Lightning warns on any mid-epoch resume whose DataLoaders have no state_dict of their own; here the
+            # position is the DataModule's and the loaders are built to start there, so the warning would mislead.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
     def _shuffled_loader(self, dataset: Dataset, batch_size: int, drop_last: bool, **kwargs) -> DataLoader:
         """A training DataLoader over ``dataset`` in :class:`ResumableRandomSampler` order."""
