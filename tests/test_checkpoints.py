@@ -78,7 +78,8 @@ def test_fit_resuming_from_it_refuses_it(crafted, tmp_path):
     path, marker = crafted
     result = subprocess.run([str(SCARCE), "fit", "--config", str(REPO / "configs/dann_blobs.yaml"),
                              "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--ckpt_path", str(path)],
-                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 1, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "refused by torch.load(weights_only=True)" in errors[0], result.stderr[-3000:]

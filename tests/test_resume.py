@@ -64,7 +64,8 @@ def _final(run: Path) -> tuple[dict, dict, list[int]]:
     rows = list(csv.DictReader((metrics / "metrics.csv").open()))
     val = [row for row in rows if row.get("val/target_acc")][-1]
     weights = torch.load(run / LAST, weights_only=True)["state_dict"]
-    return {k: v for k, v in val.items() if k.startswith("val/") or k == "step"}, weights, [int(r["step"]) for r in rows]
+    final = {k: v for k, v in val.items() if k.startswith("val/") or k == "step"}
+    return final, weights, [int(row["step"]) for row in rows]
 
 
 @pytest.fixture(scope="module")
