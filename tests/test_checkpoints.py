@@ -108,10 +108,22 @@ def test_bad_batch_size_is_refused_before_the_fit_starts(value, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         main(["fit", "--config", str(REPO / "configs/dann_blobs.yaml"), f"--data.init_args.batch_size={value}"])
-    assert exc.value.code == 2
+    assert exc.value.code == 1
     err = capsys.readouterr().err
-    assert 'Parser key "batch_size"' in err and f"{value} does not conform to restriction v>0" in err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"scarce fit: error: --data.batch_size: Not of type PositiveInt: {value} does not conform")
     assert not (tmp_path / "runs").exists()
+
+
+def test_bad_options_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = str(REPO / "configs/dann_blobs.yaml")
+    for option, expected in (("--trainer.max_epochs=x", "--trainer.max_epochs: got 'x', expected int or NoneType"),
+                             ("--model.init_args.adaptation_wieght=1", "--model: Option 'adaptation_wieght' is not")):
+        with pytest.raises(SystemExit) as exc:
+            main(["fit", "--config", config, option])
+        err = capsys.readouterr().err
+        assert exc.value.code == 1 and err.count("\n") == 1 and expected in err, err
 
 
 @pytest.mark.parametrize("flag, values", [("--size", ["0", "0"]), ("--size", ["64", "-1"]), ("--shards", ["0"]),
