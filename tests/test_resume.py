@@ -76,9 +76,9 @@ def uninterrupted(config, tmp_path_factory):
     return _final(run)
 
 
-def _step_on_disk(run: Path) -> int:
+def _step_on_disk(run: Path, last: Path = LAST) -> int:
     try:
-        return torch.load(run / LAST, weights_only=True)["global_step"]
+        return torch.load(run / last, weights_only=True)["global_step"]
     except (FileNotFoundError, EOFError, RuntimeError):  # not written yet
         return -1
 
@@ -137,3 +137,57 @@ def test_every_fit_config_writes_a_resumable_last_ckpt(path):
             assert args.get("dirpath") == f"runs/{path.stem}/checkpoints", path.name
         assert callback["class_path"] != "lightning.pytorch.callbacks.StochasticWeightAveraging", (
             f"{path.name}: Lightning's SWA loses its schedule on a mid-epoch resume; use scarce.callbacks.resume's")
+
+
+def test_gan_stopped_by_sigterm_resumes_bit_identical(tmp_path, monkeypatch):
+    """Manual optimisation, two optimisers, its own noise stream and dropout (the global RNG): the GAN config, in
+    process (the fits share this test's interpreter), SIGTERM from a watcher thread once last.ckpt passes a batch."""
+    import threading
+
+    from scarce.cli import main
+
+    cfg = yaml.safe_load((REPO / "configs/gan_mnist.yaml").read_text())
+    cfg["trainer"].update(max_epochs=2, limit_val_batches=1, deterministic=True, enable_progress_bar=False)
+    cfg["trainer"]["callbacks"] = [c for c in cfg["trainer"]["callbacks"] if c["class_path"].endswith("ResumeCheckpoint")]
+    cfg["trainer"]["callbacks"][0]["init_args"]["every_n_batches"] = 5
+    cfg["data"]["init_args"].update(limit_train=384, limit_val=32, batch_size=32)  # 12 batches an epoch
+    config = tmp_path / "gan.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    last = Path("runs/gan_mnist/checkpoints/last.ckpt")
+    args = ["fit", "--config", str(config)]
+
+    def final(run: Path) -> dict:
+        return torch.load(run / last, weights_only=True)["state_dict"]
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    main(args)
+    expected = final(tmp_path / "a")
+
+    monkeypatch.chdir(tmp_path / "b")
+    stop_after = 2 * 15  # global steps: two per batch (generator and discriminator); batch 15 is in epoch 2
+
+    def watch():
+        # Each write renames a new file over last.ckpt: the third one (batch 15) is seen by its inode, cheaply,
+        # since unpickling the checkpoint here would hold the GIL while the fit runs on.
+        seen, path = set(), tmp_path / "b" / last
+        while len(seen) < 3:
+            try:
+                seen.add(path.stat().st_ino)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by Lightning's handler in the main thread
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    watcher.join(timeout=5)
+    assert exc.value.code == 143
+    stopped_at = _step_on_disk(tmp_path / "b", last)
+    assert stop_after <= stopped_at < 2 * 24, stopped_at
+    main([*args, "--ckpt_path", "last"])
+    weights = final(tmp_path / "b")
+    for name, value in expected.items():
+        assert torch.equal(weights[name], value), name
