@@ -9,7 +9,7 @@ CPU with ``--trainer.deterministic true`` (docs/reliability.md, "Resuming traini
 - the training data position: the DataModules save ``(epoch, batches done)`` and their samplers replay the order
   (:mod:`scarce.datamodules.resumable`);
 - the global RNG states (torch, CUDA, numpy, random), saved here and restored when training restarts, for models
-  that draw random numbers (dropout, VAE sampling, GAN noise);
+  that draw random numbers (dropout, VAE sampling; the GAN saves its own noise stream);
 - :class:`StochasticWeightAveraging`, which sets up its schedule in ``on_train_epoch_start``, a hook Lightning does
   not call for an epoch resumed in the middle.
 
