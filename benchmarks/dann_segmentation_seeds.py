@@ -65,11 +65,13 @@ def _scarce(args: list[str], run_dir: Path, threads: int) -> None:
 
 def fit(config: str, seed: int, run_dir: Path, extra: list[str], threads: int, reuse: bool = False) -> Path:
     """Train (unless ``reuse`` finds a finished run in ``run_dir``); returns the last checkpoint."""
-    checkpoints = sorted(run_dir.glob("runs/*/csv/version_*/checkpoints/last.ckpt"))
+    # ResumeCheckpoint's fixed folder (configs: runs/<experiment>/checkpoints); written last when training ends.
+    last = "runs/*/checkpoints/last.ckpt"
+    checkpoints = sorted(run_dir.glob(last))
     if not (reuse and checkpoints):
         _scarce(["fit", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}", *extra],
                 run_dir, threads)
-        checkpoints = sorted(run_dir.glob("runs/*/csv/version_*/checkpoints/last.ckpt"))
+        checkpoints = sorted(run_dir.glob(last))
     if not checkpoints:
         raise FileNotFoundError(f"no last.ckpt under {run_dir}/runs")
     return checkpoints[-1].resolve()

@@ -202,6 +202,10 @@ def _experiment(name: str) -> dict:
     for logger in config["trainer"]["logger"]:
         assert logger["init_args"]["save_dir"] == f"runs/{name}"
         logger["init_args"]["save_dir"] = "runs/X"
+    for callback in config["trainer"]["callbacks"]:
+        if "dirpath" in callback.get("init_args", {}):
+            assert callback["init_args"]["dirpath"] == f"runs/{name}/checkpoints"
+            callback["init_args"]["dirpath"] = "runs/X/checkpoints"
     return config
 
 

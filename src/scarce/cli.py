@@ -8,6 +8,8 @@ commands are small programs, each in the module named in :data:`COMMANDS` and im
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ def _usage() -> str:
         "",
         "Training (LightningCLI; `scarce fit --help` lists every option):",
         "  fit|validate|test|predict --config configs/X.yaml [--config configs/trainer/gpu.yaml] [--key value ...]",
+        "  (resume a stopped fit: the same command with --ckpt_path last; SCARCE_DEBUG=1 shows tracebacks of errors)",
         "",
         "Command groups:",
     ]
@@ -71,12 +74,13 @@ def dispatch(argv: list[str], table: dict[str, tuple[str, str]], prog: str) -> i
     return _call(table[name][0], rest)
 
 
-def lightning_cli(argv: Sequence[str], run: bool = True):
+def lightning_cli(argv: Sequence[str], run: bool = True, exit_on_error: bool = True):
     """Build the LightningCLI for ``argv`` (``["fit", "--config", ...]``).
 
     Model and data module are chosen in the config by ``class_path`` (any LightningModule /
     LightningDataModule, scarce's or the user's). ``overwrite=True`` lets a second ``fit`` in the same run
-    folder replace ``config.yaml`` instead of aborting.
+    folder replace ``config.yaml`` instead of aborting. ``exit_on_error=False`` raises jsonargparse's
+    ``ArgumentError`` for a bad command line instead of printing the usage and exiting 2.
     """
     from lightning.pytorch import LightningDataModule, LightningModule
     from lightning.pytorch.cli import LightningCLI
@@ -93,9 +97,65 @@ def lightning_cli(argv: Sequence[str], run: bool = True):
             subclass_mode_data=True,
             seed_everything_default=1234,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": exit_on_error},
             args=list(argv),
             run=run,
         )
+
+
+DEBUG_ENV = "SCARCE_DEBUG"
+"""Set to 1 to get the full traceback of a user error instead of its one line."""
+
+SIGTERM_EXIT = 128 + 15
+"""Exit status of a fit stopped by SIGTERM after saving ``last.ckpt``: what the shell reports for a process killed
+by SIGTERM, so schedulers and scripts see an interrupted run, not a finished one (Lightning itself exits 0)."""
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's nested report of a refused value, as ``--data.batch_size: -3 does not conform to ...``."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    nested = [i for i, line in enumerate(lines) if line.startswith("Parser key")]
+    if len(nested) > 1 and nested[-1] + 1 < len(lines):  # inside a class_path: the innermost key says it
+        detail = lines[nested[-1] + 1]
+    else:
+        detail = next((line for line in lines if "is not accepted" in line), None)
+    if detail is None:
+        expected = [line.removeprefix("- Expected a ") for line in lines if line.startswith("- Expected a ")]
+        given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
+        detail = f"got {given!r}, expected {' or '.join(expected)}" if expected and given is not None else lines[0]
+    detail = re.sub(r"<class '([\w.]+)'>", r"\1", detail)
+    return f"--{'.'.join(keys)}: {detail}" if keys else detail
+
+
+def _run_lightning(command: str, argv: list[str]) -> int:
+    """Run LightningCLI; user errors become one line on stderr and exit status 1 (``SCARCE_DEBUG=1``: traceback)."""
+    import pickle
+    from argparse import ArgumentError
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        lightning_cli(argv, exit_on_error=False)
+    except ArgumentError as err:  # a value the options' types refuse, an unknown option: before anything is built
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"scarce {command}: error: {_one_line(str(err))} (`scarce {command} --help` lists the options)",
+              file=sys.stderr)
+        return 1
+    except SIGTERMException:
+        # Lightning stops at the end of the current batch; scarce.callbacks.resume.ResumeCheckpoint has saved
+        # last.ckpt in that batch's on_train_batch_end (docs/reliability.md, "Resuming training").
+        print(f"scarce {command}: stopped by SIGTERM; resume with `--ckpt_path last`", file=sys.stderr)
+        return SIGTERM_EXIT
+    except (ScarceError, pickle.UnpicklingError) as err:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        message = str(err) if isinstance(err, ScarceError) else (
+            f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}")
+        print(f"scarce {command}: error: {message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def bench_main(argv: list[str]) -> int:
@@ -109,8 +169,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_SUBCOMMANDS:
-        lightning_cli(argv)
-        return
+        if code := _run_lightning(command, argv):
+            sys.exit(code)
+        return  # in-process callers (tests, notebooks) get control back after a successful run
     if command not in COMMANDS:
         print(f"scarce: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         sys.exit(2)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce.checkpoints import load_checkpoint
 from scarce.data.datasets.mnist import MNIST
 from scarce.metrics.generative import DEFAULT_CLASSIFIER_CKPT, GenerativeScores, feature_scale, load_classifier
 
@@ -31,7 +32,7 @@ def load_generative_model(path: str | Path, map_location: str = "cpu"):
     if not path.is_file():
         raise DataNotFoundError(f"checkpoint {path} not found; train one with "
                                 "`scarce fit --config configs/vae_mnist.yaml` or `configs/gan_mnist.yaml`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(path)  # weights only: a crafted file is refused before any of it runs
     keys = state.get("state_dict", {}).keys()
     if any(k.startswith("generator_ema.") for k in keys):
         cls = GAN
@@ -40,7 +41,7 @@ def load_generative_model(path: str | Path, map_location: str = "cpu"):
     else:
         raise ScarceError(f"{path}: neither a scarce VAE nor a GAN checkpoint (no `net.encoder.*` or "
                           "`generator_ema.*` weights)")
-    return cls.load_from_checkpoint(path, map_location=map_location).eval()
+    return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True).eval()
 
 
 def _batches(images: torch.Tensor, batch_size: int):

@@ -10,11 +10,12 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from scarce.data.datasets.mnist import MNIST
+from scarce.datamodules.resumable import ResumableLoaders
 
 __all__ = ["MNISTDataModule"]
 
 
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(ResumableLoaders, LightningDataModule):
     """MNIST train / val / test loaders (50k / 10k / 10k, see :class:`~scarce.data.datasets.MNIST`).
 
     Batches are dicts ``{"image": float (B, 1, 28, 28) in [0, 1], "label": int64 (B,)}``.
@@ -53,9 +54,14 @@ class MNISTDataModule(LightningDataModule):
         dataset = self._dataset(split)
         # Full training batches keep BatchNorm statistics sound; a tiny `limit_train` still gets one batch.
         drop_last = shuffle and len(dataset) > self.hparams.batch_size
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
-                          persistent_workers=self.hparams.num_workers > 0, drop_last=drop_last)
+        kwargs = dict(num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
+                      persistent_workers=self.hparams.num_workers > 0)
+        if not shuffle:
+            return DataLoader(dataset, batch_size=self.hparams.batch_size, **kwargs)
+        # Training: an order a resumed fit replays, starting where the checkpoint stopped (datamodules/resumable.py).
+        loader = self._shuffled_loader(dataset, self.hparams.batch_size, drop_last, **kwargs)
+        self._start_where_saved([loader])
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

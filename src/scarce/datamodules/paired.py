@@ -14,6 +14,8 @@ from typing import Literal
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
+from scarce.datamodules.resumable import ResumableLoaders
+
 __all__ = ["LABEL_KEYS", "PairMode", "PairedLoaders", "Unlabelled"]
 
 LABEL_KEYS = ("label", "mask")
@@ -36,15 +38,28 @@ class Unlabelled(Dataset):
         return {k: v for k, v in self.dataset[index].items() if k not in LABEL_KEYS}
 
 
-class PairedLoaders:
-    """Mixin of LightningDataModules whose hyperparameters hold ``batch_size``, ``num_workers`` and ``pin_memory``."""
+class PairedLoaders(ResumableLoaders):
+    """Mixin of LightningDataModules whose hyperparameters hold ``batch_size``, ``num_workers`` and ``pin_memory``.
+
+    Shuffled (training) loaders resume mid-epoch where a checkpoint left them (:mod:`scarce.datamodules.resumable`).
+    """
 
     def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
         hp = self.hparams
-        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
+        kwargs = dict(num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
+        if shuffle:
+            return self._shuffled_loader(dataset, hp.batch_size, drop_last, **kwargs)
+        return DataLoader(dataset, batch_size=hp.batch_size, drop_last=drop_last, **kwargs)
+
+    def _training_loader(self, dataset: Dataset) -> DataLoader:
+        """Shuffled full batches of ``dataset``, starting where the checkpoint being resumed stopped."""
+        loader = self._loader(dataset, shuffle=True, drop_last=True)
+        self._start_where_saved([loader])
+        return loader
 
     def _paired_loader(self, source: Dataset, target: Dataset, mode: PairMode = "max_size_cycle") -> CombinedLoader:
         """Shuffled ``{"source", "target"}`` training batches (full batches only); the target's labels dropped."""
-        return CombinedLoader({"source": self._loader(source, shuffle=True, drop_last=True),
-                               "target": self._loader(Unlabelled(target), shuffle=True, drop_last=True)}, mode=mode)
+        loaders = {"source": self._loader(source, shuffle=True, drop_last=True),
+                   "target": self._loader(Unlabelled(target), shuffle=True, drop_last=True)}
+        self._start_where_saved(list(loaders.values()), longest=mode == "max_size_cycle")
+        return CombinedLoader(loaders, mode=mode)

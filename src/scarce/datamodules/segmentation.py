@@ -208,7 +208,7 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         if self.hparams.paired_target:
             return self._paired_loader(self.datasets["source_train"], self.datasets["target_train"])
-        return self._loader(self.datasets["source_train"], shuffle=True, drop_last=True)
+        return self._training_loader(self.datasets["source_train"])
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """FDA on paired training batches (``fda_beta``); every other batch as it is."""

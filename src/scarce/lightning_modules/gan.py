@@ -149,6 +149,23 @@ class GAN(LightningModule):
             self._noise_generator = torch.Generator().manual_seed(torch.initial_seed() + 7919 * self.global_rank)
         return torch.randn(num, self.hparams.noise_dim, generator=self._noise_generator).to(self.device)
 
+    # The noise stream is training state: a fit resumed from a checkpoint continues it (bit-identical resume,
+    # docs/reliability.md). Every rank's stream is kept: the checkpoint is written by rank 0 from all of them.
+    _NOISE_KEY = "gan_noise_generator_states"
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._noise_generator is not None:
+            checkpoint[self._NOISE_KEY] = self.all_gather(self._noise_generator.get_state()).reshape(
+                self.trainer.world_size, -1).cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get(self._NOISE_KEY)
+        if self._trainer is None:  # load_from_checkpoint for sampling: no training stream to continue
+            return
+        if states is not None and len(states) == self.trainer.world_size:  # another world size: fresh streams
+            self._noise_generator = torch.Generator()
+            self._noise_generator.set_state(states[self.global_rank].contiguous())
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z)
 

@@ -19,6 +19,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce.checkpoints import load_checkpoint
 from scarce.nets.mnist_classifier import MNISTClassifier
 
 __all__ = ["ClassifierFeatures", "ClassifierLogits", "GenerativeScores", "load_classifier", "feature_scale",
@@ -87,7 +88,7 @@ def load_classifier(path: str | Path = DEFAULT_CLASSIFIER_CKPT, map_location: st
         raise DataNotFoundError(
             f"MNIST classifier checkpoint {path} not found; train it with "
             "`scarce fit --config configs/mnist_classifier.yaml` or pass `--classifier PATH`")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = load_checkpoint(path, map_location=map_location)
     state = checkpoint.get("state_dict", checkpoint)
     if any(key.startswith(_NET_PREFIX) for key in state):  # the LightningModule keeps the network as ``self.net``
         state = {key[len(_NET_PREFIX):]: value for key, value in state.items() if key.startswith(_NET_PREFIX)}

@@ -152,6 +152,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--preview", type=int, default=16, help="samples in preview.png (0: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")
     args = parser.parse_args(argv)
+    # Checked before any folder is made or GL context opened: a zero size used to fail deep inside OpenGL.
+    if min(args.size) < 1:
+        raise ScarceError(f"--size must be two positive integers H W, got {args.size[0]} {args.size[1]}")
+    if args.shards < 1:
+        raise ScarceError(f"--shards must be >= 1, got {args.shards}")
+    if args.preview < 0:
+        raise ScarceError(f"--preview must be >= 0 (0: no preview), got {args.preview}")
     manifest = render_to_shards(args.preset or args.config, args.out, args.num_samples, seed=args.seed,
                                 size=tuple(args.size), num_shards=args.shards, workers=args.workers,
                                 prefix=args.prefix, preview=args.preview, overwrite=args.overwrite)
