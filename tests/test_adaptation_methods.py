@@ -288,7 +288,7 @@ for name in ("minent", "advent", "fda", "self_training"):
     extra = []
     if name == "self_training":  # stage 2 from the AdvEnt run just made
         extra = ["--model.init_args.init_checkpoint",
-                 "runs/advent_fcn8s_rendered/csv/version_0/checkpoints/last.ckpt",
+                 "runs/advent_fcn8s_rendered/checkpoints/last.ckpt",
                  "--model.init_args.threshold_samples", "2"]
     lightning_cli(["fit", "--config", f"{repo}/configs/{name}_fcn8s_rendered.yaml", *tiny, *extra])
 """

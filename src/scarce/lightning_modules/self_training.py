@@ -33,7 +33,7 @@ def load_network_weights(path: str, option: str = "model.init_args.init_checkpoi
     file = Path(path).expanduser()
     if not file.is_file():
         raise ScarceError(f"{option}: no checkpoint at {str(file)!r}; give the .ckpt of the first stage, e.g. "
-                          "runs/fcn8s_rendered/csv/version_0/checkpoints/last.ckpt")
+                          "runs/fcn8s_rendered/checkpoints/last.ckpt")
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and weights_only errors alike: the file is not a usable checkpoint
