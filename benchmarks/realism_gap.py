@@ -37,7 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCARCE = Path(sys.executable).with_name("scarce")
-VAL_KEYS = ("val/source_miou", "val/target_miou", "val/target_acc")
+VAL_KEYS = ("val/source_miou", "val/source_acc", "val/target_miou", "val/target_acc")
 TEST_KEYS = ("test/miou", "test/acc")
 SOURCE_ONLY, ORACLE, BACKGROUND = "source-only", "oracle", "background"
 
@@ -125,8 +125,14 @@ def _background_child(test_scenes: int) -> None:
 def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
     """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
     result_file = args.results / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}.json"
+    run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
     if args.reuse and result_file.is_file():
-        return json.loads(result_file.read_text())
+        record = json.loads(result_file.read_text())
+        missing = [k for k in VAL_KEYS if k not in record]
+        if missing and name != BACKGROUND:  # a result file from before a key was recorded: read it from the run
+            record.update(last_row(run_dir, VAL_KEYS))
+            result_file.write_text(json.dumps(record, indent=1) + "\n")
+        return record
     if name == BACKGROUND:
         figures = background_figures(args.test_scenes)
         record = {"row": name, "seed": seed, "seconds": 0.0, "command": "no fit", **figures}
@@ -134,7 +140,6 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         config, extra, _ = ROWS[name]
         if not (REPO / "configs" / config).is_file():
             raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
-        run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
         if name == "self-training":
             teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
             if teacher is None:
@@ -192,13 +197,15 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
     verdicts = []
     if BACKGROUND in results:
         floor_acc = mean(BACKGROUND, "test/acc")
-        for name, key, bound in ((SOURCE_ONLY, "val/source_miou", 0.60), (ORACLE, "test/miou", 0.60)):
+        # The task is real when source-only segments its own domain and the oracle the target, each beating the
+        # all-background answer's pixel accuracy on the same scenes.
+        for name, key, acc in ((SOURCE_ONLY, "val/source_miou", "val/source_acc"),
+                               (ORACLE, "test/miou", "test/acc")):
             if name in results:
-                met = mean(name, key) >= bound and mean(name, "test/acc") > floor_acc
+                met = mean(name, key) >= 0.60 and mean(name, acc) > mean(BACKGROUND, acc)
                 ok &= met
-                verdicts.append(f"{name}: {key} {mean(name, key):.3f} (>= {bound}), held-out pixel acc "
-                                f"{mean(name, 'test/acc'):.3f} vs background {floor_acc:.3f}: "
-                                f"{'met' if met else 'NOT met'}")
+                verdicts.append(f"{name}: {key} {mean(name, key):.3f} (>= 0.60), {acc} {mean(name, acc):.3f} vs "
+                                f"background {mean(BACKGROUND, acc):.3f}: {'met' if met else 'NOT met'}")
         unsupervised = [n for n in results if ROWS[n][2]]
         if gap and unsupervised:
             best = max(unsupervised, key=lambda n: mean(n, "test/miou"))

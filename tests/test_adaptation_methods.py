@@ -324,8 +324,6 @@ def test_user_errors_of_the_methods_are_one_line(config, option, message, tmp_pa
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.xfail(strict=True, reason="`scarce fit` prints a ScarceError as a traceback until cli.py catches it "
-                                       "(branch reliab-train); remove this mark when that is merged")
 def test_scarce_fit_prints_a_methods_user_error_as_one_line(tmp_path, monkeypatch, capsys):
     args = _synthia_cityscapes(tmp_path)
     monkeypatch.chdir(tmp_path)

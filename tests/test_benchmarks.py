@@ -61,7 +61,8 @@ def test_realism_gap_table_shares_and_verdicts():
     module = _realism_gap()
 
     def runs(name, test_miou, acc=0.95, source=0.7):
-        return [{"row": name, "seed": s, "seconds": 100.0, "val/source_miou": source, "val/target_miou": m,
+        return [{"row": name, "seed": s, "seconds": 100.0, "val/source_miou": source, "val/source_acc": acc,
+                 "val/target_miou": m,
                  "val/target_acc": acc, "test/miou": m, "test/acc": acc} for s, m in enumerate(test_miou)]
 
     results = {"background": runs("background", [0.12, 0.12], acc=0.88, source=0.12),
@@ -76,3 +77,7 @@ def test_realism_gap_table_shares_and_verdicts():
     assert not module.table(results)[1]
     results["MinEnt"] = runs("MinEnt", [0.60, 0.60], acc=0.80)  # pixel accuracy below predicting background
     assert not module.table(results)[1]
+    results["MinEnt"] = runs("MinEnt", [0.40, 0.44])
+    results["oracle"] = runs("oracle", [0.58, 0.58])  # the oracle below 0.60: the task is not real yet
+    text, ok = module.table(results)
+    assert not ok and "oracle: test/miou 0.580 (>= 0.60), test/acc 0.950 vs background 0.880: NOT met" in text

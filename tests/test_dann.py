@@ -116,7 +116,7 @@ def test_dann_blobs_trains_and_logs_the_contract_metrics(tmp_path, adaptation_we
     model = DANN(network="blobs", num_classes=2, optimizer="adam", lr=0.01, lr_schedule="constant",
                  adaptation_weight=adaptation_weight)
     dm = BlobsDataModule(seed=0, batch_size=32)
-    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(model, dm)
     metrics = trainer.callback_metrics
@@ -126,7 +126,7 @@ def test_dann_blobs_trains_and_logs_the_contract_metrics(tmp_path, adaptation_we
     if adaptation_weight == 0:
         # Source-only learns the easy source problem, and its domain probe separates the shifted domains.
         assert metrics["val/source_acc"] > 0.95
-        assert metrics["val/domain_acc"] > 0.9
+        assert metrics["val/domain_acc"] > 0.9, metrics["val/domain_acc"]
         assert metrics["train/lambda"] == 0
     results = trainer.test(model, dm, verbose=False)
     keys = set().union(*results)

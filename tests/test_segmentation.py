@@ -302,6 +302,10 @@ def test_source_variant_configs_differ_from_source_only_only_in_the_source_prese
     for logger in variant["trainer"]["logger"]:
         assert logger["init_args"]["save_dir"] == f"runs/{name}"
         logger["init_args"]["save_dir"] = "runs/fcn8s_rendered"
+    for callback in variant["trainer"]["callbacks"]:
+        if "dirpath" in callback.get("init_args", {}):
+            assert callback["init_args"]["dirpath"] == f"runs/{name}/checkpoints"
+            callback["init_args"]["dirpath"] = "runs/fcn8s_rendered/checkpoints"
     assert variant == base
 
 
