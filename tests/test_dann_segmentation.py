@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _configs import experiment
 from _segmentation_data import make_cityscapes, make_synthia
 from scarce._errors import ScarceError
 from scarce.cli import lightning_cli
@@ -194,26 +195,11 @@ DANN_ONLY = {"batch_norm_stats", "placement", "adaptation_weight", "lambda_sched
              "discriminator_width", "discriminator_layers", "discriminator_downsamples", "reversed_domains"}
 
 
-def _experiment(name: str) -> dict:
-    """``configs/<name>.yaml`` with its run folder (the one trainer value each config must own) set to runs/X."""
-    import yaml
-
-    config = yaml.safe_load((REPO / f"configs/{name}.yaml").read_text())
-    for logger in config["trainer"]["logger"]:
-        assert logger["init_args"]["save_dir"] == f"runs/{name}"
-        logger["init_args"]["save_dir"] = "runs/X"
-    for callback in config["trainer"]["callbacks"]:
-        if "dirpath" in callback.get("init_args", {}):
-            assert callback["init_args"]["dirpath"] == f"runs/{name}/checkpoints"
-            callback["init_args"]["dirpath"] = "runs/X/checkpoints"
-    return config
-
-
 @pytest.mark.parametrize("source_only, dann", [("fcn8s_rendered", "dann_fcn8s_rendered"),
                                                ("fcn8s_synthia_to_cityscapes", "dann_fcn8s_synthia_to_cityscapes")])
 def test_dann_configs_keep_the_source_only_budget(source_only, dann):
     """Same seed, trainer, data and segmentation hyperparameters as the source-only config: a fair comparison."""
-    base, adv = _experiment(source_only), _experiment(dann)
+    base, adv = experiment(source_only), experiment(dann)
     assert adv["seed_everything"] == base["seed_everything"]
     assert adv["trainer"] == base["trainer"]
     assert adv["model"]["class_path"] == "scarce.lightning_modules.dann_segmentation.DANNSegmentation"
@@ -235,7 +221,7 @@ def test_method_configs_keep_the_dann_budget(method, pair):
 
     from scarce.lightning_modules.segmentation import Segmentation
 
-    base, other = _experiment(f"dann_fcn8s_{pair}"), _experiment(f"{method}_fcn8s_{pair}")
+    base, other = experiment(f"dann_fcn8s_{pair}"), experiment(f"{method}_fcn8s_{pair}")
     assert other["seed_everything"] == base["seed_everything"]
     assert other["trainer"] == base["trainer"]
     fda_beta = other["data"]["init_args"].pop("fda_beta", None)
