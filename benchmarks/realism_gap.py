@@ -54,7 +54,7 @@ ROWS: dict[str, tuple[str | None, list[str], bool]] = {
     "FDA": ("fda_fcn8s_rendered.yaml", [], True),
     "self-training": ("self_training_fcn8s_rendered.yaml", [], True),
     "randomized + FDA + AdvEnt": ("advent_fcn8s_rendered.yaml", ["--data.init_args.source.preset=randomized",
-                                                                 "--data.init_args.fda_beta=0.01"], True),
+                                                                 "--data.init_args.fda_beta=0.05"], True),
 }
 
 
