@@ -17,7 +17,10 @@ import torch
 
 from scarce._errors import DataNotFoundError, ScarceError
 
-__all__ = ["load_checkpoint", "UnsafeCheckpointError"]
+__all__ = ["load_checkpoint", "network_state_dict", "NETWORK_PREFIX", "UnsafeCheckpointError"]
+
+# Every scarce LightningModule keeps its plain nn.Module as ``self.net``: its weights are the ``net.*`` entries.
+NETWORK_PREFIX = "net."
 
 
 class UnsafeCheckpointError(ScarceError):
@@ -51,3 +54,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ScarceError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+
+
+def network_state_dict(checkpoint: object) -> dict | None:
+    """The network's weights in a loaded checkpoint: the ``net.*`` entries of a Lightning checkpoint's
+    ``state_dict`` with the prefix dropped, or the checkpoint itself when it is a plain state dict; None when it
+    holds no state dict at all."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        return None
+    if any(key.startswith(NETWORK_PREFIX) for key in state):
+        state = {key[len(NETWORK_PREFIX):]: value for key, value in state.items() if key.startswith(NETWORK_PREFIX)}
+    return state

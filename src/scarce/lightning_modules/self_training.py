@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from scarce._errors import ScarceError
+from scarce.checkpoints import load_checkpoint, network_state_dict
 from scarce.adaptation.pseudo_labels import ConfidenceHistogram, pseudo_labels
 from scarce.lightning_modules.adversarial import AdversarialTraining
 from scarce.lightning_modules.segmentation import Segmentation
@@ -27,24 +28,21 @@ Threshold = restricted_number_type("Threshold", float, [(">", 0.0), ("<=", 1.0)]
 def load_network_weights(path: str, option: str = "model.init_args.init_checkpoint") -> dict[str, torch.Tensor]:
     """The network weights (``net.*``, prefix dropped) of a Lightning checkpoint, or a plain FCN-8s state dict.
 
-    Read with ``torch.load(weights_only=True)``: no code from the file runs. Errors are :class:`ScarceError` lines
-    naming ``option``, the file and the fix.
+    Read through :func:`scarce.checkpoints.load_checkpoint` (weights only: no code from the file runs). Errors are
+    :class:`ScarceError` lines naming ``option``, the file and the fix.
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise ScarceError(f"{option}: no checkpoint at {str(file)!r}; give the .ckpt of the first stage, e.g. "
                           "runs/fcn8s_rendered/checkpoints/last.ckpt")
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and weights_only errors alike: the file is not a usable checkpoint
-        detail = (str(error).strip().splitlines() or [""])[0][:200]
+        checkpoint = load_checkpoint(file)
+    except ScarceError as error:  # unreadable, or asking to run code: either way not a usable checkpoint
         raise ScarceError(f"{option}: {str(file)!r} is not a PyTorch checkpoint readable with weights_only=True "
-                          f"({type(error).__name__}: {detail})") from None
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
+                          f"({error})") from None
+    state = network_state_dict(checkpoint)
+    if state is None:
         raise ScarceError(f"{option}: {str(file)!r} holds no state dict (a Lightning .ckpt or an FCN-8s state_dict)")
-    if any(key.startswith("net.") for key in state):  # a Lightning checkpoint of Segmentation or a subclass
-        state = {key[len("net."):]: value for key, value in state.items() if key.startswith("net.")}
     return state
 
 

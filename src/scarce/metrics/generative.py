@@ -19,14 +19,13 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from scarce._errors import DataNotFoundError, ScarceError
-from scarce.checkpoints import load_checkpoint
+from scarce.checkpoints import load_checkpoint, network_state_dict
 from scarce.nets.mnist_classifier import MNISTClassifier
 
 __all__ = ["ClassifierFeatures", "ClassifierLogits", "GenerativeScores", "load_classifier", "feature_scale",
            "DEFAULT_CLASSIFIER_CKPT"]
 
 DEFAULT_CLASSIFIER_CKPT = Path("runs/mnist_classifier/checkpoints/best.ckpt")
-_NET_PREFIX = "net."
 
 
 class ClassifierFeatures(nn.Module):
@@ -88,10 +87,7 @@ def load_classifier(path: str | Path = DEFAULT_CLASSIFIER_CKPT, map_location: st
         raise DataNotFoundError(
             f"MNIST classifier checkpoint {path} not found; train it with "
             "`scarce fit --config configs/mnist_classifier.yaml` or pass `--classifier PATH`")
-    checkpoint = load_checkpoint(path, map_location=map_location)
-    state = checkpoint.get("state_dict", checkpoint)
-    if any(key.startswith(_NET_PREFIX) for key in state):  # the LightningModule keeps the network as ``self.net``
-        state = {key[len(_NET_PREFIX):]: value for key, value in state.items() if key.startswith(_NET_PREFIX)}
+    state = network_state_dict(load_checkpoint(path, map_location=map_location)) or {}
     needed = ("body.0.0.weight", "body.1.0.weight", "fc.0.weight", "head.1.weight")
     if any(key not in state for key in needed):
         raise ScarceError(f"{path} is not an MNIST classifier checkpoint (no {', '.join(needed)} weights); train one "
