@@ -50,30 +50,25 @@ class MNISTDataModule(ResumableLoaders, LightningDataModule):
         for split in splits:
             self._dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _split_loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self._dataset(split)
-        # Full training batches keep BatchNorm statistics sound; a tiny `limit_train` still gets one batch.
-        drop_last = shuffle and len(dataset) > self.hparams.batch_size
-        kwargs = dict(num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory,
-                      persistent_workers=self.hparams.num_workers > 0)
         if not shuffle:
-            return DataLoader(dataset, batch_size=self.hparams.batch_size, **kwargs)
-        # Training: an order a resumed fit replays, starting where the checkpoint stopped (datamodules/resumable.py).
-        loader = self._shuffled_loader(dataset, self.hparams.batch_size, drop_last, **kwargs)
-        self._start_where_saved([loader])
-        return loader
+            return self._loader(dataset, shuffle=False)
+        # Full training batches keep BatchNorm statistics sound; a tiny `limit_train` still gets one batch. The
+        # order is one a resumed fit replays, starting where the checkpoint stopped (datamodules/resumable.py).
+        return self._training_loader(dataset, drop_last=len(dataset) > self.hparams.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._split_loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._split_loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._split_loader("test", shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._split_loader("test", shuffle=False)
 
     def images(self, split: str) -> torch.Tensor:
         """All images of ``split`` as one float tensor ``(N, 1, 28, 28)`` in [0, 1] (for metrics)."""

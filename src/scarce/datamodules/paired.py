@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from scarce.datamodules.resumable import ResumableLoaders
 
@@ -39,23 +39,8 @@ class Unlabelled(Dataset):
 
 
 class PairedLoaders(ResumableLoaders):
-    """Mixin of LightningDataModules whose hyperparameters hold ``batch_size``, ``num_workers`` and ``pin_memory``.
-
-    Shuffled (training) loaders resume mid-epoch where a checkpoint left them (:mod:`scarce.datamodules.resumable`).
-    """
-
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
-        hp = self.hparams
-        kwargs = dict(num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
-        if shuffle:
-            return self._shuffled_loader(dataset, hp.batch_size, drop_last, **kwargs)
-        return DataLoader(dataset, batch_size=hp.batch_size, drop_last=drop_last, **kwargs)
-
-    def _training_loader(self, dataset: Dataset) -> DataLoader:
-        """Shuffled full batches of ``dataset``, starting where the checkpoint being resumed stopped."""
-        loader = self._loader(dataset, shuffle=True, drop_last=True)
-        self._start_where_saved([loader])
-        return loader
+    """Mixin of LightningDataModules whose hyperparameters hold ``batch_size``, ``num_workers`` and ``pin_memory``:
+    the loaders of :class:`~scarce.datamodules.resumable.ResumableLoaders` plus the paired source + target ones."""
 
     def _paired_loader(self, source: Dataset, target: Dataset, mode: PairMode = "max_size_cycle") -> CombinedLoader:
         """Shuffled ``{"source", "target"}`` training batches (full batches only); the target's labels dropped."""

@@ -88,6 +88,22 @@ class ResumableLoaders:
             # position is the DataModule's and the loaders are built to start there, so the warning would mislead.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
+        """A DataLoader of ``dataset`` with the DataModule's ``batch_size``, ``num_workers`` and ``pin_memory``;
+        shuffled ones in :class:`ResumableRandomSampler` order."""
+        hp = self.hparams
+        kwargs = dict(num_workers=hp.num_workers, pin_memory=hp.pin_memory, persistent_workers=hp.num_workers > 0)
+        if shuffle:
+            return self._shuffled_loader(dataset, hp.batch_size, drop_last, **kwargs)
+        return DataLoader(dataset, batch_size=hp.batch_size, drop_last=drop_last, **kwargs)
+
+    def _training_loader(self, dataset: Dataset, drop_last: bool = True) -> DataLoader:
+        """Shuffled batches of ``dataset`` (full ones only by default), starting where the checkpoint being resumed
+        stopped."""
+        loader = self._loader(dataset, shuffle=True, drop_last=drop_last)
+        self._start_where_saved([loader])
+        return loader
+
     def _shuffled_loader(self, dataset: Dataset, batch_size: int, drop_last: bool, **kwargs) -> DataLoader:
         """A training DataLoader over ``dataset`` in :class:`ResumableRandomSampler` order."""
         return DataLoader(dataset, batch_size=batch_size, drop_last=drop_last,
