@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default="median_frequency", choices=("median_frequency", "log_frequency", "none"))
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7 (FCN8s default 0.5)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "ablation_cache")
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
 
     xs, ys = load(*sets["train"])
     vals = {name: load(*sets[name]) for name in VAL_SETS}
-    net = FCN8s(num_classes, width_divisor=args.width_divisor, batch_norm=args.batch_norm)
+    net = FCN8s(num_classes, width_divisor=args.width_divisor, batch_norm=args.batch_norm, dropout=args.dropout)
     counts = torch.bincount(ys.flatten(), minlength=num_classes)[:num_classes].numpy()
     weights = torch.ones(num_classes) if args.weights == "none" else \
         torch.as_tensor(CLASS_WEIGHTINGS[args.weights](counts), dtype=torch.float32)

@@ -149,6 +149,24 @@ def test_learns_a_tiny_segmentation_task(tmp_path):
     assert trainer.callback_metrics["val/miou"] == result["miou"]
 
 
+def test_channels_last_keeps_the_arithmetic_and_survives_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    plain = Segmentation(num_classes=3, width_divisor=16, batch_norm=True, class_names=["r", "g", "b"]).eval()
+    nhwc = Segmentation(num_classes=3, width_divisor=16, batch_norm=True, class_names=["r", "g", "b"],
+                        channels_last=True).eval()
+    nhwc.load_state_dict(plain.state_dict())
+    conv = nhwc.net.features[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    image = torch.rand(2, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc(image), plain(image), rtol=1e-4, atol=1e-4)
+    # A checkpoint round trip (Lightning's load_from_checkpoint) keeps the layout the hyperparameter asks for.
+    torch.save({"state_dict": nhwc.state_dict(), "hyper_parameters": dict(nhwc.hparams),
+                "pytorch-lightning_version": "2.6.0"}, tmp_path / "m.ckpt")
+    loaded = Segmentation.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_two_domains_gap_overlays_and_median_frequency(tmp_path):
     make_cityscapes(tmp_path / "cs", splits=("val",))
     make_synthia(tmp_path / "syn")

@@ -130,7 +130,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
     def domain_forward(self, x: torch.Tensor, num_labelled: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Segmentation logits ``(num_labelled, C, H, W)`` and what the domain head sees for every image: pool5
         features, the class probabilities, or the weighted self-information maps."""
-        feats = self.net.forward_features(x)
+        feats = self.net.forward_features(self.to_memory_format(x))
         logits = self.net.forward_head(feats, x.shape[-2:])
         placement = self.hparams.placement
         if placement == "pool5":

@@ -172,7 +172,7 @@ class SelfTraining(AdversarialTraining, Segmentation):
         n = source["image"].shape[0]
         ignore = self.hparams.ignore_index
         labels = self.pseudo_label(target["image"])
-        logits = self.net(torch.cat([source["image"], target["image"]]))
+        logits = self(torch.cat([source["image"], target["image"]]))
         seg_loss = self.loss(logits[:n], source["mask"])
         kept = labels != ignore
         # Summed over the kept pixels and divided by their count: 0 (not NaN) when the teacher keeps none.
