@@ -12,6 +12,9 @@ from its module on first use, so the framing tools start without importing torch
 * :mod:`~scarce.shards.readers`: :class:`TFRecordDataset` (by index) and :class:`StreamingTFRecordDataset`
   (any file, exactly once per epoch over DDP ranks x DataLoader workers).
 * :mod:`~scarce.shards.schemas`: the segmentation, rendered and image-folder records, encode and decode.
+* :mod:`~scarce.shards.samples`: torchvision's dataset conventions for dict samples (:class:`SampleDataset`).
+* :mod:`~scarce.shards.tfds`: datasets prepared by ``tensorflow_datasets``: ``dataset_info.json``,
+  ``features.json``, split strings, examples -> nested numpy samples (:class:`TFDSInfo`).
 """
 
 import importlib
@@ -22,13 +25,15 @@ _HOMES = {
                      "mask_tensor"), "decode"),
     **dict.fromkeys(("KINDS", "decode_example", "decode_example_kinds", "encode_example", "parse_example",
                      "read_records"), "example"),
-    **dict.fromkeys(("check_image", "decode_image", "decode_mask", "encode_png", "is_jpeg"), "images"),
+    **dict.fromkeys(("check_image", "decode_image", "decode_mask", "decode_pixels", "encode_png", "is_jpeg"), "images"),
     **dict.fromkeys(("ShuffleBuffer", "StreamingTFRecordDataset", "TFRecordDataset", "consumer_ranges",
                      "distributed_rank"), "readers"),
     **dict.fromkeys(("COMPRESSIONS", "MAX_RECORD_BYTES", "SkipReport", "SkippedRecordsWarning", "count_records",
                      "create_index", "detect_compression", "expand_files", "frame", "index_path_for",
                      "iter_raw_records", "load_index", "masked_crc", "read_record_at",
                      "unfinished_writes"), "tfrecord"),
+    **dict.fromkeys(("SampleDataset", "SampleTransforms"), "samples"),
+    **dict.fromkeys(("TFDSInfo",), "tfds"),
     **dict.fromkeys(("MANIFEST_SUFFIX", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts",
                      "shard_name", "write_shards"), "writer"),
 }

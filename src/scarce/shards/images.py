@@ -5,6 +5,8 @@
 * :func:`decode_image`: PNG / JPEG / any format OpenCV or PIL reads -> uint8 ``(H, W, 3)`` RGB. JPEGs go through
   PIL, which can decode them at a reduced DCT scale (``min_size``); the rest through OpenCV (PIL when OpenCV
   cannot read it).
+* :func:`decode_pixels`: the pixels as stored, channels and bit depth kept (``(H, W, C)``, uint8 or uint16), as
+  ``tf.io.decode_image`` gives them: what a ``tensorflow_datasets`` ``Image`` feature holds.
 * :func:`decode_mask`: a one-channel PNG (8 or 16 bit, or palette: the palette indices are the ids) -> ``(H, W)``
   array of ids, bit depth kept; an RGB PNG whose channels agree (a grey mask saved as RGB) is accepted.
 
@@ -22,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from scarce._errors import FeatureError
 
-__all__ = ["check_image", "decode_image", "decode_mask", "encode_png", "is_jpeg"]
+__all__ = ["check_image", "decode_image", "decode_mask", "decode_pixels", "encode_png", "is_jpeg"]
 
 
 def encode_png(array: np.ndarray, *, compression: int | None = None) -> bytes:
@@ -92,6 +94,64 @@ def decode_image(data: bytes, *, where: str = "feature 'image'", min_size: Seque
         return np.array(img.convert("RGB"))
     except Exception as err:
         raise FeatureError(f"{where}: damaged image data ({err})") from err
+
+
+def decode_pixels(data: bytes, *, channels: int | None = None, where: str = "feature 'image'") -> np.ndarray:
+    """Encoded image -> ``(H, W, C)`` array of its stored channels and depth (uint8, or uint16 for 16-bit PNGs).
+
+    JPEGs are decoded with TensorFlow's default settings, so the pixels equal what TFDS gives. Channels are kept
+    (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) unless ``channels`` asks for 1, 3 or 4: then grey
+    is repeated to RGB, alpha added (opaque) or dropped, as ``tf.io.decode_image(channels=...)`` does for those
+    cases; RGB to grey is refused (TensorFlow's weights are its own), naming ``where``.
+    """
+    if is_jpeg(data):
+        array = _decode_jpeg_as_tensorflow(data, channels, where)
+    else:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None:  # GIF, BMP variants OpenCV does not read: PIL, 8 bit
+            img = _pil(data, where)
+            try:
+                array = np.array(img.convert("RGBA" if "A" in img.getbands() else "RGB"))
+            except Exception as err:
+                raise FeatureError(f"{where}: damaged image data ({err})") from err
+        elif array.ndim == 3 and array.shape[2] == 3:
+            array = array[..., ::-1]  # OpenCV decodes BGR
+        elif array.ndim == 3 and array.shape[2] == 4:
+            array = array[..., [2, 1, 0, 3]]
+    if array.ndim == 2:
+        array = array[..., None]
+    have = array.shape[2]
+    if channels is not None and channels != have:
+        max_value = np.iinfo(array.dtype).max
+        if channels == 3 and have in (1, 2):
+            array = np.repeat(array[..., :1], 3, axis=2)
+        elif channels == 4 and have in (1, 3):
+            grey_or_rgb = np.repeat(array, 3, axis=2) if have == 1 else array
+            array = np.concatenate([grey_or_rgb, np.full_like(array[..., :1], max_value)], axis=2)
+        elif channels == 3 and have == 4:
+            array = array[..., :3]
+        elif channels == 1 and have == 2:
+            array = array[..., :1]
+        else:
+            raise FeatureError(f"{where}: the image has {have} channel(s), expected {channels}")
+    return np.ascontiguousarray(array)
+
+
+def _decode_jpeg_as_tensorflow(data: bytes, channels: int | None, where: str) -> np.ndarray:
+    """A JPEG decoded as ``tf.io.decode_image`` does by default: libjpeg-turbo's fast integer DCT and fancy
+    upsampling (simplejpeg's ``fastdct=True, fastupsample=False``; PIL's accurate DCT differs by a few levels)."""
+    import simplejpeg
+
+    try:
+        _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        grey = colorspace == "Gray" and channels in (None, 1)
+        return simplejpeg.decode_jpeg(data, colorspace="GRAY" if grey else "RGB", fastdct=True, fastupsample=False)
+    except ValueError as err:  # simplejpeg's error for damaged data and colour spaces it does not convert
+        img = _pil(data, where)  # CMYK / YCCK JPEGs: PIL converts them
+        try:
+            return np.array(img.convert("RGB"))
+        except Exception:
+            raise FeatureError(f"{where}: damaged JPEG data ({err})") from err
 
 
 def decode_mask(data: bytes, *, where: str = "feature 'mask'") -> np.ndarray:
