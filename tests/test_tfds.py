@@ -163,3 +163,55 @@ def test_parse_split_rounds_percent_as_tfds():
     assert (part.start, part.stop) == (3, 7)  # round(3.3), round(6.7)
     with pytest.raises(ScarceError, match="cannot read"):
         parse_split("train[:5]]", info.splits)
+
+
+def test_data_inspect_and_dump_read_tfds_folders(data_dir, tmp_path, capsys):
+    from scarce.data.cli import main as data_main
+
+    assert data_main(["inspect", str(data_dir / NAME), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["version"] == "1.0.0" and summary["splits"]["train"] == {"examples": 10, "shards": 3,
+                                                                              "bytes": summary["splits"]["train"]["bytes"]}
+    assert summary["features"]["objects/material"].startswith("Sequence(ClassLabel(num_classes=4, names=['wood'")
+    assert data_main(["dump", str(data_dir / NAME / "1.0.0"), "--split", "train[-3:]+test[:1]", "--limit", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["meta"]["id"] for line in lines] == MANIFEST["split_strings"]["train[-3:]+test[:1]"][:3]
+    for line, expected in zip(lines, MANIFEST["examples"]["train"][-3:]):
+        assert line["caption"] == expected["caption"] and line["label"] == expected["label"]["values"][0]
+        assert line["image"].startswith("b64:") and line["raw"] == [[0, 1], expected["raw"]["values"][2:]]
+
+    broken = tmp_path / NAME / "1.0.0"
+    shutil.copytree(data_dir / NAME / "1.0.0", broken)
+    shard = sorted(broken.glob(f"{NAME}-test.tfrecord-*"))[0]
+    data = bytearray(shard.read_bytes())
+    data[40] ^= 0xFF  # one flipped byte inside the first record's data: its CRC no longer matches
+    shard.write_bytes(bytes(data))
+    assert data_main(["inspect", str(broken)]) == 1
+    assert f"{shard}: corrupted record at byte 12" in capsys.readouterr().err  # where its data starts
+
+
+def test_datamodule_batches_labels_and_masks(data_dir):
+    from scarce.datamodules.tfds import TFDSDataModule
+
+    dm = TFDSDataModule(str(data_dir), NAME, train_split="train[:80%]", val_split="train[80%:]", size=(16, 16),
+                        augment=True, batch_size=4)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 16, 16) and batch["image"].dtype == torch.float32
+    assert batch["label"].dtype == torch.int64 and batch["label"].shape == (4,)
+    assert 0 <= batch["image"].min() and batch["image"].max() <= 1
+    val = [b for b in dm.val_dataloader()]
+    assert sum(len(b["label"]) for b in val) == 2 and dm.classes == MANIFEST["class_names"]["label"]
+
+    masks = TFDSDataModule(str(data_dir), NAME, target_key="mask", size=(12, 12), batch_size=5)
+    masks.setup("test")
+    batch = next(iter(masks.test_dataloader()))
+    assert batch["mask"].shape == (5, 12, 12) and batch["mask"].dtype == torch.int64
+    assert set(batch["mask"].unique().tolist()) <= {0, 1, 2, 3}
+
+    for kwargs, message in [({}, r"differ in size, so they cannot be batched as they are: set `--data.size H W`"),
+                            ({"size": (8, 8), "image_key": "label"}, "no image feature 'label'; set "
+                             r"`--data.image_key` to one of \['depth', 'image', 'mask', 'photo'\]"),
+                            ({"size": (8, 8), "target_key": "caption"}, "target 'caption' is Text()")]:
+        with pytest.raises(ScarceError, match=message):
+            TFDSDataModule(str(data_dir), NAME, **kwargs).setup("fit")

@@ -2,6 +2,11 @@
 
 Each subcommand names a ``"module:function"`` in :data:`SUBCOMMANDS`, imported only when used, so the file
 tools (inspect, dump, index) start without importing torch. The converters live in :mod:`scarce.data.convert`.
+
+``inspect`` and ``dump`` also read datasets prepared by ``tensorflow_datasets``: give them the version folder
+(``data_dir/NAME/[CONFIG/]VERSION``, the one holding ``dataset_info.json``) or the dataset folder
+(``data_dir/NAME``: its newest version). ``inspect`` then shows the splits, the shard counts checked against
+``dataset_info.json`` and the feature spec; ``dump`` prints the decoded features (:mod:`scarce.shards.tfds`).
 """
 
 from __future__ import annotations
@@ -79,9 +84,60 @@ def inspect_file(path: str, verify: bool = True, max_record_bytes: int | None = 
     return {"file": path, "compression": compression or "none", "records": count, "features": features}
 
 
+def _tfds_folder(path: str) -> Path | None:
+    """The TFDS version folder ``path`` names (itself, or the newest version of a dataset folder), else ``None``."""
+    from scarce.shards.tfds import find_version_dir, is_version_dir
+
+    folder = Path(path)
+    if is_version_dir(folder):
+        return folder
+    if folder.is_dir() and any(is_version_dir(p) for p in folder.iterdir() if p.is_dir()):
+        return find_version_dir(folder.parent, folder.name)
+    return None
+
+
+def inspect_tfds(folder: Path, verify: bool = True) -> tuple[dict, list[str]]:
+    """Splits (examples, shards, counts checked against ``dataset_info.json``) and features of a TFDS version folder;
+    and the problems found (a damaged shard, a count that disagrees)."""
+    from scarce.shards.tfds import load_info
+
+    info = load_info(folder)
+    problems, splits = [], {}
+    for name, split in info.splits.items():
+        for path, expected in zip(split.files, split.shard_lengths):
+            try:
+                found = sum(1 for _ in iter_raw_records(path, None, verify))
+            except CorruptRecordError as err:
+                problems.append(str(err))
+                continue
+            if found != expected:
+                problems.append(f"{path}: {found} records, but {folder / 'dataset_info.json'} says {expected}")
+        splits[name] = {"examples": split.num_examples, "shards": len(split.files), "bytes": split.num_bytes}
+    features = {path: feature.describe() for path, feature in info.features.leaves()}
+    summary = {"dir": str(folder), "format": "tfds", "name": info.name, "config": info.config,
+               "version": info.version, "splits": splits, "supervised_keys": info.supervised_keys,
+               "features": features}
+    return summary, problems
+
+
+def _print_tfds(summary: dict, verify: bool) -> None:
+    name = summary["name"] + (f"/{summary['config']}" if summary["config"] else "")
+    total = sum(s["examples"] for s in summary["splits"].values())
+    keys = summary["supervised_keys"]
+    print(f"{summary['dir']}: TFDS dataset {name} {summary['version']}, {total} examples"
+          + (f", supervised keys ({keys[0]}, {keys[1]})" if keys else ""))
+    for split, entry in summary["splits"].items():
+        print(f"  split {split:<12} {entry['examples']:>8} examples in {entry['shards']} shard(s), "
+              f"CRC {'ok' if verify else 'not checked'}")
+    width = max((len(p) for p in summary["features"]), default=0)
+    for path, description in summary["features"].items():
+        print(f"  {path:<{width}}  {description}")
+
+
 def inspect_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scarce data inspect", description="Record count, feature schema and "
-                                     "CRC check; exit status 1 on a damaged file.")
+                                     "CRC check; exit status 1 on a damaged file. A TFDS dataset folder "
+                                     "(data_dir/NAME[/VERSION]) shows its splits and feature spec.")
     parser.add_argument("files", nargs="+", help="files, folders or globs")
     parser.add_argument("--no-verify", action="store_true", help="skip the CRC check")
     parser.add_argument("--json", action="store_true", help="print one JSON object per file")
@@ -90,6 +146,14 @@ def inspect_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     status, files = 0, []
     for item in args.files:
+        tfds_folder = _tfds_folder(item)
+        if tfds_folder is not None:
+            summary, problems = inspect_tfds(tfds_folder, verify=not args.no_verify)
+            for line in problems:
+                print(line, file=sys.stderr)
+            status = 1 if problems else status
+            print(json.dumps(summary)) if args.json else _print_tfds(summary, not args.no_verify)
+            continue
         if os.path.isdir(item):
             problems = check_folder(item, checksums=not args.no_verify)
             for line in problems:
@@ -156,13 +220,65 @@ def _jsonable(kind: str | None, values: list) -> list:
     return values
 
 
+def _tfds_json(value):
+    """A decoded TFDS value as JSON: numbers and arrays as (nested) lists, bytes as ``"b64:<base64>"``."""
+    if isinstance(value, dict):
+        return {k: _tfds_json(v) for k, v in value.items()}
+    if isinstance(value, (bytes, bytearray)):
+        return "b64:" + base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, list):
+        return [_tfds_json(v) for v in value]
+    if hasattr(value, "dtype") and value.dtype == object:
+        return _tfds_json(value.tolist())
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    return value
+
+
+def dump_tfds(folder: Path, split: str, limit: int | None) -> int:
+    """Print the examples of a TFDS split string as JSON lines: the decoded features, images as their stored
+    (encoded) bytes."""
+    from scarce.shards.example import decode_example
+    from scarce.shards.tfds import load_info, parse_split
+
+    info = load_info(folder)
+    printed = 0
+    for part in parse_split(split, info.splits):
+        shard_start = 0
+        for path, length in zip(info.splits[part.split].files, info.splits[part.split].shard_lengths):
+            lo, hi = max(part.start - shard_start, 0), min(part.stop - shard_start, length)
+            shard_start += length
+            if lo >= hi:
+                continue
+            records = iter_raw_records(path, None, with_offsets=True, start=lo, stop=hi)
+            for k, (offset, _, data) in enumerate(records):
+                if limit is not None and printed >= limit:
+                    return 0
+                example = info.features.decode(decode_example(data, path, offset),
+                                               where=f"{path}: record {lo + k}", decode_images=False)
+                sys.stdout.write(json.dumps(_tfds_json(example), ensure_ascii=False) + "\n")
+                printed += 1
+    return 0
+
+
 def dump_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scarce data dump", description="One JSON object per record: numbers "
-                                     "as lists, bytes as lists of \"b64:<base64>\" strings.")
-    parser.add_argument("file")
+                                     "as lists, bytes as lists of \"b64:<base64>\" strings. A TFDS dataset folder "
+                                     "(data_dir/NAME[/VERSION]) prints the decoded features of --split.")
+    parser.add_argument("file", help="a TFRecord file, or a TFDS dataset folder")
     parser.add_argument("--limit", type=int, default=None, help="stop after N records")
+    parser.add_argument("--split", default="train", help="TFDS folders: the split string (default train; "
+                        "e.g. 'test', 'train[:10]', 'train+test')")
     args = parser.parse_args(argv)
     out = sys.stdout
+    tfds_folder = _tfds_folder(args.file)
+    if tfds_folder is not None:
+        try:
+            return dump_tfds(tfds_folder, args.split, args.limit)
+        except CorruptRecordError as err:
+            out.flush()
+            print(str(err), file=sys.stderr)
+            return 1
     try:
         for i, (offset, _, data) in enumerate(iter_raw_records(args.file, with_offsets=True)):
             if args.limit is not None and i >= args.limit:

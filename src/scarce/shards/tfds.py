@@ -193,8 +193,10 @@ class Feature:
 
     # ------------------------------------------------------------------ decoding
 
-    def decode(self, example: Mapping[str, list], *, where: str = "") -> dict[str, Any]:
+    def decode(self, example: Mapping[str, list], *, where: str = "", decode_images: bool = True) -> dict[str, Any]:
         """A decoded ``tf.train.Example`` (flat ``a/b`` keys -> value lists) -> the nested sample of numpy values.
+
+        ``decode_images=False`` leaves images as their encoded bytes (PNG / JPEG), as stored.
 
         Raises:
             FeatureError: a missing key, a value count that does not fit the shape, an undecodable image; the
@@ -202,7 +204,7 @@ class Feature:
         """
         if self.kind != "dict":
             raise ScarceError("Feature.decode is called on the top FeaturesDict")
-        return _decode_dict(self, example, "", where)
+        return _decode_dict(self, example, "", _Where(where, decode_images))
 
 
 def _parse_dict(cls, body, *, path, folder, where, here, python_class, in_sequence):
@@ -296,6 +298,17 @@ def _metadata_name(path: str) -> str:
 # --------------------------------------------------------------------------------------------- decoding
 
 
+class _Where(str):
+    """Where the record comes from (for messages), carrying how to decode images along the recursion."""
+
+    decode_images: bool
+
+    def __new__(cls, where: str, decode_images: bool = True) -> _Where:
+        self = super().__new__(cls, where)
+        self.decode_images = decode_images
+        return self
+
+
 def _values(example: Mapping[str, list], key: str, where: str) -> list:
     try:
         return example[key]
@@ -333,6 +346,8 @@ def _expect_one(values: list, key: str, where: str) -> None:
 
 def _decode_one(feature: Feature, value: Any, key: str, where: str) -> Any:
     """One stored value of a scalar-like feature (an image's bytes, a label, a text)."""
+    if feature.kind == "image" and not getattr(where, "decode_images", True):
+        return bytes(value)
     if feature.kind == "image":
         channels = feature.shape[-1] if feature.shape and feature.shape[-1] is not None else None
         array = decode_pixels(value, channels=channels, where=f"{where}: feature {key!r}" if where else
@@ -415,7 +430,7 @@ def _decode_sequence(feature: Feature, example: Mapping[str, list], key: str, wh
     if element.kind in ("image", "text"):
         items = [_decode_one(element, v, f"{key}[{i}]", where) for i, v in enumerate(values)]
         _check_length(feature, len(items), key, where)
-        if element.kind == "text":
+        if element.kind == "text" or not getattr(where, "decode_images", True):
             return items
         if not items:
             h, w, c = (0 if d is None else d for d in element.shape)
