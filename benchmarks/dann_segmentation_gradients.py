@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         args.width_divisor = yaml.safe_load(CONFIG.read_text())["model"]["init_args"].get("width_divisor", 1)
     n = args.batches * args.batch_size
     transform = SegmentationTransform((64, 64), train=False)
-    loaders = [DataLoader(RenderedSegmentation(preset, n, seed, size=(64, 64), transform=transform),
+    loaders = [DataLoader(RenderedSegmentation(preset, n, seed, size=(64, 64), transforms=transform),
                           batch_size=args.batch_size, num_workers=1)
                for preset, seed in (("synthetic-flat", 0), ("photo-clutter", 100))]
     batches = list(zip(*loaders))

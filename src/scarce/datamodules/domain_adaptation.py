@@ -5,6 +5,7 @@ from __future__ import annotations
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from scarce.datamodules.paired import PairedLoaders, PairMode, Unlabelled
@@ -14,10 +15,13 @@ __all__ = ["DomainAdaptationDataModule", "DigitsDataModule", "BlobsDataModule", 
 
 
 class GreyToRGB:
-    """Repeat a 1-channel image to 3 channels, so grey MNIST and colour MNIST-M share one network."""
+    """Repeat a 1-channel image ``(1, H, W)`` to 3 channels, so grey MNIST and colour MNIST-M share one network."""
 
-    def __call__(self, sample: dict) -> dict:
-        return dict(sample, image=sample["image"].expand(3, -1, -1))
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return image.expand(3, -1, -1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 class DomainAdaptationDataModule(PairedLoaders, LightningDataModule):

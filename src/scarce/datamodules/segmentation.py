@@ -108,20 +108,20 @@ def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "te
     split = {"train": source.train_split, "val": source.val_split, "test": source.test_split}[stage]
     count = source.num_train if stage == "train" else source.num_val
     if source.kind == "rendered" and source.root is not None:
-        return _limit(RenderedSegmentationShards(source.root, split, transform=transform), count)
+        return _limit(RenderedSegmentationShards(source.root, split, transforms=transform), count)
     if source.kind == "rendered":
         n = count if count is not None else (512 if stage == "train" else 64)
         offset = {"train": 0, "val": 1, "test": 2}[stage]
-        return RenderedSegmentation(source.preset, n, source.seed + offset, size=size, transform=transform)
+        return RenderedSegmentation(source.preset, n, source.seed + offset, size=size, transforms=transform)
     if source.root is None:
         raise ScarceError(f"data source of kind {source.kind!r} needs a root folder: set `root:` in the config "
                           f"(e.g. `--data.source.root DIR`)")
     if source.kind == "cityscapes":
-        dataset = Cityscapes(source.root, split, transform=transform)
+        dataset = Cityscapes(source.root, split, transforms=transform)
     elif source.kind == "synthia":
-        dataset = SYNTHIA(source.root, split, transform=transform)
+        dataset = SYNTHIA(source.root, split, transforms=transform)
     elif source.kind == "shards":
-        dataset = SegmentationShards(source.root, split, transform=transform)
+        dataset = SegmentationShards(source.root, split, transforms=transform)
     else:
         raise ScarceError(f"unknown data source kind {source.kind!r}; valid values are "
                           "'cityscapes', 'synthia', 'shards', 'rendered'")

