@@ -181,3 +181,48 @@ def test_batch_norm_backbone_loads_vgg16_bn_weights_and_refuses_vgg16():
     torch.testing.assert_close(net.fc6[0].weight.flatten(1), state["classifier.0.weight"])
     with pytest.raises(ValueError, match="vgg16_bn layout"):
         FCN8s(3, width_divisor=16, batch_norm=True).load_backbone(plain)
+
+
+def test_backbone_weights_names_resolve_to_the_torch_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # torch.hub.get_dir() = $TORCH_HOME/hub
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    plain, bn = checkpoints / "vgg16-397923af.pth", checkpoints / "vgg16_bn-6c64b313.pth"
+    with pytest.raises(FileNotFoundError) as missing:
+        fcn_module.backbone_weights_path("IMAGENET1K_V1")
+    message = str(missing.value)
+    assert "\n" not in message and f"{plain} is not there" in message
+    assert "Put https://download.pytorch.org/models/vgg16-397923af.pth there" in message
+    assert "torchvision.models.vgg16(weights='IMAGENET1K_V1')" in message
+    checkpoints.mkdir(parents=True)
+    plain.touch()
+    bn.touch()
+    for name in ("IMAGENET1K_V1", "DEFAULT", "VGG16_Weights.IMAGENET1K_V1"):
+        assert fcn_module.backbone_weights_path(name) == plain
+    for name in ("IMAGENET1K_V1", "VGG16_BN_Weights.IMAGENET1K_V1"):
+        assert fcn_module.backbone_weights_path(name, batch_norm=True) == bn
+    with pytest.raises(ValueError, match="are VGG16_Weights but batch_norm is True: use VGG16_BN_Weights"):
+        fcn_module.backbone_weights_path("VGG16_Weights.IMAGENET1K_V1", batch_norm=True)
+    with pytest.raises(ValueError, match="train only VGG16's features"):
+        fcn_module.backbone_weights_path("IMAGENET1K_FEATURES")
+    with pytest.raises(ValueError, match=r"unknown VGG16_Weights name; valid values are \['IMAGENET1K_V1'"):
+        fcn_module.backbone_weights_path("IMAGENET1K_V2")
+    local = tmp_path / "mine.pth"
+    local.touch()
+    assert fcn_module.backbone_weights_path(str(local)) == local  # a local path stays a local path
+
+
+def test_imagenet1k_v1_loads_full_size_vgg16_weights_from_the_hub_cache(tmp_path, monkeypatch):
+    """A real load at width_divisor 1: random weights of VGG16's shapes, saved under the name torchvision uses."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(3)
+    vgg = torchvision.models.vgg16(weights=None)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(vgg.state_dict(), tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth")
+    conv, fc7_bias = vgg.features[28].weight.detach().clone(), vgg.classifier[3].bias.detach().clone()
+    fc6_row = vgg.classifier[0].weight[17].detach().clone()
+    del vgg  # 138M parameters: keep one copy at a time
+    net = FCN8s(19, backbone_weights="IMAGENET1K_V1")
+    torch.testing.assert_close(net.features[28].weight, conv)
+    torch.testing.assert_close(net.fc7[0].bias, fc7_bias)
+    torch.testing.assert_close(net.fc6[0].weight[17].flatten(), fc6_row)
+    assert not net.score_pool4.weight.any()

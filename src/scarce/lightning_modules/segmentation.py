@@ -30,7 +30,9 @@ class Segmentation(LightningModule):
 
     Args:
         num_classes: output classes (19 Cityscapes train ids).
-        backbone_weights: local torchvision VGG16 state dict to start from (None: random initialisation).
+        backbone_weights: torchvision's ImageNet VGG16 weights to start from: ``IMAGENET1K_V1`` (``VGG16_Weights``, or
+            ``VGG16_BN_Weights`` with ``batch_norm``), read from the torch hub cache and never downloaded, or a
+            local state dict path; None: random initialisation. See :func:`scarce.nets.fcn8s.backbone_weights_path`.
         width_divisor: divide FCN-8s' channel counts by this (1 = the real network; larger only for quick runs).
         dropout: dropout after fc6 and fc7.
         batch_norm: the backbone in torchvision's ``vgg16_bn`` layout (batch norm after every convolution; trains

@@ -7,15 +7,19 @@ version fed pool5 straight to the score layer and used 4086 filters; neither is 
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 from torchvision.models.vgg import cfgs as _VGG_CFGS
 from torchvision.models.vgg import make_layers
 
-__all__ = ["FCN8s", "bilinear_kernel"]
+__all__ = ["FCN8s", "backbone_weights_path", "bilinear_kernel"]
 
 # ImageNet statistics: the backbone sees the same input distribution as torchvision's VGG16 weights.
 _MEAN = (0.485, 0.456, 0.406)
@@ -37,6 +41,60 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     return weight
 
 
+# torchvision's VGG16 weights enums by layout. A member name (IMAGENET1K_V1, DEFAULT) or "ENUM.MEMBER" names the file
+# torchvision would download into the torch hub cache; scarce reads it from there and never downloads.
+_WEIGHTS_ENUMS = {False: VGG16_Weights, True: VGG16_BN_Weights}
+# Weights whose classifier (hence fc6 / fc7) is not trained: unusable for FCN-8s.
+_FEATURES_ONLY = {"IMAGENET1K_FEATURES"}
+
+
+def backbone_weights_path(spec: str | Path, batch_norm: bool = False) -> Path:
+    """The file ``backbone_weights`` names: a torchvision weights name -> the torch hub cache file torchvision would
+    download it to (``torch.hub.get_dir()/checkpoints/<file name of the enum's url>``); else the local path.
+
+    Names: ``IMAGENET1K_V1`` / ``DEFAULT`` (``VGG16_Weights``, or ``VGG16_BN_Weights`` with ``batch_norm``), or the
+    full ``VGG16_Weights.IMAGENET1K_V1`` / ``VGG16_BN_Weights.IMAGENET1K_V1``.
+
+    Raises:
+        FileNotFoundError: the file is absent; for a weights name, the message says where to put which file.
+        ValueError: weights of the other layout, or ones without trained fc6 / fc7.
+    """
+    text = str(spec)
+    enum = _WEIGHTS_ENUMS[batch_norm]
+    prefix, _, member = text.rpartition(".")
+    named_enum = next((e for e in _WEIGHTS_ENUMS.values() if e.__name__ == prefix), None)
+    is_name = named_enum is not None or (not prefix and re.fullmatch(r"[A-Z][A-Z0-9_]*", text) is not None)
+    if not is_name:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"FCN8s: backbone_weights {str(path)!r} is not a file (`model.init_args."
+                                    f"backbone_weights` in a config). Give IMAGENET1K_V1 (torchvision's weights, read "
+                                    "from the torch hub cache), the path of a local torchvision VGG16 state dict, or "
+                                    "null; nothing is downloaded.")
+        return path
+    if named_enum is not None and named_enum is not enum:
+        raise ValueError(f"FCN8s: backbone_weights {text} are {named_enum.__name__} but batch_norm is {batch_norm}: "
+                         f"use {enum.__name__}.IMAGENET1K_V1 (or just IMAGENET1K_V1)")
+    valid = [*enum.__members__, "DEFAULT"]
+    if member not in valid:
+        raise ValueError(f"FCN8s: backbone_weights {text!r}: unknown {enum.__name__} name; valid values are {valid} "
+                         "or a local file path")
+    if member in _FEATURES_ONLY:
+        raise ValueError(f"FCN8s: backbone_weights {text}: those weights train only VGG16's features, not the "
+                         "classifier that becomes fc6 / fc7; use IMAGENET1K_V1")
+    weights = enum.DEFAULT if member == "DEFAULT" else enum[member]
+    file_name = os.path.basename(urlparse(weights.url).path)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if not path.is_file():
+        builder = "vgg16_bn" if batch_norm else "vgg16"
+        raise FileNotFoundError(
+            f"FCN8s: backbone_weights {text} ({enum.__name__}.{weights.name}) are read from the torch hub cache, and "
+            f"{path} is not there; nothing is downloaded during training. Put {weights.url} there (on a machine "
+            f"online: `python -c \"import torchvision; torchvision.models.{builder}(weights='{weights.name}')\"`, "
+            f"then copy {file_name} into {path.parent}), or set TORCH_HOME to the folder whose hub/checkpoints holds it")
+    return path
+
+
 def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
     # kernel 2f, stride f, padding f/2: output is exactly f times the input, aligned like the bilinear kernel.
     up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
@@ -53,9 +111,12 @@ class FCN8s(nn.Module):
 
     Args:
         num_classes: number of output channels (19 for Cityscapes train ids).
-        backbone_weights: optional path to a local torchvision VGG16 state dict (``vgg16-397923af.pth``); its
-            ``features.*`` load into the backbone and ``classifier.0`` / ``classifier.3`` reshape into fc6 / fc7.
-            Nothing is downloaded.
+        backbone_weights: torchvision's ImageNet weights by name, ``IMAGENET1K_V1`` (``VGG16_Weights``, or
+            ``VGG16_BN_Weights`` with ``batch_norm``; ``DEFAULT`` and ``VGG16_Weights.IMAGENET1K_V1`` work too), read
+            from the torch hub cache (``torch.hub.get_dir()/checkpoints/vgg16-397923af.pth``, where torchvision
+            downloads them), or the path of a local torchvision VGG16 state dict. Its ``features.*`` load into the
+            backbone and ``classifier.0`` / ``classifier.3`` reshape into fc6 / fc7. Nothing is downloaded: a
+            missing file is an error saying where to put it (:func:`backbone_weights_path`).
         width_divisor: divide every channel count (64..512 and the 4096 of fc6/fc7) by this, for tiny tests and
             quick CPU runs. 1 is the real FCN-8s; only 1 can load VGG16 weights.
         dropout: dropout probability after fc6 and fc7.
@@ -77,6 +138,8 @@ class FCN8s(nn.Module):
             raise ValueError(f"FCN8s: width_divisor must divide 64 (1, 2, 4, 8, 16, 32, 64), got {width_divisor}")
         self.num_classes = num_classes
         self.width_divisor = width_divisor
+        # Resolved before the 134M parameters are built: a missing file fails at once.
+        weights_path = backbone_weights_path(backbone_weights, batch_norm) if backbone_weights is not None else None
         cfg = [v if v == "M" else v // width_divisor for v in _VGG_CFGS["D"]]
         c3, c4, c5, fc = 256 // width_divisor, 512 // width_divisor, 512 // width_divisor, _FC_WIDTH // width_divisor
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -97,8 +160,8 @@ class FCN8s(nn.Module):
         self.up2_pool4 = _upsample(num_classes, 2)
         self.up8 = _upsample(num_classes, 8)
         self._init_head()
-        if backbone_weights is not None:
-            self.load_backbone(backbone_weights)
+        if weights_path is not None:
+            self.load_backbone(weights_path)
 
     def _init_head(self) -> None:
         # He initialisation, as torchvision's VGG: PyTorch's default conv init shrinks the signal ~6x in variance
@@ -111,15 +174,12 @@ class FCN8s(nn.Module):
         # backbone without gradient for the first steps (a long plateau); load_backbone zeroes them as the paper.
 
     def load_backbone(self, source: str | Path | dict[str, torch.Tensor]) -> None:
-        """Load a torchvision VGG16 state dict (a local path, or the dict) into the backbone, fc6 and fc7."""
+        """Load a torchvision VGG16 state dict (a weights name or local path, see :func:`backbone_weights_path`,
+        or the dict) into the backbone, fc6 and fc7."""
         if isinstance(source, dict):
             state, where = source, "the given state dict"
         else:
-            path = Path(source).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"FCN8s: backbone_weights {str(path)!r} is not a file (`model.init_args."
-                                        f"backbone_weights` in a config). Give the path of a local torchvision VGG16 "
-                                        f"state dict (e.g. vgg16-397923af.pth), or null; nothing is downloaded.")
+            path = backbone_weights_path(source, self.batch_norm)
             state, where = torch.load(path, map_location="cpu", weights_only=True), str(path)
         features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         needed = ("classifier.0.weight", "classifier.0.bias", "classifier.3.weight", "classifier.3.bias")
