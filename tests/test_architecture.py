@@ -38,6 +38,8 @@ NOT = (
 )
 # Importing these must not import Lightning: they serve `scarce data` / `scarce render` and plain scripts, fast.
 LIGHTNING_FREE = ("scarce.shards", "scarce.nets", "scarce.adaptation")
+# Nor torch: the file tools, `scarce render` and its spawned workers (each would pay seconds for it).
+TORCH_FREE = ("scarce.data.cli", "scarce.render", "scarce.render.cli", "scarce.shards.tfds", "scarce.shards.schemas")
 
 
 def _inside(module: str, part: str) -> bool:
@@ -231,3 +233,13 @@ def test_package_imports_without_lightning(package):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]", f"importing {package} imports Lightning: {result.stdout.strip()[:300]}"
+
+
+def test_file_tools_and_render_workers_import_without_torch():
+    code = ("import importlib, sys\n"
+            f"for name in {TORCH_FREE!r}:\n    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'lightning')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", f"importing {TORCH_FREE} imports torch: {result.stdout.strip()[:300]}"

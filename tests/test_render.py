@@ -576,3 +576,42 @@ def test_cli_renders_the_randomized_preset_with_the_same_bytes_for_any_worker_co
         assert exc.value.code == 0
         outs.append((out / "data-00000-of-00001.tfrecord").read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_readme_linemod_command_runs_as_written_with_the_shipped_duck(tmp_path):
+    """The README's LineMOD command, as written but for the output folder and two frames instead of ten."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scarce.shards.schemas import read_rendered
+
+    root = Path(__file__).resolve().parents[1]
+    line = next(text for text in (root / "README.md").read_text().splitlines()
+                if text.startswith("scarce render --config configs/render/linemod_views.yaml"))
+    args = shlex.split(line)[1:]
+    args[args.index("--out") + 1] = str(tmp_path / "duck")
+    args[args.index("--num-samples") + 1] = "2"
+    proc = subprocess.run([sys.executable, "-m", "scarce", *args], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "duck" / "data.manifest.json").read_text())["num_records"] == 2
+    for sample in read_rendered(tmp_path / "duck" / "data-00000-of-00001.tfrecord"):
+        duck = sample["mask"] == 1
+        assert sample["image"].shape == (3, 480, 640) and duck.sum() > 2000
+        red, green, blue = (sample["image"][c][duck].mean() for c in range(3))
+        assert red > blue and green > blue  # the duck's yellow vertex colours, lit
+
+
+def test_the_shipped_duck_is_what_its_script_writes(tmp_path):
+    from scarce.render.config import PACKAGED_MESHES
+    from scarce.render.meshes import make_duck
+    from scarce.render.scene import load_mesh
+
+    assert make_duck.main(["--out", str(tmp_path / "duck.ply")]) == 0
+    assert (tmp_path / "duck.ply").read_bytes() == PACKAGED_MESHES["duck"].read_bytes()
+    mesh = load_mesh(PACKAGED_MESHES["duck"], scale=0.001)
+    assert 0.09 < np.ptp(mesh.vertices, axis=0).max() < 0.12  # about LineMOD's duck, in metres
+    assert PACKAGED_MESHES["duck"].stat().st_size < 100_000

@@ -17,8 +17,8 @@ from scarce.render.config import (
     RenderConfig,
     load_config,
 )
-from scarce.render.dataset import RenderedDataset, SampleRenderer, resolve_config
 from scarce.render.presets import PRESETS, get_preset
+from scarce.render.sample_renderer import SampleRenderer, resolve_config
 
 __all__ = [
     "CLASS_NAMES",
@@ -34,3 +34,13 @@ __all__ = [
     "load_config",
     "resolve_config",
 ]
+
+
+def __getattr__(name: str):
+    # RenderedDataset is a torch Dataset: imported on first use, so that `scarce render` (and its workers) do not
+    # import torch.
+    if name == "RenderedDataset":
+        from scarce.render.dataset import RenderedDataset
+
+        return RenderedDataset
+    raise AttributeError(f"module 'scarce.render' has no attribute {name!r}")

@@ -31,7 +31,7 @@ import numpy as np
 from scarce._errors import ScarceError
 from scarce.render._gl import select_backend
 from scarce.render.config import CLASS_NAMES, RENDER_SIZE
-from scarce.render.dataset import SampleRenderer, resolve_config
+from scarce.render.sample_renderer import SampleRenderer, resolve_config
 from scarce.render.presets import PRESETS
 from scarce.shards.schemas import encode_rendered
 from scarce.shards.writer import ShardFolder

@@ -22,6 +22,7 @@ __all__ = [
     "DISTRACTOR_SHAPES",
     "KINECT",
     "NUM_CLASSES",
+    "PACKAGED_MESHES",
     "PROCEDURAL_SHAPES",
     "RENDER_SIZE",
     "TEXTURE_SETS",
@@ -38,6 +39,9 @@ Range = tuple[float, float]
 CLASS_NAMES: tuple[str, ...] = ("background", "cube", "sphere", "cylinder", "cone", "torus", "capsule")
 NUM_CLASSES = len(CLASS_NAMES)  # including background 0
 PROCEDURAL_SHAPES: tuple[str, ...] = CLASS_NAMES[1:]
+# Mesh files shipped inside the package, by the name a config gives `mesh:`. ``duck``: a procedural stand-in for
+# LineMOD's duck in its format (PLY, vertex colours, millimetres), written by ``scarce.render.meshes.make_duck``.
+PACKAGED_MESHES: dict[str, Path] = {"duck": Path(__file__).with_name("meshes") / "duck.ply"}
 # ``(H, W)`` rendered when no size is given: the one default of the renderer, the datasets and ``scarce render``.
 RENDER_SIZE: tuple[int, int] = (256, 256)
 # Shapes of the distractor objects (domain randomization): none of them is a class, so they are written as
@@ -92,7 +96,8 @@ class ObjectSpec:
     Attributes:
         name: class name (``CLASS_NAMES`` of the built-ins, or your own).
         class_id: semantic id written to the masks (1..255; 0 is background).
-        mesh: a built-in procedural shape (``cube``, ``sphere``, ...), or a path to a PLY / OBJ / GLB file.
+        mesh: a built-in procedural shape (``cube``, ``sphere``, ...), a mesh shipped with scarce
+            (:data:`PACKAGED_MESHES`: ``duck``), or a path to a PLY / OBJ / GLB file.
         scale: multiplies the mesh coordinates (LineMOD PLYs are in millimetres: 0.001).
         size: for built-in shapes, the bounding-sphere diameter range in metres (ignored for files).
         appearance: ``random`` (sampled colours / textures) or ``mesh`` (the file's vertex colours / texture).
@@ -265,6 +270,8 @@ def default_objects() -> tuple[ObjectSpec, ...]:
 def _resolve_mesh_path(spec: ObjectSpec, base: Path) -> ObjectSpec:
     if spec.mesh in PROCEDURAL_SHAPES:
         return spec
+    if spec.mesh in PACKAGED_MESHES:
+        return dataclasses.replace(spec, mesh=str(PACKAGED_MESHES[spec.mesh]))
     path = Path(spec.mesh).expanduser()
     if not path.is_absolute():
         path = (base / path).resolve()  # relative to the config file, wherever scarce runs from
