@@ -52,7 +52,7 @@ def _anchor_worker(size, frames, barrier, queue):
 
 
 def _scarce_worker(preset, size, frames, barrier, queue, rank, workers):
-    from scarce.render.dataset import SampleRenderer
+    from scarce.render.sample_renderer import SampleRenderer
 
     r = SampleRenderer(preset, size)
 
