@@ -235,6 +235,21 @@ def test_the_cli_lists_the_choices_of_a_bad_option(tmp_path, monkeypatch, capsys
     assert "rmsprop" in err and "adam" in err and "sgd" in err
 
 
+def test_scarce_fit_says_in_one_line_where_the_imagenet_weights_go(tmp_path, monkeypatch, capsys):
+    from scarce.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(REPO / "configs/fcn8s_rendered.yaml"),
+              "--model.init_args.backbone_weights", "IMAGENET1K_V1", "--trainer.fast_dev_run", "1"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("scarce fit: error: FCN8s: backbone_weights IMAGENET1K_V1 (VGG16_BN_Weights.IMAGENET1K_V1)")
+    assert f"{tmp_path / 'torch' / 'hub' / 'checkpoints' / 'vgg16_bn-6c64b313.pth'} is not there" in err
+
+
 def test_paired_target_batches_drop_target_masks(tmp_path):
     make_cityscapes(tmp_path / "cs", splits=("train", "val"))
     make_synthia(tmp_path / "syn")

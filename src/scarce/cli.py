@@ -155,7 +155,29 @@ def _run_lightning(command: str, argv: list[str]) -> int:
             f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}")
         print(f"scarce {command}: error: {message}", file=sys.stderr)
         return 1
+    except ValueError as err:  # jsonargparse wraps what a model's or DataModule's __init__ raised
+        cause = _user_error_within(err)
+        if cause is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"scarce {command}: error: {cause}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _user_error_within(err: BaseException) -> ScarceError | None:
+    """The :class:`ScarceError` an exception was raised from or while handling, if any (jsonargparse reports a
+    class that failed to instantiate as a ValueError listing every type it tried; the user's error is inside)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, ScarceError):
+            return current
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return None
 
 
 def bench_main(argv: list[str]) -> int:
