@@ -46,7 +46,11 @@ def test_convert_imagefolder(tmp_path, capsys):
     (root / "rock" / "notes.txt").write_text("not an image")
     assert data_main(["convert", "imagefolder", "--root", str(root), "--out", str(tmp_path / "out"),
                       "--shards", "2", "--compression", "gzip"]) == 0
-    manifest = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    # One summary line, not the manifest; progress on stderr (not a terminal here: plain lines, the last one at 9/9).
+    assert out.startswith(f"imagefolder -> {tmp_path / 'out'}: data 9 records in 2 shard(s); ") and out.count("\n") == 1
+    assert "convert imagefolder data: 9/9 records (100%)" in err.splitlines()[-1]
+    manifest = json.loads((tmp_path / "out" / "data.manifest.json").read_text())
     assert manifest["classes"] == ["paper", "rock", "scissors"] and manifest["num_records"] == 9
     assert manifest["compression"] == "gzip"
     records = [r for s in manifest["shards"] for r in tfr.read_records(tmp_path / "out" / s["file"])]
@@ -69,7 +73,7 @@ def test_convert_mnist_all_splits(tmp_path, capsys):
     for stem in ("train", "t10k"):
         _write_idx(root / f"{stem}-images-idx3-ubyte", images[stem])
         _write_idx(root / f"{stem}-labels-idx1-ubyte", labels[stem])
-    assert data_main(["convert", "mnist", "--root", str(root), "--out", str(tmp_path / "out")]) == 0
+    assert data_main(["convert", "mnist", "--root", str(root), "--out", str(tmp_path / "out"), "--json"]) == 0
     manifests = json.loads(capsys.readouterr().out)
     assert {k: m["num_records"] for k, m in manifests.items()} == {"train": 7, "val": 0, "test": 4}
     got = list(tfr.read_records(tmp_path / "out" / "test-00000-of-00001.tfrecord"))
@@ -140,9 +144,24 @@ def test_bench_pipeline_runs(tmp_path, capsys):
                            "--epochs", "2", "--workers", "2", "--plot", str(plot)]) == 0
     finally:
         torch.set_num_threads(threads)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     last = out.strip().splitlines()[-1]
     assert last.startswith("images_per_second: ") and float(last.split()[1]) > 0
+    # Progress on stderr: the shards written, then each timed epoch (3 batches of 8 from 24 records).
+    assert "synthetic JPEG shards in" in err and ": 24/24 images (100%)" in err
+    assert any(line.startswith("bench pipeline (") and "epoch 1: 3 batches" in line for line in err.splitlines())
     for stage in ("read", "parse", "decode", "augment", "collate"):
         assert stage in out
     assert "measured: threads" in out and plot.stat().st_size > 1000
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_can_be_turned_off(monkeypatch, capsys):
+    from scarce._progress import INTERVAL_ENV, PROGRESS_ENV, progress
+
+    monkeypatch.setenv(INTERVAL_ENV, "0")  # a line after every item (default: one every 10 s, and the last)
+    assert list(progress(iter("abc"), desc="job", total=3, unit="letters")) == ["a", "b", "c"]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["job: 1/3 letters (33%)", "job: 2/3 letters (67%)",
+                                                      "job: 3/3 letters (100%)"]
+    monkeypatch.setenv(PROGRESS_ENV, "0")
+    assert list(progress(range(4), desc="job")) == [0, 1, 2, 3] and capsys.readouterr().err == ""

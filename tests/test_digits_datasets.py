@@ -106,7 +106,7 @@ def test_mnistm_is_deterministic_cached_and_rebuilt_when_damaged(tmp_path, caplo
     assert meta["seed"] == 3 and meta["n"] == 64
 
 
-def test_mnistm_from_a_photo_folder(tmp_path):
+def test_mnistm_from_a_photo_folder(tmp_path, capsys):
     from PIL import Image
 
     photos = tmp_path / "photos" / "train"
@@ -116,6 +116,10 @@ def test_mnistm_from_a_photo_folder(tmp_path):
         Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(photos / f"{i}.jpg")
     ds = MNISTM(split="val", limit=16, photos_dir=tmp_path / "photos", cache_dir=tmp_path / "cache")
     assert ds.data.shape == (16, 28, 28, 3)
+    built = capsys.readouterr().err.splitlines()[-1]  # the build shows its progress; a cached one is silent
+    assert built.startswith("MNIST-M val: building mnistm-val-") and ": 16/16 images (100%)" in built
+    MNISTM(split="val", limit=16, photos_dir=tmp_path / "photos", cache_dir=tmp_path / "cache")
+    assert capsys.readouterr().err == ""
     (tmp_path / "no_photos").mkdir()
     with pytest.raises(DataNotFoundError, match="no photos"):
         MNISTM(split="val", limit=4, photos_dir=tmp_path / "no_photos", cache_dir=tmp_path / "cache2")

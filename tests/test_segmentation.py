@@ -371,11 +371,13 @@ def test_scarce_data_convert_and_stats(tmp_path, capsys):
 
     make_cityscapes(tmp_path / "cs", splits=("train",), label_ids=True)
     assert data_main(["convert", "cityscapes", "--root", str(tmp_path / "cs"), "--out", str(tmp_path / "out")]) == 0
-    assert '"num_records": 4' in capsys.readouterr().out
+    assert ": train 4 records in 1 shard(s); " in capsys.readouterr().out
     assert data_main(["stats", "shards", "--root", str(tmp_path / "out"), "--json"]) == 0
     import json
 
-    stats = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    stats = json.loads(out)
+    assert err.splitlines()[-1].startswith("class pixel counts: 4/4 masks (100%)")
     counts = np.array([c["pixels"] for c in stats["classes"]])
     assert stats["images"] == 4 and counts.sum() == stats["labelled_pixels"]
     assert stats["labelled_pixels"] + stats["ignored_pixels"] == 4 * 24 * 40

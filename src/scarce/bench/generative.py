@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce._progress import progress
 from scarce.checkpoints import load_checkpoint
 from scarce.data.datasets.mnist import MNIST
 from scarce.metrics.generative import DEFAULT_CLASSIFIER_CKPT, GenerativeScores, feature_scale, load_classifier
@@ -49,13 +50,14 @@ def _batches(images: torch.Tensor, batch_size: int):
         yield images[start:start + batch_size]
 
 
-def score_images(scores: GenerativeScores, real: torch.Tensor, fake: torch.Tensor, batch_size: int) -> dict:
-    """Metrics of ``fake`` against ``real`` (both ``(N, 1, 28, 28)`` in [0, 1])."""
+def score_images(scores: GenerativeScores, real: torch.Tensor, fake: torch.Tensor, batch_size: int,
+                 desc: str = "score") -> dict:
+    """Metrics of ``fake`` against ``real`` (both ``(N, 1, 28, 28)`` in [0, 1]); progress on stderr as ``desc``."""
     scores.reset()
-    for batch in _batches(real, batch_size):
-        scores.update(batch, real=True)
-    for batch in _batches(fake, batch_size):
-        scores.update(batch, real=False)
+    batches = [(batch, True) for batch in _batches(real, batch_size)] + \
+        [(batch, False) for batch in _batches(fake, batch_size)]
+    for batch, is_real in progress(batches, desc=desc, unit="batches"):
+        scores.update(batch, real=is_real)
     return scores.compute()
 
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'set (vs test)':<44} {'FID':>9} {'KID':>19} {'IS':>14}")
     rows = []
     start = time.perf_counter()
-    floor = score_images(scores, test, train, args.batch_size)
+    floor = score_images(scores, test, train, args.batch_size, desc="floor: real train images")
     rows.append({"name": "floor: train images", **floor})
     print(_row("floor: real train images", floor), flush=True)
     for ckpt in args.ckpt:
@@ -109,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             kwargs = {} if ema is None else {"ema": ema}
             fake = torch.cat([model.sample(len(b), generator=generator, **kwargs).cpu()
                               for b in _batches(torch.empty(args.num_samples), args.batch_size)])
-            values = score_images(scores, test, fake, args.batch_size)
             name = str(ckpt) + ("" if ema is None else (" [ema]" if ema else " [raw]"))
+            values = score_images(scores, test, fake, args.batch_size, desc=name)
             rows.append({"name": name, **values})
             print(_row(name[-44:], values), flush=True)
     print(f"({time.perf_counter() - start:.1f} s)")

@@ -33,6 +33,7 @@ from PIL import Image
 
 from scarce import shards as tfr
 from scarce._errors import ScarceError
+from scarce._progress import progress
 from scarce.data.transforms import JpegCropResize
 from scarce.shards.readers import ShuffleBuffer, StreamingTFRecordDataset
 
@@ -61,7 +62,7 @@ def make_jpeg_shards(out: str | Path, records: int = 2000, shards: int = 8, size
     rng = np.random.default_rng(seed)
 
     def gen():
-        for i in range(records):
+        for i in progress(range(records), desc=f"synthetic JPEG shards in {out}", unit="images"):
             buf = io.BytesIO()
             Image.fromarray(_synthetic_image(rng, int(size[0]), int(size[1]))).save(buf, "JPEG", quality=quality)
             yield {"image": buf.getvalue(), "label": i % 10}
@@ -209,15 +210,17 @@ def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
 
 
 def run(make_epoch: Callable[[int], Iterator[dict]], epochs: int,
-        max_batches: int | None = None) -> tuple[float, list[list[float]], int]:
-    """Iterate ``epochs`` epochs; returns (images per second, batch times per epoch, images)."""
+        max_batches: int | None = None, desc: str | None = None) -> tuple[float, list[list[float]], int]:
+    """Iterate ``epochs`` epochs; returns (images per second, batch times per epoch, images). With ``desc``, each
+    epoch's progress goes to stderr under that name."""
     batch_times: list[list[float]] = []
     images = 0
     start = time.perf_counter()
     for e in range(epochs):
         times: list[float] = []
         t = time.perf_counter()
-        for k, batch in enumerate(make_epoch(e)):
+        batches = make_epoch(e) if desc is None else progress(make_epoch(e), desc=f"{desc} epoch {e}", unit="batches")
+        for k, batch in enumerate(batches):
             images += batch["image"].shape[0]
             now = time.perf_counter()
             times.append(now - t)
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         print("measured: " + ", ".join(f"{k} {v:.0f} img/s" for k, v in rates.items()) + f" -> {mode}")
     make_epoch = ThreadedJpegPipeline(cfg).epoch if mode == "threads" else process_pipeline(cfg)
     cpu0 = time.process_time()
-    rate, batch_times, images = run(make_epoch, args.epochs)
+    rate, batch_times, images = run(make_epoch, args.epochs, desc=f"bench pipeline ({mode})")
     if mode == "threads":  # process mode's workers are other processes
         print(f"cpu_ms_per_image: {(time.process_time() - cpu0) * 1e3 / images:.3f}")
     for e, times in enumerate(batch_times):

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from scarce._progress import progress
+
 __all__ = ["main", "measure"]
 
 
@@ -143,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         plan.append((f"scarce {args.preset} (all outputs)", "scarce", workers))
     # Interleaved and repeated, best of each: other jobs on a shared machine come and go.
     best: dict = {}
-    for _ in range(args.repeats):
-        for name, kind, workers in plan:
-            res = measure(kind, workers, args.frames, size, args.preset)
-            key = (name, workers)
-            if key not in best or res["fps"] > best[key]["fps"]:
-                best[key] = res
+    runs = [row for _ in range(args.repeats) for row in plan]
+    for name, kind, workers in progress(runs, desc="bench render", unit="measurements"):
+        res = measure(kind, workers, args.frames, size, args.preset)
+        key = (name, workers)
+        if key not in best or res["fps"] > best[key]["fps"]:
+            best[key] = res
     rows = [(name, workers, best[(name, workers)]) for name, _, workers in plan]
     load_after = os.getloadavg()
     print(f"# GL renderer: {rows[0][2]['gl']}")

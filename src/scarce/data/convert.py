@@ -10,7 +10,8 @@ whole output appears, or none of it; ``overwrite`` replaces a dataset already in
 per split under ``out`` (``{split}-0000K-of-0000N.tfrecord`` + ``{split}.manifest.json``), in the record schema
 of :mod:`scarce.shards.schemas` that fits: image-folder (``imagefolder``, ``mnist``) or segmentation
 (``cityscapes``, ``synthia``). It returns the manifest (or ``{split: manifest}``). ``compression`` is ``None``,
-``"gzip"`` or ``"zlib"``.
+``"gzip"`` or ``"zlib"``. Each split shows its progress on stderr (:func:`scarce._progress.progress`); the
+command ends with one summary line (``--json``: the manifests).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scarce._errors import DataNotFoundError, FeatureError, ScarceError
+from scarce._progress import progress
 from scarce.shards.images import check_image, encode_png
 from scarce.shards.schemas import encode_imagefolder
 from scarce.shards.tfrecord import COMPRESSIONS
@@ -34,17 +36,18 @@ __all__ = ["CONVERTERS", "IMAGE_EXTENSIONS", "convert_cityscapes", "convert_imag
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def _write_splits(splits: Iterable[tuple[str, Iterable[tuple[str, dict[str, Any]]]]], out: str | Path, shards: int,
-                  compression: str | None, overwrite: bool, skip_bad: bool, meta: dict | None = None
-                  ) -> dict[str, dict]:
-    """``{split: manifest}`` after writing each split's ``(source, record)`` pairs as ``out/{split}-*.tfrecord``,
-    all in one commit. Every record's ``image`` is decoded whole first (see :func:`_checked`); the manifests
-    list what ``skip_bad`` left out under ``skipped``."""
+def _write_splits(name: str, splits: Iterable[tuple[str, Iterable[tuple[str, dict[str, Any]]], int]],
+                  out: str | Path, shards: int, compression: str | None, overwrite: bool, skip_bad: bool,
+                  meta: dict | None = None) -> dict[str, dict]:
+    """``{split: manifest}`` after writing each split's ``(source, record)`` pairs (``total`` of them) as
+    ``out/{split}-*.tfrecord``, all in one commit, with progress on stderr. Every record's ``image`` is decoded
+    whole first (see :func:`_checked`); the manifests list what ``skip_bad`` left out under ``skipped``."""
     with ShardFolder(out, overwrite=overwrite) as folder:
         manifests = {}
-        for split, pairs in splits:
+        for split, pairs, total in splits:
             skipped: list[str] = []
-            manifests[split] = folder.write_shards(_checked(pairs, skip_bad, skipped), split, num_shards=shards,
+            read = progress(pairs, desc=f"convert {name} {split}", total=total, unit="records")
+            manifests[split] = folder.write_shards(_checked(read, skip_bad, skipped), split, num_shards=shards,
                                                    compression=compression, meta={**(meta or {}), "skipped": skipped})
             if skipped:
                 print(f"{split}: skipped {len(skipped)} bad image(s) (--skip-bad):\n  " + "\n  ".join(skipped),
@@ -100,7 +103,8 @@ def convert_imagefolder(root: str | None, out: str, shards: int, compression: st
         raise ScarceError(f"imagefolder: no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/CLASS/; expected "
                           "one sub-folder per class")
     pairs = ((str(path), encode_imagefolder(path.read_bytes(), label)) for path, label in files)
-    return _write_splits([("data", pairs)], out, shards, compression, overwrite, skip_bad, {"classes": classes})["data"]
+    return _write_splits("imagefolder", [("data", pairs, len(files))], out, shards, compression, overwrite, skip_bad,
+                         {"classes": classes})["data"]
 
 
 def convert_mnist(root: str | None, out: str, shards: int, compression: str | None, *, overwrite: bool = False,
@@ -116,8 +120,12 @@ def convert_mnist(root: str | None, out: str, shards: int, compression: str | No
         for image, label in zip(ds.data.numpy(), ds.targets.tolist()):
             yield f"MNIST {ds.split} image", encode_imagefolder(encode_png(image), label)
 
-    return _write_splits(((split, records(MNIST(root, split=split))) for split in ("train", "val", "test")),
-                         out, shards, compression, overwrite, skip_bad)
+    def split_records(split: str) -> tuple[str, Iterator[tuple[str, dict[str, Any]]], int]:
+        dataset = MNIST(root, split=split)
+        return split, records(dataset), len(dataset)
+
+    return _write_splits("mnist", (split_records(split) for split in ("train", "val", "test")), out, shards,
+                         compression, overwrite, skip_bad)
 
 
 def convert_cityscapes(root: str | None, out: str, shards: int, compression: str | None, *,
@@ -138,8 +146,12 @@ def convert_cityscapes(root: str | None, out: str, shards: int, compression: str
     if not found:
         raise DataNotFoundError(f"Cityscapes: no split folder under {str(root_path / 'leftImg8bit')!r}. "
                                 f"Expected layout:\n{CITYSCAPES_LAYOUT}")
-    return _write_splits(((split, _named(Cityscapes(root_path, split).records(), root)) for split in found), out,
-                         shards, compression, overwrite, skip_bad)
+    def split_records(split: str) -> tuple[str, Iterator[tuple[str, dict[str, Any]]], int]:
+        dataset = Cityscapes(root_path, split)
+        return split, _named(dataset.records(), root), len(dataset)
+
+    return _write_splits("cityscapes", (split_records(split) for split in found), out, shards, compression, overwrite,
+                         skip_bad)
 
 
 def convert_synthia(root: str | None, out: str, shards: int, compression: str | None, *,
@@ -154,8 +166,12 @@ def convert_synthia(root: str | None, out: str, shards: int, compression: str | 
 
     if root is None:
         raise DataNotFoundError("synthia: --root is required (the folder holding the SYNTHIA sequence folders)")
-    return _write_splits(((split, _named(SYNTHIA(root, split, val_fraction=val_fraction).records(), root))
-                          for split in ("train", "val")), out, shards, compression, overwrite, skip_bad)
+    def split_records(split: str) -> tuple[str, Iterator[tuple[str, dict[str, Any]]], int]:
+        dataset = SYNTHIA(root, split, val_fraction=val_fraction)
+        return split, _named(dataset.records(), root), len(dataset)
+
+    return _write_splits("synthia", (split_records(split) for split in ("train", "val")), out, shards, compression,
+                         overwrite, skip_bad)
 
 
 # name -> converter (see the module docstring for the signature).
@@ -179,11 +195,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")
     parser.add_argument("--skip-bad", action="store_true", help="leave out images that do not decode whole, "
                         "counted and listed (default: stop at the first, naming it)")
+    parser.add_argument("--json", action="store_true", help="print the manifests (JSON) instead of the summary line")
     args = parser.parse_args(argv)
     if args.shards < 1:
         raise ScarceError(f"--shards must be >= 1, got {args.shards}")
     compression = None if args.compression == "none" else args.compression
     result = CONVERTERS[args.name](args.root, args.out, args.shards, compression, overwrite=args.overwrite,
                                    skip_bad=args.skip_bad)
-    print(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1) if args.json else summary_line(args.name, args.out, result))
     return 0
+
+
+def summary_line(name: str, out: str, result: dict) -> str:
+    """One line for a finished conversion: records and shards per split, bytes written, images skipped."""
+    manifests = {"data": result} if "shards" in result else result
+    parts = [f"{split} {m['num_records']} records in {len(m['shards'])} shard(s)" for split, m in manifests.items()]
+    size = sum(s["size"] for m in manifests.values() for s in m["shards"])
+    skipped = sum(len(m.get("skipped", [])) for m in manifests.values())
+    return (f"{name} -> {out}: {', '.join(parts)}; {size / 1e6:.1f} MB" + (f"; {skipped} skipped" if skipped else "")
+            + f" (manifests: {out}/*.manifest.json)")

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from scarce._errors import ScarceError
+from scarce._progress import progress
 
 __all__ = [
     "CLASS_WEIGHTINGS",
@@ -51,18 +52,19 @@ def mask_histogram(dataset: Dataset, limit: int | None = None, num_workers: int 
     Samples are read in a DataLoader, so rendered datasets render in workers (never in the parent process), and
     the dataset's transform applies (masks are counted at the size training sees). With ``stored_masks`` a dataset
     that has ``iter_masks()`` (no ``limit``) is read through it instead: the masks as stored, without decoding
-    the images.
+    the images. Progress goes to stderr (:func:`scarce._progress.progress`).
     """
     if stored_masks and limit is None and hasattr(dataset, "iter_masks"):
         counts, images = np.zeros(256, dtype=np.int64), 0
-        for mask in dataset.iter_masks():
+        for mask in progress(dataset.iter_masks(), desc="class pixel counts", total=len(dataset), unit="masks"):
             counts += np.bincount(np.asarray(mask, dtype=np.int64).ravel(), minlength=256)[:256]
             images += 1
         return counts, images
     if limit is not None:
         dataset = Subset(dataset, range(min(limit, len(dataset))))
     counts = torch.zeros(256, dtype=torch.int64)
-    for hist in DataLoader(_MaskHistogram(dataset), batch_size=1, num_workers=num_workers):
+    loader = DataLoader(_MaskHistogram(dataset), batch_size=1, num_workers=num_workers)
+    for hist in progress(loader, desc="class pixel counts", total=len(dataset), unit="masks"):
         counts += hist.sum(0)
     return counts.numpy(), len(dataset)
 

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from scarce._errors import DataNotFoundError, ScarceError
+from scarce._progress import progress
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.data.datasets.mnist import MNIST, SPLITS
 from scarce.shards.samples import SampleDataset
@@ -84,15 +85,18 @@ def load_photos(folder: str | Path) -> list[tuple[str, np.ndarray]]:
     return photos
 
 
-def blend_mnistm(digits: np.ndarray, photos: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Blend grey digits ``(N, 28, 28)`` uint8 into colour ``(N, 28, 28, 3)`` uint8: ``|crop - digit|``."""
+def blend_mnistm(digits: np.ndarray, photos: Sequence[np.ndarray], rng: np.random.Generator,
+                 desc: str | None = None) -> np.ndarray:
+    """Blend grey digits ``(N, 28, 28)`` uint8 into colour ``(N, 28, 28, 3)`` uint8: ``|crop - digit|``.
+
+    With ``desc``, progress goes to stderr under that name (:func:`scarce._progress.progress`)."""
     n, h, w = digits.shape
     for i, photo in enumerate(photos):
         if photo.shape[0] < h or photo.shape[1] < w:
             raise ScarceError(f"photo {i} is {photo.shape[:2]}, smaller than the {h}x{w} crop MNIST-M needs")
     which = rng.integers(0, len(photos), size=n)
     out = np.empty((n, h, w, 3), dtype=np.uint8)
-    for i in range(n):
+    for i in progress(range(n), desc=desc, unit="images") if desc is not None else range(n):
         photo = photos[which[i]]
         y = rng.integers(0, photo.shape[0] - h + 1)
         x = rng.integers(0, photo.shape[1] - w + 1)
@@ -159,7 +163,8 @@ class MNISTM(SampleDataset):
         data = self._load_cache()
         if data is None:
             rng = np.random.default_rng([seed, _SPLIT_STREAM[split]])
-            data = blend_mnistm(mnist.data.numpy(), [arr for _, arr in photos], rng)
+            data = blend_mnistm(mnist.data.numpy(), [arr for _, arr in photos], rng,
+                                desc=f"MNIST-M {split}: building {self.cache_path.name}")
             self._save_cache(data, key_fields)
         self.data = torch.from_numpy(data)
         self.targets = mnist.targets
