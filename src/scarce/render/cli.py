@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from scarce._errors import ScarceError
+from scarce._progress import progress as show_progress
 from scarce.render._gl import select_backend
 from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.sample_renderer import SampleRenderer, resolve_config
@@ -104,8 +105,6 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
     """
     import multiprocessing as mp
 
-    from tqdm import tqdm
-
     config = resolve_config(config)
     if num_samples < 1:
         raise ScarceError(f"--num-samples must be >= 1, got {num_samples}")
@@ -115,7 +114,9 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
     previews = []
 
     def records(results):
-        for record, pre in tqdm(results, total=num_samples, disable=not progress, desc="render", unit="img"):
+        shown = show_progress(results, desc=f"render {out_dir}", total=num_samples, unit="images") if progress \
+            else results
+        for record, pre in shown:
             if pre is not None:
                 previews.append(pre)
             yield record
