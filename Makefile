@@ -47,6 +47,8 @@ demo: setup
 
 # TensorFlow in its own venv (it pins protobuf / numpy apart from the main one): the TF compatibility test
 # (tests/test_tf_compat.py) and the tf.data side of benchmarks/pipeline_vs_tfdata.py run it as a subprocess.
+# tensorflow-datasets only regenerates the committed TFDS fixture (tests/fixtures/make_tfds_fixture.py); no test
+# needs it at run time.
 TF_VENV := .venv-tf
 TF_STAMP := $(TF_VENV)/.installed
 ifeq ($(shell uname -m),aarch64)
@@ -54,6 +56,7 @@ TF_SPEC := tensorflow==2.21.0
 else
 TF_SPEC := tensorflow-cpu==2.21.0
 endif
+TFDS_SPEC := tensorflow-datasets==4.9.10
 
 $(TF_STAMP):
 	$(PYTHON) -m venv $(TF_VENV)
@@ -61,7 +64,12 @@ $(TF_STAMP):
 	$(TF_VENV)/bin/python -m pip install -q $(TF_SPEC)
 	touch $@
 
-tf-env: $(TF_STAMP)
+TFDS_STAMP := $(TF_VENV)/.installed-tfds
+$(TFDS_STAMP): $(TF_STAMP)
+	$(TF_VENV)/bin/python -m pip install -q $(TFDS_SPEC)
+	touch $@
+
+tf-env: $(TF_STAMP) $(TFDS_STAMP)
 
 test: setup $(TF_STAMP)
 	$(BIN)/python -m pytest -q

@@ -95,3 +95,13 @@ class SampleDataset(VisionDataset):
 
     def extra_repr(self) -> str:
         return f"Split: {self.split}" if self.split is not None else ""
+
+    def __repr__(self) -> str:
+        # VisionDataset's, with every line of a multi-line transforms repr indented (it indents only the first).
+        body = [f"Number of datapoints: {len(self)}"]
+        if self.root is not None:
+            body.append(f"Root location: {self.root}")
+        body += self.extra_repr().splitlines()
+        if self.transforms is not None:
+            body += repr(self.transforms).splitlines()
+        return "\n".join([f"Dataset {type(self).__name__}"] + [" " * self._repr_indent + line for line in body])
