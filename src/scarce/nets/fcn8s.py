@@ -91,7 +91,8 @@ def backbone_weights_path(spec: str | Path, batch_norm: bool = False) -> Path:
             f"FCN8s: backbone_weights {text} ({enum.__name__}.{weights.name}) are read from the torch hub cache, and "
             f"{path} is not there; nothing is downloaded during training. Put {weights.url} there (on a machine "
             f"online: `python -c \"import torchvision; torchvision.models.{builder}(weights='{weights.name}')\"`, "
-            f"then copy {file_name} into {path.parent}), or set TORCH_HOME to the folder whose hub/checkpoints holds it")
+            f"then copy {file_name} into {path.parent}), or set TORCH_HOME to the folder whose hub/checkpoints "
+            "holds it")
     return path
 
 

@@ -143,7 +143,7 @@ class Feature:
 
         ``folder`` is where ``FEATURE.labels.txt`` files are looked for.
         """
-        here = f"{where}: feature {path!r}" if path else where
+        here = f"{_at(where)}feature {path!r}" if path else where
         if "type" in node and "content" in node:
             raise FeatureError(f"{where}: written by tensorflow_datasets < 4.6 (a 'type'/'content' spec); scarce reads "
                                "the format of 4.6 and later: prepare the dataset again with a recent "
@@ -309,12 +309,16 @@ class _Where(str):
         return self
 
 
+def _at(where: str) -> str:
+    """The message prefix naming where a record comes from (nothing when unknown)."""
+    return f"{where}: " if where else ""
+
+
 def _values(example: Mapping[str, list], key: str, where: str) -> list:
     try:
         return example[key]
     except KeyError:
-        prefix = f"{where}: " if where else ""
-        raise FeatureError(f"{prefix}feature {key!r} is missing from the record; it has "
+        raise FeatureError(f"{_at(where)}feature {key!r} is missing from the record; it has "
                            f"{sorted(example)}") from None
 
 
@@ -340,20 +344,24 @@ def _decode(feature: Feature, example: Mapping[str, list], key: str, where: str)
 
 def _expect_one(values: list, key: str, where: str) -> None:
     if len(values) != 1:
-        prefix = f"{where}: " if where else ""
-        raise FeatureError(f"{prefix}feature {key!r}: expected 1 value, found {len(values)}")
+        raise FeatureError(f"{_at(where)}feature {key!r}: expected 1 value, found {len(values)}")
 
 
 def _decode_one(feature: Feature, value: Any, key: str, where: str) -> Any:
     """One stored value of a scalar-like feature (an image's bytes, a label, a text)."""
+    stored = int if feature.kind == "class_label" else bytes
+    if not isinstance(value, stored):
+        # e.g. a Text with an encoder (TFDS' deprecated subword encoders store token ids)
+        raise FeatureError(f"{_at(where)}feature {key!r} ({feature.describe()}) holds {type(value).__name__} values, "
+                           f"expected {stored.__name__}; scarce reads plain (unencoded) TFDS features")
     if feature.kind == "image" and not getattr(where, "decode_images", True):
         return bytes(value)
     if feature.kind == "image":
         channels = feature.shape[-1] if feature.shape and feature.shape[-1] is not None else None
-        array = decode_pixels(value, channels=channels, where=f"{where}: feature {key!r}" if where else
-                              f"feature {key!r}")
+        array = decode_pixels(value, channels=channels, where=f"{_at(where)}feature {key!r}")
         if array.dtype != np.dtype(feature.dtype):
-            raise FeatureError(f"{where}: feature {key!r}: a {array.dtype} image, features.json says {feature.dtype}")
+            raise FeatureError(f"{_at(where)}feature {key!r}: a {array.dtype} image, features.json says "
+                               f"{feature.dtype}")
         return array
     if feature.kind == "class_label":
         return np.int64(value)
@@ -361,7 +369,7 @@ def _decode_one(feature: Feature, value: Any, key: str, where: str) -> Any:
         try:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError as err:
-            raise FeatureError(f"{where}: feature {key!r}: Text that is not UTF-8 ({err})") from None
+            raise FeatureError(f"{_at(where)}feature {key!r}: Text that is not UTF-8 ({err})") from None
     raise ScarceError(f"feature {key!r}: {feature.kind} is not a scalar feature")  # pragma: no cover - parse rejects
 
 
@@ -372,8 +380,7 @@ def _typed(values: list, dtype: str, key: str, where: str) -> np.ndarray:
     """The stored value list of a plain tensor -> a flat array of ``dtype`` (uint64 is stored bit-cast in int64)."""
     kind = "string" if dtype == "string" else "float" if dtype in _FLOAT_DTYPES else "int"
     if values and not isinstance(values[0], _STORED_KIND[kind]):
-        prefix = f"{where}: " if where else ""
-        raise FeatureError(f"{prefix}feature {key!r}: holds {type(values[0]).__name__} values, features.json says "
+        raise FeatureError(f"{_at(where)}feature {key!r}: holds {type(values[0]).__name__} values, features.json says "
                            f"{dtype}")
     if kind == "string":
         return np.array([bytes(v) for v in values] or [], dtype=object)
@@ -388,8 +395,7 @@ def _reshape(flat: np.ndarray, shape: Sequence[int | None], key: str, where: str
     known = math.prod(d for d in shape if d is not None)
     unknown = shape.count(None)
     if (unknown == 0 and flat.size != known) or (unknown == 1 and (known == 0 or flat.size % known)):
-        prefix = f"{where}: " if where else ""
-        raise FeatureError(f"{prefix}feature {key!r}: {flat.size} values do not fit shape "
+        raise FeatureError(f"{_at(where)}feature {key!r}: {flat.size} values do not fit shape "
                            f"{tuple(-1 if d is None else d for d in shape)}")
     if unknown == 1 and known == 0:
         return flat.reshape([0 if d is None else d for d in shape])
@@ -406,10 +412,10 @@ def _decode_tensor(feature: Feature, values: list, key: str, where: str, dynamic
             try:
                 raw = zlib.decompress(raw)
             except zlib.error as err:
-                raise FeatureError(f"{where}: feature {key!r}: damaged zlib data ({err})") from None
+                raise FeatureError(f"{_at(where)}feature {key!r}: damaged zlib data ({err})") from None
         dtype = np.dtype(feature.dtype)
         if len(raw) % dtype.itemsize:
-            raise FeatureError(f"{where}: feature {key!r}: {len(raw)} bytes are not a whole number of {dtype}")
+            raise FeatureError(f"{_at(where)}feature {key!r}: {len(raw)} bytes are not a whole number of {dtype}")
         flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
     shape = feature.shape
     if dynamic is not None:  # several unknown dimensions: the record holds the shape (known ones win, as TFDS)
@@ -436,7 +442,7 @@ def _decode_sequence(feature: Feature, example: Mapping[str, list], key: str, wh
             h, w, c = (0 if d is None else d for d in element.shape)
             return np.zeros((0, h, w, c), dtype=element.dtype)
         if len({a.shape for a in items}) > 1:
-            raise FeatureError(f"{where}: feature {key!r}: a Sequence of images of different sizes "
+            raise FeatureError(f"{_at(where)}feature {key!r}: a Sequence of images of different sizes "
                                f"{sorted({a.shape for a in items})} cannot be stacked")
         return np.stack(items)
     dtype = element.dtype
@@ -448,7 +454,7 @@ def _decode_sequence(feature: Feature, example: Mapping[str, list], key: str, wh
 
 def _check_length(feature: Feature, n: int, key: str, where: str) -> None:
     if feature.length is not None and n != feature.length:
-        raise FeatureError(f"{where}: feature {key!r}: a Sequence of {n} items, features.json says length "
+        raise FeatureError(f"{_at(where)}feature {key!r}: a Sequence of {n} items, features.json says length "
                            f"{feature.length}")
 
 

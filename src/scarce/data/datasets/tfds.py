@@ -118,13 +118,13 @@ class TFDSDataset(SampleDataset):
                               "supervised keys; read the sample dicts (as_supervised=False)")
         self.image_key = supervised[0] if supervised else "image"
         self.target_key = supervised[1] if supervised else ("label" if "label" in top else None)
+        if as_supervised:  # the pair is all that is returned: decode only it (and what was asked for)
+            features = [*(features or []), *(k for k in supervised if k not in (features or []))]
         if features is not None:
             unknown = [k for k in features if k not in top]
             if unknown:
                 raise ScarceError(f"{self.info.name}: no feature {unknown[0]!r}; it has {list(top)}")
-            if as_supervised:
-                features = [*features, *(k for k in supervised if k not in features)]
-        self.features = Feature(kind="dict", children={k: top[k] for k in (features or top)}) \
+        self.features = Feature(kind="dict", children={k: top[k] for k in features}) \
             if features is not None else self.info.features
         root = data_dir if data_dir is not None else default_data_dir()
         super().__init__(root, split, transforms, transform, target_transform)
