@@ -157,3 +157,31 @@ def test_digits_datamodule_batches(tmp_path):
     assert torch.equal(src[:, 0], src[:, 1])
     source_val, target_val = dm.val_dataloader()
     assert len(source_val.dataset) == 16 and len(target_val.dataset) == 16
+
+
+def test_channels_last_computes_the_same_steps_in_the_nhwc_layout():
+    """`channels_last: true` (the MNIST configs) changes the memory layout only: same losses and weights after 3
+    SGD steps, up to float rounding; the layout survives loading a checkpoint's weights."""
+    weights, losses = [], []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = DANN(network="digits", adaptation_weight=1.0, channels_last=channels_last)
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        for step in range(3):
+            source, target = model.paired_batch(_batch(step, 0.5))
+            assert source["image"].is_contiguous(memory_format=torch.channels_last) == channels_last
+            out = model.adversarial_step(source["image"], target["image"], 0.5)
+            loss = (torch.nn.functional.cross_entropy(out.logits, source["label"])
+                    + torch.nn.functional.cross_entropy(out.domain_logits, out.domain_labels))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    assert losses[:3] == pytest.approx(losses[3:], rel=1e-4)
+    for key, value in weights[0].items():
+        torch.testing.assert_close(weights[1][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    fresh = DANN(network="digits", channels_last=True)
+    fresh.load_state_dict(weights[0])  # written by an NCHW model
+    assert fresh.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
