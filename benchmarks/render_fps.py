@@ -1,10 +1,10 @@
-"""Rendering throughput (book 7.3): scarce's renderer, all outputs, next to a plain pyrender loop, same run.
+"""Rendering throughput (book 7.3): scarce's renderer, all outputs, next to plain pyrender drawing the same scenes.
 
-The same program as ``scarce bench render`` (:mod:`scarce.bench.render`); results go to benchmarks/RESULTS.md
-(section "Rendering"). Usage:
+The same program as ``scarce bench render`` (:mod:`scarce.bench.render`, whose docstring says exactly what differs
+between the two sides); results go to benchmarks/RESULTS.md (section "Rendering"). Usage:
 
-    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/render_fps.py [--size H W] [--workers W] [--frames N]
-        [--preset NAME]
+    PYOPENGL_PLATFORM=egl .venv/bin/python benchmarks/render_fps.py [--size H W] [--workers W] [--frames 400]
+        [--repeats 5] [--chunk 50] [--preset NAME] [--msaa N ...] [--passes N] [--no-anchor]
 """
 
 import sys

@@ -221,13 +221,23 @@ class FrameRenderer:
             seg_node_map: mesh node -> ``(class_id, instance_id, 0)``; nodes not in it are not drawn in the
                 id pass.
         """
-        flags = self._flags
+        rgba = self.render_colour(scene)
+        ids, depth = self.render_ids(scene, seg_node_map)
+        return RawFrame(rgba=rgba, ids=ids, depth=depth)
+
+    def render_colour(self, scene) -> np.ndarray:
+        """The colour pass alone: ``rgba`` of :class:`RawFrame`."""
         self._platform.make_current()
         _active_context[0] = id(self)
-        rgba = self._renderer.render(scene, flags.OFFSCREEN)
-        ids, raw_depth = self._renderer.render(scene, flags.OFFSCREEN | flags.SEG, seg_node_map)
+        return self._renderer.render(scene, self._flags.OFFSCREEN)
+
+    def render_ids(self, scene, seg_node_map: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The id pass alone: ``ids`` and ``depth`` (metres) of :class:`RawFrame`."""
+        self._platform.make_current()
+        _active_context[0] = id(self)
+        ids, raw_depth = self._renderer.render(scene, self._flags.OFFSCREEN | self._flags.SEG, seg_node_map)
         cam = scene.main_camera_node.camera
-        return RawFrame(rgba=rgba, ids=ids, depth=linearize_depth(raw_depth, cam.znear, cam.zfar))
+        return ids, linearize_depth(raw_depth, cam.znear, cam.zfar)
 
     def close(self) -> None:
         """Free the GL context (the process must still not fork-and-render afterwards)."""

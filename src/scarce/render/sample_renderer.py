@@ -26,8 +26,8 @@ import numpy as np
 from scarce._errors import ScarceError
 from scarce.render.config import RENDER_SIZE, RenderConfig, default_objects, load_config
 from scarce.render.presets import PRESETS, get_preset
-from scarce.render.renderer import FrameRenderer
-from scarce.render.sampling import sample_scene
+from scarce.render.renderer import FrameRenderer, RawFrame
+from scarce.render.sampling import SceneParams, sample_scene
 from scarce.render.scene import RenderScene, photo_bank, photo_sources, procedural_pattern, smooth_noise
 
 __all__ = [
@@ -84,17 +84,28 @@ class SampleRenderer:
     def __init__(self, config: RenderConfig | str, size: tuple[int, int] = RENDER_SIZE):
         self.config = resolve_config(config)
         self.height, self.width = (int(size[0]), int(size[1]))
-        self.frame = FrameRenderer(self.height, self.width, msaa=self.config.msaa)
+        self.frame = self._frame_renderer()
         self.scene = RenderScene(self.config, self.height, self.width)
         names = photo_sources(self.config)["background"]
         self.photos = photo_bank(self.height, self.width, names) if names else ()
         self._noise: np.ndarray | None = None
 
+    def _frame_renderer(self):
+        """What draws the frames: an object with ``render(scene, seg_node_map) -> RawFrame`` and ``close()``."""
+        return FrameRenderer(self.height, self.width, msaa=self.config.msaa)
+
     def render(self, seed: int, index: int) -> dict[str, np.ndarray]:
         """Sample ``index`` of the dataset with ``seed`` (see the module docstring for the keys)."""
+        params, seg = self.set_scene(seed, index)
+        return self.outputs(self.frame.render(self.scene.scene, seg), params)
+
+    def set_scene(self, seed: int, index: int) -> tuple[SceneParams, dict]:
+        """Sample the scene of ``index`` and pose it; return its parameters and the id pass's node map."""
         params = sample_scene(self.config, seed, index, self.scene.radii, len(self.scene.textures), len(self.photos))
-        seg = self.scene.apply(params)
-        raw = self.frame.render(self.scene.scene, seg)
+        return params, self.scene.apply(params)
+
+    def outputs(self, raw: RawFrame, params: SceneParams) -> dict[str, np.ndarray]:
+        """The sample dict of a rendered frame: masks, depth, finished colour, boxes, poses, K."""
         n = len(params.kinds)
         semantic = np.ascontiguousarray(raw.ids[..., 0])
         instance = raw.ids[..., 1].astype(np.uint16)
