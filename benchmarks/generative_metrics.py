@@ -29,9 +29,9 @@ def main(argv=None) -> int:
     parser.add_argument("--classifier", default=str(REPO / CLASSIFIER))
     args = parser.parse_args(argv)
     if not Path(args.classifier).is_file():
-        print(f"no classifier checkpoint at {args.classifier}: run "
-              "`scarce fit --config configs/mnist_classifier.yaml` first; nothing to measure")
-        return 0
+        print(f"generative_metrics: no classifier checkpoint at {args.classifier}, so nothing can be measured: run "
+              "`scarce fit --config configs/mnist_classifier.yaml` first", file=sys.stderr)
+        return 1
     ckpts = args.ckpt
     if ckpts is None:
         ckpts = []
@@ -39,7 +39,11 @@ def main(argv=None) -> int:
             if (REPO / path).is_file():
                 ckpts.append(str(REPO / path))
             else:
-                print(f"skipping {path} (missing; make it with `{command}`)")
+                print(f"skipping {path} (missing; make it with `{command}`)", file=sys.stderr)
+    if not ckpts:
+        print("generative_metrics: no VAE or GAN checkpoint to measure (only the floor would be); give --ckpt PATH "
+              "or make the ones listed above", file=sys.stderr)
+        return 1
     from scarce.bench.generative import main as bench
 
     return bench([*sum((["--ckpt", c] for c in ckpts), []), "--classifier", args.classifier,

@@ -81,3 +81,21 @@ def test_realism_gap_table_shares_and_verdicts():
     results["oracle"] = runs("oracle", [0.58, 0.58])  # the oracle below 0.60: the task is not real yet
     text, ok = module.table(results)
     assert not ok and "oracle: test/miou 0.580 (>= 0.60), test/acc 0.950 vs background 0.880: NOT met" in text
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", REPO / f"benchmarks/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generative_metrics_fails_when_it_has_nothing_to_measure(tmp_path, capsys):
+    module = _script("generative_metrics")
+    assert module.main(["--classifier", str(tmp_path / "missing.ckpt")]) == 1
+    assert "no classifier checkpoint" in capsys.readouterr().err
+    classifier = tmp_path / "classifier.ckpt"
+    classifier.write_bytes(b"")  # present; no VAE / GAN checkpoint given or found at the defaults
+    module.DEFAULTS = {str(tmp_path / "no_vae.ckpt"): "scarce fit --config configs/vae_mnist.yaml"}
+    assert module.main(["--classifier", str(classifier)]) == 1
+    assert "no VAE or GAN checkpoint to measure" in capsys.readouterr().err
