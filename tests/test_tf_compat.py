@@ -126,3 +126,22 @@ def test_tensorflow_parses_scarce_files(tmp_path):
         message = result["damaged"][str(path)]
         assert re.search(rf"{info.value.what} at {info.value.offset}\b", message), (name, str(info.value), message)
     assert info.value.what == "truncated record"
+
+
+def test_the_committed_fixtures_are_what_their_generator_writes(tmp_path):
+    """tests/fixtures/tfrecord/generate.py (TensorFlow, seed 1) writes exactly the committed files and manifest."""
+    if not TF_PYTHON.exists():
+        if os.environ.get("SCARCE_SKIP_TF") == "1":
+            pytest.skip("SCARCE_SKIP_TF=1: TensorFlow fixtures not regenerated")
+        pytest.fail(f"{TF_PYTHON} is missing: run `make test` (or `make tf-env`), or set SCARCE_SKIP_TF=1")
+    fixtures = ROOT / "tests" / "fixtures" / "tfrecord"
+    proc = subprocess.run([str(TF_PYTHON), str(fixtures / "generate.py"), "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                                       "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    committed = sorted(p.relative_to(fixtures) for p in fixtures.rglob("*") if p.is_file() and p.suffix != ".py"
+                       and p.name != "README.md")
+    assert written == committed
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (fixtures / name).read_bytes(), name
