@@ -6,7 +6,8 @@ cross-entropy weighting of ``--weights``), trained on scenes rendered once and c
 ``--cache`` (4000 training scenes of ``--train-preset`` from seed 0 (100 for photo-clutter, the target's training
 seed), validation scenes: 64 synthetic-flat from seed 1 and 64 photo-clutter from seed 101, the embedded configs'
 validation scenes). It prints the source and target validation mIoU and pixel accuracy every quarter of training
-and appends one JSON line to ``--log``. The settings chosen from it went into ``configs/fcn8s_rendered.yaml``;
+and appends one JSON line to ``--log``; first it prints the anchor, predicting background everywhere, on the same
+validation scenes (``--steps 0``: only that). The settings chosen from it went into ``configs/fcn8s_rendered.yaml``;
 ``docs/realism_gap.md`` has the table.
 
 Usage (one CPU core per run; the first run renders the caches):
@@ -71,8 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=REPO / "runs" / "ablation_cache")
     parser.add_argument("--log", type=Path, default=REPO / "runs" / "segmentation_budget_ablation.jsonl")
     args = parser.parse_args(argv)
-    if not 8 <= args.size <= RENDER_SIZE or args.steps < 1:
-        parser.error(f"--size must be in 8..{RENDER_SIZE} and --steps >= 1")
+    if not 8 <= args.size <= RENDER_SIZE or args.steps < 0:
+        parser.error(f"--size must be in 8..{RENDER_SIZE} and --steps >= 0")
 
     sets = {"train": (args.train_preset, TRAIN_SEEDS[args.train_preset], NUM_TRAIN)}
     sets.update({name: (preset, seed, NUM_VAL) for name, (preset, seed) in VAL_SETS.items()})
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
     weights = torch.ones(num_classes) if args.weights == "none" else \
         torch.as_tensor(CLASS_WEIGHTINGS[args.weights](counts), dtype=torch.float32)
     opt = torch.optim.Adam(net.parameters(), args.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / args.steps) ** 0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / max(1, args.steps)) ** 0.9)
     augment = train_transform([args.size, args.size])
 
     def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,19 +123,24 @@ def main(argv=None) -> int:
             masks.append(s["mask"].long())
         return torch.stack(images), torch.stack(masks)
 
-    def evaluate() -> dict[str, dict[str, float]]:
+    def evaluate(predict=None) -> dict[str, dict[str, float]]:
+        """Source and target validation mIoU and pixel accuracy of the network, or of ``predict(images)``."""
         net.eval()
         out = {}
         with torch.no_grad():
             for name, (x, y) in vals.items():
                 metric = SegmentationMetrics(num_classes)
                 for i in range(0, len(x), 32):
-                    metric.update(net(x[i:i + 32].float() / 255).argmax(1), y[i:i + 32])
+                    images = x[i:i + 32].float() / 255
+                    metric.update(net(images).argmax(1) if predict is None else predict(images), y[i:i + 32])
                 result = metric.compute()
                 out[name] = {"miou": round(float(result["miou"]), 4), "acc": round(float(result["acc"]), 4)}
         net.train()
         return out
 
+    # The anchor, on the same validation scenes at the same size: background (class 0) everywhere.
+    anchor = evaluate(lambda images: torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.long))
+    print(f"anchor, background everywhere: {anchor}", flush=True)
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         x, y = batch()
@@ -145,7 +151,8 @@ def main(argv=None) -> int:
         sched.step()
         if step % max(1, args.steps // 4) == 0:
             print(f"step {step}: loss {loss.item():.3f} {evaluate()} {time.perf_counter() - start:.0f} s", flush=True)
-    record = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "result": evaluate(),
+    record = {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "anchor": anchor,
+              "result": evaluate(),
               "seconds": round(time.perf_counter() - start), "threads": torch.get_num_threads()}
     print(json.dumps(record), flush=True)
     args.log.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from torch import nn
 
 from scarce._errors import ScarceError
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
+from scarce.lightning_modules._logging_steps import is_logging_step
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 from scarce.nets.fcn8s import FCN8s
 
@@ -145,7 +146,8 @@ class Segmentation(LightningModule):
         logits = self(image) if logits is None else logits
         loss = self.loss(logits, mask)
         if stage == "train":
-            self.log("train/loss", loss, prog_bar=True, batch_size=image.shape[0])
+            if is_logging_step(self):  # the steps the trainer writes; self.log on the others is wasted work
+                self.log("train/loss", loss, prog_bar=True, batch_size=image.shape[0])
             return loss
         metrics = self.test_metrics if stage == "test" else self.val_metrics[dataloader_idx]
         metrics.update(logits.argmax(1), mask)
