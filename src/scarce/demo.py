@@ -240,7 +240,8 @@ def run_demo(out: str | Path = "runs/demo", dann_epochs: int = 10, source_only_e
     for name, filename in MODELS.items():
         source = config_dir / filename
         if not source.is_file():
-            raise ScarceError(f"demo config {source} not found; pass --config-dir the folder with {sorted(MODELS.values())}")
+            raise ScarceError(f"demo config {source} not found; pass --config-dir the folder with "
+                              f"{sorted(MODELS.values())}")
         paths[name] = _run_config(yaml.safe_load(source.read_text()), out, name, epochs[name], seed, limits)
     how = "one after the other" if jobs == 1 else f"at once in {jobs} processes"
     print(f"[demo] training {', '.join(f'{n} ({epochs[n]} epochs)' for n in MODELS)} {how}, "

@@ -86,7 +86,7 @@ class PlainFrameRenderer:
 
 
 class PlainSampleRenderer(SampleRenderer):
-    """scarce (same scenes, same outputs) drawing with
+    """scarce's :class:`~scarce.render.sample_renderer.SampleRenderer` (same scenes, same outputs) drawing with
     :class:`PlainFrameRenderer`."""
 
     def _frame_renderer(self) -> PlainFrameRenderer:

@@ -144,5 +144,5 @@ class AdversarialTraining:
         return loss
 
     def _is_logging_step(self) -> bool:
-        """Whether the trainer writes this step's logs (:func:`~scarce.lightning_modules._logging_steps.is_logging_step`)."""
+        """Whether the trainer writes this step's logs (see ``_logging_steps.is_logging_step``)."""
         return is_logging_step(self)

@@ -55,9 +55,9 @@ class DANN(AdversarialTraining, LightningModule):
         lr_beta: ``beta`` of the learning-rate annealing.
         network_options: Extra keyword arguments of the network builder (e.g. ``{"hidden": 32}`` for blobs).
         batch_norm_stats: ``"per_domain"`` (separate forward passes) or ``"joint"`` (one concatenated batch).
-        channels_last: Keep the network's convolution weights and every image batch in channels-last memory
-            layout. On CPU it sends the convolutions to oneDNN's NHWC kernels: the digits step costs about 1.6x less
-            CPU time (``benchmarks/dann_step_options.py``); the numbers computed are the same up to rounding.
+        channels_last: keep the network's weights and inputs in the NHWC memory layout. The same arithmetic
+            (results differ only by float summation order); on CPU oneDNN's NHWC convolutions make the digits step
+            cost about 1.6x less CPU time (``benchmarks/dann_step_options.py``).
     """
 
     task_loss_name = "cls_loss"
@@ -80,16 +80,17 @@ class DANN(AdversarialTraining, LightningModule):
         self.eval_acc = torch.nn.ModuleDict({d: acc() for d in DOMAINS})
         self.eval_domain_acc = BinaryAccuracy()
 
-    def _layout(self, images: torch.Tensor) -> torch.Tensor:
-        """``images`` in the network's memory layout (in the steps, not a batch hook: a DataModule's
-        ``on_after_batch_transfer`` would replace the module's)."""
+    def to_memory_format(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in the layout the network's weights use (NHWC with ``channels_last``), as
+        ``Segmentation.to_memory_format`` does."""
         if self.hparams.channels_last and images.dim() == 4:
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
     def paired_batch(self, batch: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         source, target = super().paired_batch(batch)
-        return dict(source, image=self._layout(source["image"])), dict(target, image=self._layout(target["image"]))
+        return (dict(source, image=self.to_memory_format(source["image"])),
+                dict(target, image=self.to_memory_format(target["image"])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)``."""
@@ -115,7 +116,7 @@ class DANN(AdversarialTraining, LightningModule):
 
     def _eval_step(self, batch: dict, dataloader_idx: int) -> None:
         domain = DOMAINS[dataloader_idx]
-        logits, feats = self.net(self._layout(batch["image"]))
+        logits, feats = self.net(self.to_memory_format(batch["image"]))
         self.eval_acc[domain].update(logits, batch["label"])
         domain_pred = self.net.domain_classifier(feats).argmax(1)
         self.eval_domain_acc.update(domain_pred, torch.full_like(domain_pred, dataloader_idx))
