@@ -7,8 +7,8 @@ The label space is the rendering class table, :data:`scarce.render.CLASS_NAMES` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.dataset import RenderedDataset
 from scarce.shards.readers import TFRecordDataset
 from scarce.shards.schemas import RENDERED_LAYOUT, decode_rendered
+from scarce.shards.tfrecord import find_shards
 
 __all__ = ["RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
 
@@ -79,17 +80,17 @@ class RenderedSegmentationShards(Dataset):
             {split}-00000-of-0000N.tfrecord[.index]
 
     Args:
-        root: the shard folder.
+        root: the shard folder (a path, or a URL such as ``s3://bucket/prefix``).
         split: file prefix of the split (``train``, ``val``, ...).
         transform: called on each sample dict.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        files = sorted(p for p in Path(root).glob(f"{split}-*.tfrecord") if p.is_file())
+    def __init__(self, root: str | os.PathLike, split: str = "train", transform: Callable | None = None):
+        files = find_shards(root, split)
         if not files:
             raise DataNotFoundError(f"no rendered {split!r} shards in {str(root)!r}. Expected:\n"
                                     + RENDERED_LAYOUT.format(split=split))
-        self.records = TFRecordDataset([str(p) for p in files], decode=_decode_rendered_view)
+        self.records = TFRecordDataset(files, decode=_decode_rendered_view)
         self.transform = transform
 
     def __len__(self) -> int:

@@ -16,6 +16,8 @@ from torch.utils.data import Dataset
 from scarce._errors import DataNotFoundError
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.shards.readers import TFRecordDataset
+from scarce.shards.storage import is_url
+from scarce.shards.tfrecord import find_shards
 from scarce.shards.schemas import SEGMENTATION_LAYOUT, decode_segmentation, decode_segmentation_mask
 
 __all__ = ["SegmentationShards"]
@@ -34,7 +36,8 @@ class SegmentationShards(Dataset):
             {split}.manifest.json
 
     Args:
-        root: the folder given as ``--out`` to ``scarce data convert``.
+        root: the folder given as ``--out`` to ``scarce data convert`` (a path, or a URL such as
+            ``s3://bucket/prefix``).
         split: ``"train"``, ``"val"`` or ``"test"``.
         transform: called on each sample dict.
 
@@ -44,12 +47,13 @@ class SegmentationShards(Dataset):
     splits = ("train", "val", "test")
 
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None):
-        self.root, self.split, self.transform = Path(root), verify_str_arg(split, "split", self.splits), transform
-        files = sorted(p for p in self.root.glob(f"{split}-*.tfrecord*") if not p.name.endswith(".index"))
+        self.split, self.transform = verify_str_arg(split, "split", self.splits), transform
+        self.root = str(root) if is_url(root) else Path(root)  # a URL (s3://, gs://, https://) stays a string
+        files = find_shards(self.root, split)
         if not files:
             raise DataNotFoundError(f"no {split!r} shards in {str(self.root)!r}. Expected:\n"
                                     + SEGMENTATION_LAYOUT.format(split=split))
-        self.records = TFRecordDataset([str(p) for p in files], compressed="memory")
+        self.records = TFRecordDataset(files, compressed="memory")
         self.files = self.records.files
 
     def __len__(self) -> int:
