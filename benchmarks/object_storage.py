@@ -80,7 +80,7 @@ def _moto(log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"moto server did not start: {log.read_text()[-2000:]}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=4000)
     parser.add_argument("--record-bytes", type=int, default=16384)
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--indexed-reads", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="passes per row; the best is printed")
     parser.add_argument("--local-only", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "data"
@@ -125,7 +125,8 @@ def main() -> None:
     print(f"{'where':<6} {'read':<13} {'setting':<26} {'rate':>10}")
     for where, read, setting, rate, unit in rows:
         print(f"{where:<6} {read:<13} {setting:<26} {rate:>10.1f} {unit}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -682,7 +682,8 @@ def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
     out: list[str] = []
     for item in items:
         item = str(item)
-        is_folder = not item.endswith(MANIFEST_SUFFIX) and storage.isdir(item)
+        is_glob = any(ch in item for ch in "*?[")
+        is_folder = not is_glob and not item.endswith(MANIFEST_SUFFIX) and storage.isdir(item)
         folder = item if is_folder else storage.dirname(item)
         journals = unfinished_writes(folder)
         if journals:
@@ -692,7 +693,7 @@ def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
             found = _folder_shards(item)
         elif item.endswith(MANIFEST_SUFFIX):
             found = _manifest_shards(item, storage.listing(folder))
-        elif any(ch in item for ch in "*?["):
+        elif is_glob:
             found = [p for p in storage.glob(item) if not p.endswith((".index", ".json"))]
         else:
             found = [item] if storage.isfile(item) else []

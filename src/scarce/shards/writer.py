@@ -41,8 +41,8 @@ from scarce.shards.example import encode_example, values_and_kind
 from scarce.shards.tfrecord import (JOURNAL_SUFFIX, MANIFEST_SUFFIX, TEMP_PATTERN, frame, index_path_for,
                                     load_manifest, normalize_compression, temp_name)
 
-__all__ = ["MANIFEST_SUFFIX", "ObjectStoreShardFolder", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts", "shard_name",
-           "write_shards"]
+__all__ = ["MANIFEST_SUFFIX", "ObjectStoreShardFolder", "ShardFolder", "TFRecordWriter", "check_manifest",
+           "manifest_counts", "shard_name", "write_shards"]
 
 # Files of a dataset besides shards, indexes and manifests (what `scarce render` writes), replaced with it.
 DATASET_EXTRAS = ("render_config.json", "preview.png")
