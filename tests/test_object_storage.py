@@ -6,6 +6,7 @@ The credentials and the endpoint reach s3fs only through the environment (``AWS_
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -423,6 +424,9 @@ def test_storage_errors_are_one_line_naming_the_url(s3, converted, tmp_path, cap
         (["data", "dump", f"{s3['url']}/converted/none.tfrecord"], f"{s3['url']}/converted/none.tfrecord: no such"),
         (["data", "inspect", "https://user:pa55word@127.0.0.1:9/x.tfrecord"], "https://user:***@127.0.0.1:9/x"),
     ]
+    if importlib.util.find_spec("gcsfs") is None:  # gs:// is optional (`scarce[gcs]`): its absence is one line
+        cases.append((["data", "inspect", "gs://bucket/x.tfrecord"], "gs://bucket/x.tfrecord: reading gs:// URLs "
+                      "needs a package that is not installed"))
     for argv, words in cases:
         status, out, err = _scarce(argv, capsys)
         assert status == 1 and len(err.strip().splitlines()) == 1 and words in err, (argv, err)
