@@ -13,6 +13,7 @@ from scarce._errors import ScarceError
 from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpeg_batch, eval_transform,
                                     train_transform)
 from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
+from scarce.shards.storage import READ_AHEAD_BYTES
 
 __all__ = ["TFRecordDataModule", "EpochDataLoader"]
 
@@ -46,7 +47,8 @@ class EpochDataLoader(DataLoader):
 class TFRecordDataModule(LightningDataModule):
     """Loaders over TFRecord shards: ``{"image": float (B, 3, H, W), "mask": int64 (B, H, W), "label": ...}``.
 
-    Expected layout (any names; globs select the splits)::
+    Expected layout (any names; globs select the splits; a local path or an fsspec URL such as
+    ``s3://bucket/data/train-*.tfrecord``)::
 
         data/
             train-00000-of-00008.tfrecord [.index]
@@ -70,6 +72,8 @@ class TFRecordDataModule(LightningDataModule):
         streaming: Read front to back (any file, compressed too) with exact rank x worker sharding;
             ``False`` uses the index (uncompressed files) and Lightning's distributed sampler.
         shuffle_buffer: Records in the shuffle buffer per worker (streaming).
+        read_ahead: Shards named by URL (``s3://``, ``gs://``, ``https://``), streaming: bytes per request, the
+            next block fetched in the background (at most three held per worker). Local files ignore it.
         seed: Shuffle seed; with the epoch, fixes the order.
         skip_corrupt: Skip damaged records (counted in each dataset's ``skip_report``) instead of failing.
         pin_memory: Pin host memory (default: when CUDA is available).
@@ -85,7 +89,7 @@ class TFRecordDataModule(LightningDataModule):
                  crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.15,
                  saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: PositiveInt = 32,
                  num_workers: NonNegativeInt = 2, streaming: bool = True, shuffle_buffer: NonNegativeInt = 1000,
-                 seed: int = 0, skip_corrupt: bool = False,
+                 read_ahead: PositiveInt = READ_AHEAD_BYTES, seed: int = 0, skip_corrupt: bool = False,
                  pin_memory: bool | None = None, drop_last: bool = True, gpu_decode: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -120,7 +124,8 @@ class TFRecordDataModule(LightningDataModule):
             _, world = distributed_rank()
             ds = StreamingTFRecordDataset(pattern, decode=self.features, transform=self._transform(split),
                                           shuffle=split == "train", buffer_size=h.shuffle_buffer, seed=h.seed,
-                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1)
+                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1,
+                                          read_ahead=h.read_ahead)
             ds.counts  # count once here, not in every worker  # noqa: B018
             return ds
         return TFRecordDataset(pattern, decode=self.features, transform=self._transform(split))

@@ -143,7 +143,8 @@ def main(argv: list[str]) -> int:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help=f"built-in preset: {', '.join(PRESETS)}")
     src.add_argument("--config", help="a configs/render/*.yaml file")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder, or a URL (s3://bucket/prefix, gs://...; "
+                        "credentials from the environment: docs/scaling.md)")
     parser.add_argument("--num-samples", type=int, required=True)
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (spawned)")

@@ -13,6 +13,10 @@ uneven shard sizes included, and each rank gets ``N / world_size`` records give 
 counts come from the index, from a ``*.manifest.json`` next to the shards, or from one pass over the
 framing, done once in the main process.
 
+Files may be named by fsspec URLs (``s3://``, ``gs://``, ``https://``): the map-style dataset then reads each
+record with one byte-range request located by the index, the streaming one reads ahead in large requests
+(``read_ahead``), see :mod:`scarce.shards.storage`.
+
 Both take ``decode``: ``None`` (the decoded example dict: name -> list), a feature description such as
 ``{"image": "jpeg", "mask": "png", "label": "int"}`` (see :class:`scarce.shards.decode.FeatureDecoder`;
 kinds are checked, only the described features are kept), or any callable on the example dict. Then
@@ -33,6 +37,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from scarce._errors import CorruptRecordError, ScarceError
+from scarce.shards import storage
 from scarce.shards.decode import RecordParser
 from scarce.shards.example import decode_example
 from scarce.shards.tfrecord import (SkipReport, count_records, detect_compression, expand_files, iter_raw_records,
@@ -96,6 +101,8 @@ class TFRecordDataset(Dataset):
         self.skip_report = SkipReport()
         scan = {"verify": verify, "skip_corrupt": skip_corrupt, "report": self.skip_report,
                 "max_record_bytes": max_record_bytes}
+        # A URL's size comes from one listing of its folder (not a request per file); local sizes are stat'ed.
+        sizes = storage.file_sizes([f for f in self.files if storage.is_url(f)])
         for path in self.files:
             compression = detect_compression(path)
             if compression is None and skip_corrupt:
@@ -103,7 +110,7 @@ class TFRecordDataset(Dataset):
                          if self._is_example(data, path, o)]
                 self.offsets.append(np.array(found, np.int64).reshape(-1, 2))
             elif compression is None:
-                self.offsets.append(load_index(path))
+                self.offsets.append(load_index(path, size=sizes.get(path)))
             elif compressed == "memory":
                 records = iter_raw_records(path, compression, with_offsets=True, **scan)
                 self.offsets.append([data for o, _, data in records if not skip_corrupt
@@ -135,7 +142,8 @@ class TFRecordDataset(Dataset):
             self._handles, self._pid = {}, os.getpid()
         handle = self._handles.get(path)
         if handle is None:
-            handle = self._handles[path] = open(path, "rb")
+            # A URL: every read is one byte-range request, located by the index (no read-ahead to waste).
+            handle = self._handles[path] = storage.open_input(path, read_ahead=None, buffering=-1)
         return handle
 
     def raw(self, index: int) -> tuple[str, bytes]:
@@ -207,6 +215,9 @@ class StreamingTFRecordDataset(IterableDataset):
             consumer that reads a file to its end checks it holds exactly that many.
         max_record_bytes: The longest record accepted (default
             :data:`~scarce.shards.tfrecord.MAX_RECORD_BYTES`), which bounds the memory one read holds.
+        read_ahead: Files named by URL: bytes per request, the next block fetched in the background while
+            this one is parsed (default :data:`~scarce.shards.storage.READ_AHEAD_BYTES`; at most three blocks
+            held per consumer). Local files ignore it.
         even_ranks: Give every rank exactly ``N // world_size`` records, leaving out the last ``N % world_size``
             of the epoch's order (which records those are changes with the shuffled file order). DDP training
             needs the same number of batches on every rank; the default reads every record exactly once.
@@ -220,7 +231,7 @@ class StreamingTFRecordDataset(IterableDataset):
                  seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
                  rank: int | None = None, world_size: int | None = None,
                  counts: Sequence[int] | None = None, even_ranks: bool = False,
-                 max_record_bytes: int | None = None) -> None:
+                 max_record_bytes: int | None = None, read_ahead: int = storage.READ_AHEAD_BYTES) -> None:
         self.files = expand_files(files)
         self.parser = RecordParser(decode, transform)
         self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
@@ -230,6 +241,9 @@ class StreamingTFRecordDataset(IterableDataset):
         self.epoch = 0
         self.skip_report = SkipReport()
         self.max_record_bytes = max_record_bytes
+        if int(read_ahead) < 1:
+            raise ScarceError(f"read_ahead must be a positive number of bytes, got {read_ahead}")
+        self.read_ahead = int(read_ahead)
         self._count_sources: list[str] | None = None if counts is None else ["the counts argument"] * len(counts)
         if counts is not None and len(counts) != len(self.files):
             raise ScarceError(f"counts has {len(counts)} entries for {len(self.files)} files")
@@ -244,10 +258,11 @@ class StreamingTFRecordDataset(IterableDataset):
         """Records per file (computed once, in the process that asks first: call it before forking workers)."""
         if self._counts is None:
             known = manifest_counts(self.files)
-            self._count_sources = [known.get(os.path.abspath(f), (None, "the count pass"))[1] for f in self.files]
-            self._counts = [known[os.path.abspath(f)][0] if os.path.abspath(f) in known
+            self._count_sources = [known.get(f, (None, "the count pass"))[1] for f in self.files]
+            self._counts = [known[f][0] if f in known
                             else count_records(f, self.compression, skip_corrupt=self.skip_corrupt,
-                                               report=self.skip_report, max_record_bytes=self.max_record_bytes)
+                                               report=self.skip_report, max_record_bytes=self.max_record_bytes,
+                                               read_ahead=self.read_ahead)
                             for f in self.files]
         return self._counts
 
@@ -303,7 +318,8 @@ class StreamingTFRecordDataset(IterableDataset):
             exact = self._count_sources[f] if stop == counts[f] and self._count_sources is not None else None
             yield from ((path, data) for data in iter_raw_records(
                 path, self.compression, self.verify, skip_corrupt=self.skip_corrupt, report=self.skip_report,
-                start=start, stop=stop, exact_count=exact, max_record_bytes=self.max_record_bytes))
+                start=start, stop=stop, exact_count=exact, max_record_bytes=self.max_record_bytes,
+                read_ahead=self.read_ahead))
 
     def __iter__(self) -> Iterator[Any]:
         consumer, consumers, _ = self._consumer()
