@@ -71,7 +71,8 @@ def expert(raw):  # shuffle raw records before map; decode only the crop window;
     img = tf.io.decode_and_crop_jpeg(ex["image"], tf.stack([top, left, crop[0], crop[1]]), channels=3)
     img = tf.image.resize(img, (h, w))  # bilinear, float32 in [0, 255]
     img = tf.image.random_flip_left_right(img)
-    return {"image": img / 255.0, "label": ex["label"], "crop": tf.cast(crop, tf.float32) / tf.cast(shape[:2], tf.float32)}
+    scale = tf.cast(crop, tf.float32) / tf.cast(shape[:2], tf.float32)
+    return {"image": img / 255.0, "label": ex["label"], "crop": scale}
 
 def book(raw):  # the book's order: decode the whole image, flip, random_crop, resize
     ex = tf.io.parse_single_example(raw, spec)
@@ -115,11 +116,8 @@ print("RESULT " + json.dumps({"images": done, "seconds": wall, "cpu_ms_per_image
 SCARCE_CODE = r"""
 import json, random, sys, time
 from concurrent.futures import ThreadPoolExecutor
-import numpy as np, torch, cv2
-torch.set_num_threads(1)
-cv2.setNumThreads(1)
+import numpy as np
 from scarce import shards as tfr
-from scarce.bench.pipeline import PipelineConfig, ThreadedJpegPipeline
 from scarce.shards.images import WINDOW_DECODE, decode_jpeg_window, image_size
 pattern, records, images, batch, h, w, threads = sys.argv[1], *map(int, sys.argv[2:8])
 row, lo, hi, shuffle = sys.argv[8], float(sys.argv[9]), float(sys.argv[10]), int(sys.argv[11])
@@ -127,6 +125,10 @@ files = tfr.expand_files(pattern)
 check = {"shapes": set(), "dtypes": set(), "min": 1e9, "max": -1e9, "sum": 0.0, "pixels": 0, "labels": [], "crops": []}
 
 if row.startswith("scarce"):
+    import cv2, torch  # the decode limits need neither
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    from scarce.bench.pipeline import PipelineConfig, ThreadedJpegPipeline
     cfg = PipelineConfig(files, "image", batch, (h, w), threads, shuffle_buffer=shuffle, seed=random.randrange(2**31),
                          window_decode=row == "scarce", label_key="label")
     crops, draw = [], cfg.crop.window

@@ -4,11 +4,13 @@ Two paths:
 
 * :func:`train_transform` / :func:`eval_transform`: v2 pipelines over a sample dict whose ``image`` is a
   ``tv_tensors.Image`` and ``mask`` a ``tv_tensors.Mask``, so geometry is applied to both (nearest for the
-  mask) and colour to the image only: horizontal flip, random crop of 0.8-1.0 of the size resized back,
-  brightness +-0.15 (additive, as ``tf.image.random_brightness``), saturation 0.5-1.75.
-* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: simplejpeg decodes
-  the JPEG at reduced scale (libjpeg-turbo DCT scaling) when the crop still covers the output size, then crops,
-  resizes and flips in one pass on uint8; float conversion happens per batch (or on the GPU).
+  mask) and colour to the image only: random crop of 0.8-1.0 of the size resized back, horizontal flip,
+  brightness +-0.15 (additive, as ``tf.image.random_brightness``), saturation 0.5-1.75. A JPEG image may come
+  undecoded (:class:`~scarce.shards.images.EncodedJpeg`): the crop then decodes only its window.
+* :class:`JpegCropResize`: the fast classification path used by ``scarce bench pipeline``: the crop window is
+  drawn from the JPEG header and decoded alone (libjpeg-turbo partial decoding; at reduced DCT scale when the
+  window still covers the output size), then resized and flipped on uint8; float conversion happens per batch
+  (or on the GPU).
 
 :class:`scarce.shards.decode.FeatureDecoder` turns a decoded ``tf.train.Example`` into such a sample dict; the
 image codec is :mod:`scarce.shards.images`.

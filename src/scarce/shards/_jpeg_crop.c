@@ -9,7 +9,9 @@
  * Exactness: libjpeg.txt ("Partial image decompression") says a partial-width decode equals the full decode
  * except the left and right edge columns of the decoded region under "fancy" 4:2:0 / 4:2:2 chroma upsampling,
  * which treats them as image edges. The window asked of libjpeg is therefore one pixel wider on each side
- * (inside the image) than the window returned, so every returned pixel is an interior one.
+ * (inside the image) than the window returned, so every returned pixel is an interior one. libjpeg writes
+ * the decoded rows straight into the caller's array (rows wide enough for the iMCU alignment); the caller
+ * takes the window as a view, so no pixel is copied.
  * tests/test_jpeg_crop.py checks byte equality with full decode + crop on real JPEGs.
  *
  * The GIL is released while libjpeg runs, so a thread pool scales over cores.
@@ -19,7 +21,6 @@
 
 #include <setjmp.h>
 #include <stdio.h>
-#include <string.h>
 
 #include <jpeglib.h>
 
@@ -41,14 +42,17 @@ static void on_message(j_common_ptr cinfo, int msg_level) {
     (void)msg_level;
 }
 
-/* Decode rows [y, y + h) and columns [x, x + w) of the image scaled by 1 / scale_denom into out (h * w * 3
- * bytes, RGB). Returns NULL on success, else the libjpeg message (copied into err->message). */
+/* Decode rows [y, y + h) and columns [x, x + w) of the image scaled by 1 / scale_denom into out: h rows of
+ * stride pixels (RGB), the window starting *margin_left pixels into each row (libjpeg writes the whole decoded
+ * region, which starts on an iMCU boundary, straight into out: no copy). Returns NULL on success, else the
+ * libjpeg message (copied into err->message). */
 static const char *decode_window(const unsigned char *data, size_t size, unsigned int x, unsigned int y,
-                                 unsigned int w, unsigned int h, unsigned int scale_denom, int fast_dct,
-                                 unsigned char *out, error_manager *err) {
+                                 unsigned int w, unsigned int h, unsigned int stride, unsigned int scale_denom,
+                                 int fast_dct, unsigned char *out, unsigned int *margin_left,
+                                 error_manager *err) {
     struct jpeg_decompress_struct cinfo;
-    JSAMPARRAY rows = NULL;
-    unsigned int margin_left, row, got, n;
+    JSAMPROW rows[16];
+    unsigned int row, got, n;
     JDIMENSION xoffset, width;
     const unsigned int chunk = 16;
 
@@ -80,20 +84,25 @@ static const char *decode_window(const unsigned char *data, size_t size, unsigne
     width = (x + w < cinfo.output_width ? x + w + 1 : cinfo.output_width) - xoffset;
     if (xoffset > 0 || width < cinfo.output_width)
         jpeg_crop_scanline(&cinfo, &xoffset, &width);
-    margin_left = x - xoffset;
-    rows = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, cinfo.output_width * 3, chunk);
+    *margin_left = x - xoffset;
+    if (cinfo.output_width > stride) {
+        snprintf(err->message, JMSG_LENGTH_MAX, "decoded region %u pixels wide exceeds the row stride %u",
+                 (unsigned int)cinfo.output_width, stride);
+        jpeg_destroy_decompress(&cinfo);
+        return err->message;
+    }
     if (y > 0)
         jpeg_skip_scanlines(&cinfo, y);
     for (row = 0; row < h; row += got) {
         n = h - row < chunk ? h - row : chunk;
+        for (unsigned int k = 0; k < n; k++)
+            rows[k] = out + (size_t)(row + k) * stride * 3;
         got = jpeg_read_scanlines(&cinfo, rows, n);
         if (got == 0) {
             snprintf(err->message, JMSG_LENGTH_MAX, "no data for row %u of the window", y + row);
             jpeg_destroy_decompress(&cinfo);
             return err->message;
         }
-        for (unsigned int k = 0; k < got; k++)
-            memcpy(out + (size_t)(row + k) * w * 3, rows[k] + (size_t)margin_left * 3, (size_t)w * 3);
     }
     /* The rows below the window are never decoded: abort instead of jpeg_finish_decompress. */
     jpeg_destroy_decompress(&cinfo);
@@ -101,23 +110,25 @@ static const char *decode_window(const unsigned char *data, size_t size, unsigne
 }
 
 PyDoc_STRVAR(decode_crop_doc,
-"decode_crop(data, out, x, y, scale_denom=1, fast_dct=True)\n--\n\n"
-"Decode the window of JPEG ``data`` whose top-left pixel is (``x``, ``y``) into ``out``.\n\n"
-"``out`` is a writable C-contiguous buffer of shape (h, w, 3) uint8 (its shape gives the window size); "
-"coordinates are in the image scaled by 1 / ``scale_denom`` (1, 2, 4 or 8). RGB output; ``fast_dct``: "
-"libjpeg's fast integer IDCT (TensorFlow's default). Raises ValueError with libjpeg's message.");
+"decode_crop(data, out, x, y, width, scale_denom=1, fast_dct=True) -> margin\n--\n\n"
+"Decode the ``width`` columns from (``x``, ``y``) of JPEG ``data`` into ``out``, a writable C-contiguous "
+"uint8 buffer of shape (h, stride, 3): h rows are decoded, each written from the iMCU boundary left of the "
+"window, so the window is ``out[:, margin:margin + width]``; ``stride`` must hold ``width`` plus the "
+"alignment (``width + 2 + 2 * 32`` always does). Coordinates are in the image scaled by 1 / "
+"``scale_denom`` (1, 2, 4 or 8). RGB output; ``fast_dct``: libjpeg's fast integer IDCT (TensorFlow's "
+"default). Raises ValueError with libjpeg's message.");
 
 static PyObject *decode_crop(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"data", "out", "x", "y", "scale_denom", "fast_dct", NULL};
+    static char *keywords[] = {"data", "out", "x", "y", "width", "scale_denom", "fast_dct", NULL};
     Py_buffer data, out;
     PyObject *out_obj;
-    unsigned int x, y, scale_denom = 1, w, h;
+    unsigned int x, y, w, scale_denom = 1, h, stride, margin = 0;
     int fast_dct = 1;
     const char *failure;
     error_manager err;
     (void)self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OII|Ip", keywords, &data, &out_obj, &x, &y,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OIII|Ip", keywords, &data, &out_obj, &x, &y, &w,
                                      &scale_denom, &fast_dct))
         return NULL;
     if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
@@ -133,10 +144,14 @@ static PyObject *decode_crop(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto fail;
     }
     h = (unsigned int)out.shape[0];
-    w = (unsigned int)out.shape[1];
+    stride = (unsigned int)out.shape[1];
+    if (w > stride) {
+        PyErr_Format(PyExc_ValueError, "out rows hold %u pixels, fewer than the window's %u", stride, w);
+        goto fail;
+    }
     Py_BEGIN_ALLOW_THREADS
-    failure = decode_window((const unsigned char *)data.buf, (size_t)data.len, x, y, w, h, scale_denom, fast_dct,
-                            (unsigned char *)out.buf, &err);
+    failure = decode_window((const unsigned char *)data.buf, (size_t)data.len, x, y, w, h, stride, scale_denom,
+                            fast_dct, (unsigned char *)out.buf, &margin, &err);
     Py_END_ALLOW_THREADS
     if (failure != NULL) {
         PyErr_SetString(PyExc_ValueError, failure);
@@ -144,7 +159,7 @@ static PyObject *decode_crop(PyObject *self, PyObject *args, PyObject *kwargs) {
     }
     PyBuffer_Release(&data);
     PyBuffer_Release(&out);
-    Py_RETURN_NONE;
+    return PyLong_FromUnsignedLong(margin);
 fail:
     PyBuffer_Release(&data);
     PyBuffer_Release(&out);
@@ -157,7 +172,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_jpeg_crop", "Crop-window JPEG decoding with libjpeg-turbo.", -1, methods, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_jpeg_crop", "Crop-window JPEG decoding with libjpeg-turbo.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__jpeg_crop(void) {

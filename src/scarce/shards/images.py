@@ -26,14 +26,16 @@ from PIL import Image, UnidentifiedImageError
 
 from scarce._errors import FeatureError
 
-__all__ = ["WINDOW_DECODE", "EncodedJpeg", "check_image", "decode_image", "decode_jpeg_window", "decode_mask", "encode_png",
-           "image_size", "is_jpeg", "scaled_window"]
+__all__ = ["WINDOW_DECODE", "EncodedJpeg", "check_image", "decode_image", "decode_jpeg_window", "decode_mask",
+           "encode_png", "image_size", "is_jpeg", "scaled_window"]
 
 try:  # the compiled crop-window decoder (setup.py); optional: without it whole JPEGs are decoded, then cropped
     from scarce.shards import _jpeg_crop
 except ImportError as _err:  # pragma: no cover - exercised by the fallback test through a subprocess
     _jpeg_crop = None
     _WINDOW_DECODE_MISSING = str(_err)
+
+_ALIGNMENT_SLACK = 2 + 2 * 32
 
 #: Whether JPEG windows are decoded alone (``True``) or cut from a whole decoded image (``False``).
 WINDOW_DECODE = _jpeg_crop is not None
@@ -147,7 +149,9 @@ def _say_fallback_once() -> None:
 def decode_jpeg_window(data: bytes, window: Sequence[int], *, size: Sequence[int] | None = None,
                        scale_denom: int = 1, fast_dct: bool = True, partial: bool = True,
                        where: str = "feature 'image'") -> np.ndarray:
-    """Decode only ``window`` = ``(top, left, height, width)`` of a JPEG -> uint8 ``(height, width, 3)`` RGB.
+    """Decode only ``window`` = ``(top, left, height, width)`` of a JPEG -> uint8 ``(height, width, 3)`` RGB (a
+    view with a row stride longer than ``width`` when decoded by the extension: ``np.ascontiguousarray`` it for
+    code that needs packed rows).
 
     The same pixels as a whole decode cut to the window (byte for byte: ``tests/test_jpeg_crop.py``), from
     libjpeg-turbo's partial decoding: rows above the window are skipped (entropy-decoded only), rows below are
@@ -173,10 +177,13 @@ def decode_jpeg_window(data: bytes, window: Sequence[int], *, size: Sequence[int
         size = image_size(data, where=where)
     top, left, height, width = scaled_window(size, window, scale_denom)
     if _jpeg_crop is not None and partial:
-        out = np.empty((height, width, 3), np.uint8)
+        # Rows wide enough for the window, its 1-pixel margins and the iMCU alignment (at most 32 pixels each
+        # side): libjpeg writes into them directly and the window is a view (row stride > width).
+        out = np.empty((height, width + _ALIGNMENT_SLACK, 3), np.uint8)
         try:
-            _jpeg_crop.decode_crop(data, out, left, top, scale_denom=int(scale_denom), fast_dct=fast_dct)
-            return out
+            margin = _jpeg_crop.decode_crop(data, out, left, top, width, scale_denom=int(scale_denom),
+                                            fast_dct=fast_dct)
+            return out[:, margin:margin + width]
         except ValueError as err:
             # CMYK and other layouts libjpeg cannot turn into RGB take the whole-image path below.
             if "outside" in str(err):
