@@ -236,9 +236,10 @@ class JpegCropResize:
         shrink = crop.shape[1] > self.size[1] * 1.5 or crop.shape[0] > self.size[0] * 1.5
         interp = cv2.INTER_AREA if self.antialias and shrink else cv2.INTER_LINEAR
         small = cv2.resize(crop, (self.size[1], self.size[0]), interpolation=interp)
+        flip = random.random() < self.flip_p
         if out is None:
-            out = np.empty_like(small)
-        if random.random() < self.flip_p:
+            return cv2.flip(small, 1) if flip else small
+        if flip:
             cv2.flip(small, 1, dst=out)
         else:
             np.copyto(out, small)
