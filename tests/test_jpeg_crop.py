@@ -44,6 +44,14 @@ PHOTOS = {
 }
 
 
+def test_window_decoder_is_built_where_libjpeg_headers_are():
+    """`make setup` builds the extension; its build is optional, so a broken one would only show as skips."""
+    if not Path("/usr/include/jpeglib.h").exists():
+        pytest.skip("no libjpeg-turbo headers: scarce decodes whole JPEGs (the fallback test covers it)")
+    assert images.WINDOW_DECODE, ("scarce.shards._jpeg_crop is not built: run `make setup`, or "
+                                  "`python setup.py build_ext --inplace` in a work tree used through PYTHONPATH")
+
+
 def _windows(height: int, width: int, n: int, rng: random.Random):
     yield 0, 0, height, width
     yield height - 1, width - 1, 1, 1
