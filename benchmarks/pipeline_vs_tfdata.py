@@ -326,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, limit in (("scarce", "decode limit (window)"), ("scarce whole decode", "decode limit (whole)"),
                         ("scarce", "decode limit (whole)")):
         if name in rows and limit in rows:
-            shares = per_round(name, limit)
-            print(f"{name} as a share of {limit}: {100 * statistics.median(shares):.0f} % "
-                  f"(per round {100 * min(shares):.0f}-{100 * max(shares):.0f} %)")
+            shares, cpu_shares = per_round(name, limit), per_round(limit, name, "cpu_ms_per_image")
+            print(f"{name} as a share of {limit}: {100 * statistics.median(shares):.0f} % of its img/s (per round "
+                  f"{100 * min(shares):.0f}-{100 * max(shares):.0f} %), {100 * statistics.median(cpu_shares):.0f} % "
+                  f"in CPU time per image (per round {100 * min(cpu_shares):.0f}-{100 * max(cpu_shares):.0f} %)")
     print(f"load average after: {os.getloadavg()}")
     if not args.skip_memory:
         mem = memory_check(data.parent / "memory")
