@@ -69,6 +69,8 @@ def test_fit_sees_every_record_once_per_epoch(shards, num_workers):
         assert sorted(ids) == list(range(N))
     assert model.seen[0] != model.seen[1]  # a new order each epoch
     assert dm.datasets["train"].epoch == 1
+    # training JPEGs wait for the crop window (decoded alone, mask cropped alike); validation decodes whole
+    assert dm.datasets["train"].parser.decode.defer_jpeg and not dm.datasets["val"].parser.decode.defer_jpeg
 
 
 def test_map_style_mode_and_missing_split(shards):

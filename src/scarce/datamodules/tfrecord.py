@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from scarce._errors import ScarceError
 from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpeg_batch, eval_transform,
                                     train_transform)
+from scarce.shards.decode import FeatureDecoder
 from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
 from scarce.shards.storage import READ_AHEAD_BYTES
 
@@ -114,6 +115,12 @@ class TFRecordDataModule(LightningDataModule):
                                    brightness=h.brightness, saturation=tuple(h.saturation) if h.saturation else None)
         return eval_transform(size)
 
+    def _decoder(self, split: str) -> FeatureDecoder:
+        """The feature decoder; training with a random crop defers JPEG decoding so only the window is decoded."""
+        h = self.hparams
+        window_decode = split == "train" and h.augment and bool(h.crop_scale) and not self.gpu_keys
+        return FeatureDecoder(self.features, defer_jpeg=window_decode)
+
     def _build(self, split: str):
         pattern = self.files[split]
         if pattern is None:
@@ -122,13 +129,13 @@ class TFRecordDataModule(LightningDataModule):
         h = self.hparams
         if h.streaming:
             _, world = distributed_rank()
-            ds = StreamingTFRecordDataset(pattern, decode=self.features, transform=self._transform(split),
+            ds = StreamingTFRecordDataset(pattern, decode=self._decoder(split), transform=self._transform(split),
                                           shuffle=split == "train", buffer_size=h.shuffle_buffer, seed=h.seed,
                                           skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1,
                                           read_ahead=h.read_ahead)
             ds.counts  # count once here, not in every worker  # noqa: B018
             return ds
-        return TFRecordDataset(pattern, decode=self.features, transform=self._transform(split))
+        return TFRecordDataset(pattern, decode=self._decoder(split), transform=self._transform(split))
 
     def setup(self, stage: str) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
