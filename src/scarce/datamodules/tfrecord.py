@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader
 from scarce._errors import ScarceError
 from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpeg_batch, eval_transform,
                                     train_transform)
+from scarce.datamodules.resumable import (ResumableLoaders, ResumableRandomSampler, evaluation_sampler, training_seed,
+                                          world_of)
 from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
 
 __all__ = ["TFRecordDataModule", "EpochDataLoader"]
@@ -43,7 +45,7 @@ class EpochDataLoader(DataLoader):
         return super().__iter__()
 
 
-class TFRecordDataModule(LightningDataModule):
+class TFRecordDataModule(ResumableLoaders, LightningDataModule):
     """Loaders over TFRecord shards: ``{"image": float (B, 3, H, W), "mask": int64 (B, H, W), "label": ...}``.
 
     Expected layout (any names; globs select the splits)::
@@ -67,8 +69,12 @@ class TFRecordDataModule(LightningDataModule):
         saturation: Saturation factor range for ``augment``.
         batch_size: Per device.
         num_workers: DataLoader worker processes.
-        streaming: Read front to back (any file, compressed too) with exact rank x worker sharding;
-            ``False`` uses the index (uncompressed files) and Lightning's distributed sampler.
+        streaming: Read front to back (any file, compressed too) with exact rank x worker sharding (training:
+            every rank gets ``N // world_size`` records, the last ``N % world_size`` of the epoch's order are left
+            out); ``False`` reads by the index (uncompressed files) in
+            :class:`~scarce.datamodules.resumable.ResumableRandomSampler` order, dealt over the ranks, which a
+            mid-epoch resume continues (a streaming fit restarts the interrupted epoch). Validation and test see
+            every record exactly once either way.
         shuffle_buffer: Records in the shuffle buffer per worker (streaming).
         seed: Shuffle seed; with the epoch, fixes the order.
         skip_corrupt: Skip damaged records (counted in each dataset's ``skip_report``) instead of failing.
@@ -131,18 +137,32 @@ class TFRecordDataModule(LightningDataModule):
             if split not in self.datasets and (self.files[split] is not None or split == "train"):
                 self.datasets[split] = self._build(split)
 
-    def _loader(self, split: str) -> DataLoader:
+    def _split_loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             self.datasets[split] = self._build(split)
         ds = self.datasets[split]
         h = self.hparams
         pin = torch.cuda.is_available() if h.pin_memory is None else h.pin_memory
-        shuffle = split == "train" and not isinstance(ds, StreamingTFRecordDataset)
-        # Streaming workers must be re-created each epoch to see the new epoch (set in the main process).
-        return EpochDataLoader(ds, batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
-                               pin_memory=pin, drop_last=split == "train" and h.drop_last,
-                               persistent_workers=False, epoch_source=self,
-                               collate_fn=collate_encoded(self.gpu_keys) if self.gpu_keys else None)
+        drop_last = split == "train" and h.drop_last
+        collate = collate_encoded(self.gpu_keys) if self.gpu_keys else None
+        if isinstance(ds, StreamingTFRecordDataset):
+            _, world = distributed_rank()
+            if split != "train" and sum(ds.counts) < world:
+                # A process without a batch would leave the others waiting in DDP's first evaluation forward.
+                raise ScarceError(f"TFRecordDataModule: the {split} shards hold {sum(ds.counts)} records for {world} "
+                                  "processes: every process needs at least one (use fewer devices, or more records)")
+            # Streaming workers must be re-created each epoch to see the new epoch (set in the main process).
+            return EpochDataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers, pin_memory=pin,
+                                   drop_last=drop_last, persistent_workers=False, epoch_source=self,
+                                   collate_fn=collate)
+        rank, world = world_of(self)
+        sampler = (ResumableRandomSampler(len(ds), training_seed(), num_replicas=world, rank=rank) if split == "train"
+                   else evaluation_sampler(ds, rank, world, split=f"TFRecordDataModule {split}"))
+        loader = DataLoader(ds, batch_size=h.batch_size, sampler=sampler, num_workers=h.num_workers, pin_memory=pin,
+                            drop_last=drop_last, persistent_workers=h.num_workers > 0, collate_fn=collate)
+        if split == "train":
+            self._start_where_saved([loader])
+        return loader
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """With ``gpu_decode``: decode (nvJPEG) and augment the encoded images straight on the device."""
@@ -158,10 +178,10 @@ class TFRecordDataModule(LightningDataModule):
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return self._split_loader("train")
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader("val") if self.files["val"] is not None else []
+        return self._split_loader("val") if self.files["val"] is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._split_loader("test")
