@@ -11,6 +11,7 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFl
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import MeanMetric
 
 from scarce._errors import ScarceError
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
@@ -93,6 +94,11 @@ class Segmentation(LightningModule):
         # One metric per validation dataloader (source, target), one for test: states are summed over the split.
         self.val_metrics = nn.ModuleList(SegmentationMetrics(num_classes, ignore_index) for _ in range(2))
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
+        # The evaluation loss of a split: the cross-entropy over all its scored pixels, each batch's mean weighted by
+        # its pixels' class weights, so it depends neither on the batching nor on the number of DDP ranks.
+        # (No NaN check: it would wait for the GPU at every step; a batch without scored pixels gets weight 0.)
+        self.val_losses = nn.ModuleList(MeanMetric(nan_strategy="disable") for _ in range(2))
+        self.test_loss = MeanMetric(nan_strategy="disable")
         self.last_results: dict[str, dict[str, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -147,8 +153,11 @@ class Segmentation(LightningModule):
             return loss
         metrics = self.test_metrics if stage == "test" else self.val_metrics[dataloader_idx]
         metrics.update(logits.argmax(1), mask)
-        prefix = self._prefix(stage, dataloader_idx, self._num_loaders(stage))
-        self.log(f"{prefix}loss", loss, batch_size=image.shape[0], add_dataloader_idx=False, sync_dist=True)
+        # The denominator of F.cross_entropy's weighted mean: the class weights of the scored pixels.
+        scored = mask != self.hparams.ignore_index
+        weight = (self.loss_weights[torch.where(scored, mask, 0)] * scored).sum()
+        losses = self.test_loss if stage == "test" else self.val_losses[dataloader_idx]
+        losses.update(torch.where(weight > 0, loss.detach().float(), 0.0), weight=weight)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -170,11 +179,16 @@ class Segmentation(LightningModule):
 
     # ------------------------------------------------------------------------------------------ epoch ends
 
-    def _report(self, stage: str, metrics: SegmentationMetrics, prefix: str, title: str) -> dict[str, torch.Tensor]:
+    def _report(self, stage: str, metrics: SegmentationMetrics, losses: MeanMetric, prefix: str,
+                title: str) -> dict[str, torch.Tensor]:
+        # compute() sums the states over the DDP ranks: these are the values of the whole split.
         result = metrics.compute()
         metrics.reset()
         self.log(f"{prefix}miou", result["miou"], add_dataloader_idx=False)
         self.log(f"{prefix}acc", result["acc"], add_dataloader_idx=False)
+        if losses.update_called:
+            self.log(f"{prefix}loss", losses.compute(), add_dataloader_idx=False)
+        losses.reset()
         if not self.trainer.sanity_checking:
             rank_zero_info(format_iou_table(result["iou"], self.class_names, title=title))
         return result
@@ -185,7 +199,7 @@ class Segmentation(LightningModule):
         for idx in range(n):
             prefix = self._prefix("val", idx, n)
             name = self._domains()[idx] if n > 1 else "val"
-            results[name] = self._report("val", self.val_metrics[idx], prefix,
+            results[name] = self._report("val", self.val_metrics[idx], self.val_losses[idx], prefix,
                                          f"epoch {self.current_epoch}, step {self.global_step}: {name} IoU")
         if n > 1:
             source, target = results[self._domains()[0]], results[self._domains()[1]]
@@ -197,7 +211,7 @@ class Segmentation(LightningModule):
         self.last_results = results
 
     def on_test_epoch_end(self) -> None:
-        self.last_results = {"test": self._report("test", self.test_metrics, "test/", "test IoU")}
+        self.last_results = {"test": self._report("test", self.test_metrics, self.test_loss, "test/", "test IoU")}
 
     # ------------------------------------------------------------------------------------------ optimisation
 
