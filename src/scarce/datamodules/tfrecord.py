@@ -126,7 +126,8 @@ class TFRecordDataModule(ResumableLoaders, LightningDataModule):
             _, world = distributed_rank()
             ds = StreamingTFRecordDataset(pattern, decode=self.features, transform=self._transform(split),
                                           shuffle=split == "train", buffer_size=h.shuffle_buffer, seed=h.seed,
-                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1)
+                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1,
+                                          batch_size=h.batch_size)
             ds.counts  # count once here, not in every worker  # noqa: B018
             return ds
         return TFRecordDataset(pattern, decode=self.features, transform=self._transform(split))

@@ -96,9 +96,10 @@ class Segmentation(LightningModule):
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
         # The evaluation loss of a split: the cross-entropy over all its scored pixels, each batch's mean weighted by
         # its pixels' class weights, so it depends neither on the batching nor on the number of DDP ranks.
-        # (No NaN check: it would wait for the GPU at every step; a batch without scored pixels gets weight 0.)
-        self.val_losses = nn.ModuleList(MeanMetric(nan_strategy="disable") for _ in range(2))
-        self.test_loss = MeanMetric(nan_strategy="disable")
+        # (torchmetrics 1.9 drops the weights with nan_strategy="disable"; a batch without scored pixels, whose
+        # loss is NaN, enters with weight 0 and value 0, so "ignore" never has a NaN to remove.)
+        self.val_losses = nn.ModuleList(MeanMetric(nan_strategy="ignore") for _ in range(2))
+        self.test_loss = MeanMetric(nan_strategy="ignore")
         self.last_results: dict[str, dict[str, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

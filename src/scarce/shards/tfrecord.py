@@ -477,6 +477,8 @@ def write_index_file(index_path: Path, offsets: Sequence[tuple[int, int]]) -> No
 
 
 def _read_index_file(index_path: Path) -> np.ndarray:
+    if index_path.stat().st_size == 0:  # the index of an empty shard (np.loadtxt would warn "no data")
+        return np.zeros((0, 2), np.int64)
     try:
         arr = np.loadtxt(index_path, dtype=np.int64, ndmin=2)
     except ValueError as err:
