@@ -14,6 +14,7 @@ from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpe
                                     train_transform)
 from scarce.datamodules.resumable import (ResumableLoaders, ResumableRandomSampler, evaluation_sampler, training_seed,
                                           world_of)
+from scarce.shards.decode import is_mask_feature
 from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
 
 __all__ = ["TFRecordDataModule", "EpochDataLoader"]
@@ -80,9 +81,11 @@ class TFRecordDataModule(ResumableLoaders, LightningDataModule):
         skip_corrupt: Skip damaged records (counted in each dataset's ``skip_report``) instead of failing.
         pin_memory: Pin host memory (default: when CUDA is available).
         drop_last: Drop the last partial training batch.
-        gpu_decode: Decode the ``"jpeg"`` features on the accelerator (nvJPEG through
-            ``torchvision.io.decode_jpeg``) and crop / resize / flip them there: the workers only read and
-            parse, batches carry the encoded bytes (classification: no mask). Needs ``size``.
+        gpu_decode: Decode the ``"jpeg"`` image on the accelerator (nvJPEG through ``torchvision.io.decode_jpeg``)
+            and crop / resize / flip it there: the workers only read and parse, batches carry the encoded bytes.
+            A mask (``"mask"``, or ``"png"`` under a key naming a mask) is decoded in the workers (PNG, lossless,
+            cheap) and gets the image's crop and flip on the device, resized with nearest neighbour. Needs
+            ``size``.
     """
 
     def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
@@ -97,11 +100,15 @@ class TFRecordDataModule(ResumableLoaders, LightningDataModule):
         self.save_hyperparameters()
         self.files = {"train": train, "val": val, "test": test}
         self.features = dict(features or {"image": "jpeg", "label": "int"})
-        self.gpu_keys = [k for k, v in self.features.items() if v == "jpeg"] if gpu_decode else []
-        if gpu_decode and (size is None or not self.gpu_keys or any(v in ("png", "mask") for v in
-                                                                     self.features.values())):
-            raise ScarceError("TFRecordDataModule: gpu_decode needs `--data.size` and 'jpeg' features, and does "
-                              "not handle masks; set `--data.gpu_decode false` for segmentation")
+        masks = [k for k, v in self.features.items() if is_mask_feature(k, v)]
+        images = [k for k, v in self.features.items() if v in ("jpeg", "png", "image") and k not in masks]
+        self.gpu_keys = [k for k in images if self.features[k] == "jpeg"] if gpu_decode else []
+        self.mask_keys = masks if gpu_decode else []
+        if gpu_decode and (size is None or not self.gpu_keys or self.gpu_keys != images
+                           or (masks and (len(images), len(masks)) != (1, 1))):
+            raise ScarceError(f"TFRecordDataModule: gpu_decode needs `--data.size` and 'jpeg' images (one image "
+                              f"and one mask for segmentation), got features {self.features}; or set "
+                              "`--data.gpu_decode false`")
         if gpu_decode:
             self.features.update({k: "encoded" for k in self.gpu_keys})
         self.datasets: dict[str, Any] = {}
@@ -145,7 +152,7 @@ class TFRecordDataModule(ResumableLoaders, LightningDataModule):
         h = self.hparams
         pin = torch.cuda.is_available() if h.pin_memory is None else h.pin_memory
         drop_last = split == "train" and h.drop_last
-        collate = collate_encoded(self.gpu_keys) if self.gpu_keys else None
+        collate = collate_encoded(self.gpu_keys + self.mask_keys) if self.gpu_keys else None
         if isinstance(ds, StreamingTFRecordDataset):
             _, world = distributed_rank()
             if split != "train" and sum(ds.counts) < world:
@@ -174,6 +181,11 @@ class TFRecordDataModule(ResumableLoaders, LightningDataModule):
         training = trainer is not None and trainer.training
         h = self.hparams
         augment = BatchCropResize(h.size, tuple(h.crop_scale), train=training and h.augment)
+        if self.mask_keys:  # the image and its mask, cropped and flipped together
+            (key,), (mask_key,) = self.gpu_keys, self.mask_keys
+            masks = [m.to(device, non_blocking=True) for m in batch[mask_key]]
+            batch[key], batch[mask_key] = augment(decode_jpeg_batch(batch[key], device), masks)
+            return batch
         for key in self.gpu_keys:
             batch[key] = augment(decode_jpeg_batch(batch[key], device))
         return batch
