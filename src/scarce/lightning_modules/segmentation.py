@@ -51,6 +51,8 @@ class Segmentation(LightningModule):
         channels_last: keep the network's weights and inputs in the NHWC memory layout. The same arithmetic
             (results differ only by float summation order); oneDNN's CPU convolutions and cuDNN's tensor-core ones
             run faster on it (``benchmarks/segmentation_channels_last.py``).
+        compile: ``torch.compile`` the network's forward (``nn.Module.compile``: parameter names, and so
+            checkpoints, stay as they are). The first steps then compile; worth it on GPUs for long fits.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Segmentation(LightningModule):
         ignore_index: int = IGNORE_INDEX,
         class_names: list[str] | None = None,
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -109,6 +112,12 @@ class Segmentation(LightningModule):
     def to_memory_format(self, image: torch.Tensor) -> torch.Tensor:
         """``image`` in the layout the network's weights use (NHWC with ``channels_last``)."""
         return image.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else image
+
+    def configure_model(self) -> None:
+        # Lightning calls this in fit / validate / test, before the optimizers exist; compiled once.
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.net.compile()
+            self._compiled = True
 
     # ------------------------------------------------------------------------------------------ setup
 
