@@ -187,10 +187,11 @@ def device_pipeline(cfg: PipelineConfig, device: str | torch.device) -> Callable
     return epoch
 
 
-def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
+def profile_stages(cfg: PipelineConfig, n: int = 200, mask_key: str | None = None) -> dict[str, float]:
     """CPU milliseconds per image of each stage, one image at a time on one core (first ``n`` records).
 
     CPU time (``time.process_time``), not wall time: on a shared machine it does not follow the other jobs.
+    With ``mask_key`` (segmentation records), also the mask's PNG decode with its crop and nearest resize.
     """
     datas, t0 = [], time.process_time()
     for data in tfr.iter_raw_records(cfg.files[0]):
@@ -229,6 +230,17 @@ def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
     for j in jpegs:
         cfg.crop(j)
     times["decode+augment fused (reduced-scale when exact)"] = (time.process_time() - t0) / len(datas)
+    if mask_key is not None:
+        from scarce.shards.images import decode_mask
+
+        pngs = [tfr.parse_example(d, {mask_key: "bytes"})[mask_key][0] for d in datas]
+        t0 = time.process_time()
+        for png in pngs:
+            mask = decode_mask(png)
+            s = random.uniform(0.8, 1.0)
+            ch, cw = int(mask.shape[0] * s), int(mask.shape[1] * s)
+            cv2.resize(mask[:ch, :cw], (w, h), interpolation=cv2.INTER_NEAREST)
+        times["mask: PNG decode + crop + nearest resize"] = (time.process_time() - t0) / len(datas)
     return {k: v * 1e3 for k, v in times.items()}
 
 
@@ -281,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="folder of TFRecord shards with JPEG images")
     parser.add_argument("--pattern", default="*.tfrecord*", help="glob inside --data (default *.tfrecord*)")
     parser.add_argument("--image-key", default="image")
+    parser.add_argument("--mask-key", default=None, help="also time the PNG mask of segmentation records")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     parser.add_argument("--epochs", type=int, default=2)
@@ -313,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"images_per_second: {rate:.1f}")
         return 0
     print("CPU time per image and stage (ms, one core):")
-    for stage, ms in profile_stages(cfg).items():
+    for stage, ms in profile_stages(cfg, mask_key=args.mask_key).items():
         print(f"  {stage:<38} {ms:7.3f}")
     mode = args.mode
     if mode == "auto":
