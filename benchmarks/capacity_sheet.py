@@ -21,7 +21,6 @@ import os
 import platform
 import tempfile
 import time
-from pathlib import Path
 
 SOURCES = ((256, 512), (512, 1024), (1024, 2048))  # stored sizes: quarter, half and full Cityscapes resolution
 TRAIN_SIZE = (256, 512)

@@ -53,7 +53,8 @@ def world_of(datamodule: Any) -> tuple[int, int]:
     return trainer.global_rank, trainer.world_size
 
 
-def evaluation_sampler(dataset: Dataset, rank: int, world_size: int, split: str = "evaluation") -> DistributedSampler | None:
+def evaluation_sampler(dataset: Dataset, rank: int, world_size: int,
+                       split: str = "evaluation") -> DistributedSampler | None:
     """The sampler of an evaluation loader: every sample exactly once over the ranks, or ``None`` on one process.
 
     Lightning's default for validation and test under DDP is ``DistributedSampler``, which repeats samples to give
@@ -163,7 +164,8 @@ class ResumableLoaders:
             # position is the DataModule's and the loaders are built to start there, so the warning would mislead.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
 
-    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False, split: str = "evaluation") -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, drop_last: bool = False,
+                split: str = "evaluation") -> DataLoader:
         """A DataLoader of ``dataset`` with the DataModule's ``batch_size``, ``num_workers`` and ``pin_memory``;
         shuffled ones in :class:`ResumableRandomSampler` order, the others in :func:`evaluation_sampler` order."""
         hp = self.hparams
