@@ -29,3 +29,11 @@ def test_gpu_rows_rehearsed_on_cpu(tmp_path, capsys):
     assert "img/s" in model and "MFU n/a" in model  # no GPU peak to divide by
     assert "img/s" in fit and "% of model-only" in fit
     assert (tmp_path / "fit_images_per_second.json").is_file()
+
+
+def test_a_failing_row_is_one_line_and_the_table_still_prints(capsys):
+    argv = ["--rehearse-on-cpu", "--skip", "tests", "pipeline", "render", "fit", "--size", "32", "32",
+            "--batch-size", "2", "--model-steps", "1", "--width-divisor", "0"]  # FCN-8s refuses a divisor of 0
+    assert main(argv) == 1
+    line = next(line for line in capsys.readouterr().out.splitlines() if "model-only" in line)
+    assert "error" in line and "FAILED" in line and "ValueError" in line
