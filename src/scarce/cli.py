@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "pipeline": ("scarce.bench.pipeline:main", "input pipeline throughput per stage (book 7.1)"),
     "render": ("scarce.bench.render:main", "rendering frames per second, all outputs"),
     "generative": ("scarce.bench.generative:main", "FID / KID / IS of a trained VAE or GAN"),
+    "gpu": ("scarce.bench.gpu:main", "GPU acceptance run (make gpu-check): tests, pipeline, render, FCN-8s, MFU"),
 }
 
 

@@ -13,6 +13,10 @@ straight into a channels-last batch. Two executors:
 ``--mode auto`` (default) times a few batches of each and keeps the faster. The command prints the time
 per stage (one image at a time, one core), writes a box plot of batch times per epoch, and ends with
 ``images_per_second: N``.
+
+``--decode device`` times the other path of ``TFRecordDataModule(gpu_decode=True)`` on the same shards: the
+``--workers`` processes only read and parse, and each batch of encoded JPEGs is decoded on ``--device`` (nvJPEG
+through ``torchvision.io.decode_jpeg`` on CUDA), then cropped, resized and flipped there.
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from PIL import Image
 from scarce import shards as tfr
 from scarce._errors import ScarceError
 from scarce._progress import progress
-from scarce.data.transforms import JpegCropResize
+from scarce.data.transforms import BatchCropResize, JpegCropResize, collate_encoded, decode_jpeg_batch
 from scarce.shards.images import decode_jpeg_window
 from scarce.shards.readers import ShuffleBuffer, StreamingTFRecordDataset
 
-__all__ = ["main", "make_jpeg_shards", "PipelineConfig", "ThreadedJpegPipeline", "process_pipeline", "profile_stages",
-           "run", "box_plot", "choose_mode"]
+__all__ = ["main", "make_jpeg_shards", "PipelineConfig", "ThreadedJpegPipeline", "process_pipeline", "device_pipeline",
+           "profile_stages", "run", "box_plot", "choose_mode"]
 
 
 def _synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -177,10 +181,31 @@ def process_pipeline(cfg: PipelineConfig) -> Callable[[int], Iterator[dict]]:
     return epoch
 
 
-def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
+def device_pipeline(cfg: PipelineConfig, device: str | torch.device) -> Callable[[int], Iterator[dict]]:
+    """Workers read and parse; each batch of JPEGs is decoded and augmented on ``device`` (nvJPEG on CUDA)."""
+    device = torch.device(device)
+    ds = StreamingTFRecordDataset(cfg.files, decode={cfg.image_key: "encoded"}, shuffle=True,
+                                  buffer_size=cfg.shuffle_buffer, seed=cfg.seed, batch_size=cfg.batch_size)
+    ds.counts  # noqa: B018  (count once, before the workers fork)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, prefetch_factor=4,
+                                         persistent_workers=False, collate_fn=collate_encoded([cfg.image_key]))
+    augment = BatchCropResize(cfg.size, train=True)
+
+    def epoch(e: int) -> Iterator[dict]:
+        ds.set_epoch(e)
+        for batch in loader:
+            yield {"image": augment(decode_jpeg_batch(batch[cfg.image_key], device))}
+        if device.type == "cuda":  # the rate counts finished batches, not queued kernels
+            torch.cuda.synchronize(device)
+
+    return epoch
+
+
+def profile_stages(cfg: PipelineConfig, n: int = 200, mask_key: str | None = None) -> dict[str, float]:
     """CPU milliseconds per image of each stage, one image at a time on one core (first ``n`` records).
 
     CPU time (``time.process_time``), not wall time: on a shared machine it does not follow the other jobs.
+    With ``mask_key`` (segmentation records), also the mask's PNG decode with its crop and nearest resize.
     """
     datas, t0 = [], time.process_time()
     for data in tfr.iter_raw_records(cfg.files[0]):
@@ -226,6 +251,17 @@ def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
     for j in jpegs:
         cfg.crop(j)
     times["window decode+augment fused (reduced-scale when exact)"] = (time.process_time() - t0) / len(datas)
+    if mask_key is not None:
+        from scarce.shards.images import decode_mask
+
+        pngs = [tfr.parse_example(d, {mask_key: "bytes"})[mask_key][0] for d in datas]
+        t0 = time.process_time()
+        for png in pngs:
+            mask = decode_mask(png)
+            s = random.uniform(0.8, 1.0)
+            ch, cw = int(mask.shape[0] * s), int(mask.shape[1] * s)
+            cv2.resize(mask[:ch, :cw], (w, h), interpolation=cv2.INTER_NEAREST)
+        times["mask: PNG decode + crop + nearest resize"] = (time.process_time() - t0) / len(datas)
     return {k: v * 1e3 for k, v in times.items()}
 
 
@@ -280,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="folder of TFRecord shards with JPEG images")
     parser.add_argument("--pattern", default="*.tfrecord*", help="glob inside --data (default *.tfrecord*)")
     parser.add_argument("--image-key", default="image")
+    parser.add_argument("--mask-key", default=None, help="also time the PNG mask of segmentation records")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     parser.add_argument("--epochs", type=int, default=2)
@@ -287,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["auto", "threads", "processes"], default="auto")
     parser.add_argument("--no-reduced-decode", action="store_true", help="always decode JPEGs at full size")
     parser.add_argument("--plot", default="pipeline_batch_times.png", help="box plot PNG path")
+    parser.add_argument("--decode", choices=["workers", "device"], default="workers",
+                        help="workers: simplejpeg + OpenCV on the CPU (default); device: batched decode and "
+                        "augmentation on --device, nvJPEG on CUDA (the gpu_decode path)")
+    parser.add_argument("--device", default="cuda", help="with --decode device (default cuda)")
     args = parser.parse_args(argv)
     # The pipeline's own threads/processes give the parallelism; torch's OpenMP pool on top of them
     # oversubscribes the cores (a 32-image stack took 0.6 s instead of 10 ms on a loaded 2-core machine).
@@ -300,8 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PipelineConfig(files, args.image_key, args.batch_size, args.size, args.workers,
                          reduced_decode=not args.no_reduced_decode)
     print(f"{len(files)} files, batch {args.batch_size}, size {args.size}, {cfg.workers} workers")
+    if args.decode == "device":
+        if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+            raise ScarceError("--decode device --device cuda needs CUDA; --device cpu times the same path on the CPU")
+        rate, batch_times, images = run(device_pipeline(cfg, args.device), args.epochs)
+        print(f"decode on {args.device}: {images} images in {len(batch_times)} epochs")
+        print(f"images_per_second: {rate:.1f}")
+        return 0
     print("CPU time per image and stage (ms, one core):")
-    for stage, ms in profile_stages(cfg).items():
+    for stage, ms in profile_stages(cfg, mask_key=args.mask_key).items():
         print(f"  {stage:<38} {ms:7.3f}")
     mode = args.mode
     if mode == "auto":

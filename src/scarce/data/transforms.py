@@ -282,7 +282,7 @@ class BatchCropResize(torch.nn.Module):
     """Per image random crop of ``scale`` of the size, resize to ``size``, random flip; stack; float [0, 1].
 
     Runs where the images are (the GPU after :func:`decode_jpeg_batch`): the GPU side of the book's
-    augmentation for classification batches.
+    augmentation. Masks, when given, get the same crop and flip, resized with nearest neighbour.
 
     Args:
         size: Output ``(h, w)``.
@@ -290,7 +290,8 @@ class BatchCropResize(torch.nn.Module):
         flip_p: Probability of a horizontal flip.
         train: ``False``: resize only.
 
-    Shape: a list of ``(3, H_i, W_i)`` uint8 -> ``(B, 3, h, w)`` float32.
+    Shape: a list of ``(3, H_i, W_i)`` uint8 -> ``(B, 3, h, w)`` float32; with ``masks``, a list of ``(H_i, W_i)``
+    ids -> also ``(B, h, w)`` int64, returned as ``(images, masks)``.
     """
 
     def __init__(self, size: Sequence[int], scale: tuple[float, float] = (0.8, 1.0), flip_p: float = 0.5,
@@ -298,18 +299,28 @@ class BatchCropResize(torch.nn.Module):
         super().__init__()
         self.size, self.scale, self.flip_p, self.train_mode = list(size), scale, flip_p, train
 
-    def forward(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        out = []
-        for img in images:
+    def forward(self, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        out, out_masks = [], []
+        for k, img in enumerate(images):
             _, height, width = img.shape
+            mask = masks[k].reshape(height, width) if masks is not None else None
             if self.train_mode:
                 s = random.uniform(*self.scale)
                 ch, cw = max(1, int(height * s)), max(1, int(width * s))
                 top, left = random.randint(0, height - ch), random.randint(0, width - cw)
                 img = img[:, top:top + ch, left:left + cw]
+                mask = mask[top:top + ch, left:left + cw] if mask is not None else None
             x = torch.nn.functional.interpolate(img[None].float(), size=self.size, mode="bilinear",
                                                 antialias=True, align_corners=False)[0]
+            if mask is not None:
+                # Nearest on the ids (as float: exact for ids below 2**24), never blended.
+                mask = torch.nn.functional.interpolate(mask[None, None].float(), size=self.size,
+                                                       mode="nearest-exact")[0, 0].long()
             if self.train_mode and random.random() < self.flip_p:
                 x = x.flip(-1)
+                mask = mask.flip(-1) if mask is not None else None
             out.append(x)
-        return torch.stack(out).div_(255).clamp_(0, 1)
+            out_masks.append(mask)
+        images_out = torch.stack(out).div_(255).clamp_(0, 1)
+        return images_out if masks is None else (images_out, torch.stack(out_masks))

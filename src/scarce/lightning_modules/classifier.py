@@ -8,6 +8,7 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFl
 from lightning.pytorch import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
+from scarce.metrics.means import SplitMeans
 from scarce.nets.mnist_classifier import MNISTClassifier
 
 __all__ = ["MNISTClassifierModule"]
@@ -34,6 +35,7 @@ class MNISTClassifierModule(LightningModule):
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffix.
         self.accuracy = torch.nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes=10, average="micro")
                                              for stage in ("train", "val", "test")})
+        self.eval_losses = torch.nn.ModuleDict({stage: SplitMeans(["loss"]) for stage in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -43,9 +45,22 @@ class MNISTClassifierModule(LightningModule):
         loss = F.cross_entropy(logits, batch["label"])
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(logits, batch["label"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=stage != "train")
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True)
+        else:  # the split's mean over all ranks (see scarce.metrics.means), logged at the epoch's end
+            self.eval_losses[stage].update({"loss": loss}, weight=len(logits))
         self.log(f"{stage}/acc", accuracy, prog_bar=True, on_step=False, on_epoch=True)
         return loss
+
+    def _log_eval_means(self, stage: str) -> None:
+        for name, value in self.eval_losses[stage].compute_and_reset().items():
+            self.log(f"{stage}/{name}", value, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_means("test")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")

@@ -11,6 +11,7 @@ from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFl
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import MeanMetric
 
 from scarce._errors import ScarceError
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
@@ -52,6 +53,8 @@ class Segmentation(LightningModule):
         channels_last: keep the network's weights and inputs in the NHWC memory layout. The same arithmetic
             (results differ only by float summation order); oneDNN's CPU convolutions and cuDNN's tensor-core ones
             run faster on it (``benchmarks/segmentation_channels_last.py``).
+        compile: ``torch.compile`` the network's forward (``nn.Module.compile``: parameter names, and so
+            checkpoints, stay as they are). The first steps then compile; worth it on GPUs for long fits.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Segmentation(LightningModule):
         ignore_index: int = IGNORE_INDEX,
         class_names: list[str] | None = None,
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -95,6 +99,12 @@ class Segmentation(LightningModule):
         # One metric per validation dataloader (source, target), one for test: states are summed over the split.
         self.val_metrics = nn.ModuleList(SegmentationMetrics(num_classes, ignore_index) for _ in range(2))
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
+        # The evaluation loss of a split: the cross-entropy over all its scored pixels, each batch's mean weighted by
+        # its pixels' class weights, so it depends neither on the batching nor on the number of DDP ranks.
+        # (torchmetrics 1.9 drops the weights with nan_strategy="disable"; a batch without scored pixels, whose
+        # loss is NaN, enters with weight 0 and value 0, so "ignore" never has a NaN to remove.)
+        self.val_losses = nn.ModuleList(MeanMetric(nan_strategy="ignore") for _ in range(2))
+        self.test_loss = MeanMetric(nan_strategy="ignore")
         self.last_results: dict[str, dict[str, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -104,6 +114,12 @@ class Segmentation(LightningModule):
     def to_memory_format(self, image: torch.Tensor) -> torch.Tensor:
         """``image`` in the layout the network's weights use (NHWC with ``channels_last``)."""
         return image.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else image
+
+    def configure_model(self) -> None:
+        # Lightning calls this in fit / validate / test, before the optimizers exist; compiled once.
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.net.compile()
+            self._compiled = True
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -149,8 +165,11 @@ class Segmentation(LightningModule):
             return loss
         metrics = self.test_metrics if stage == "test" else self.val_metrics[dataloader_idx]
         metrics.update(logits.argmax(1), mask)
-        prefix = self._prefix(stage, dataloader_idx, self._num_loaders(stage))
-        self.log(f"{prefix}loss", loss, batch_size=image.shape[0], add_dataloader_idx=False, sync_dist=True)
+        # The denominator of F.cross_entropy's weighted mean: the class weights of the scored pixels.
+        scored = mask != self.hparams.ignore_index
+        weight = (self.loss_weights[torch.where(scored, mask, 0)] * scored).sum()
+        losses = self.test_loss if stage == "test" else self.val_losses[dataloader_idx]
+        losses.update(torch.where(weight > 0, loss.detach().float(), 0.0), weight=weight)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -172,11 +191,16 @@ class Segmentation(LightningModule):
 
     # ------------------------------------------------------------------------------------------ epoch ends
 
-    def _report(self, stage: str, metrics: SegmentationMetrics, prefix: str, title: str) -> dict[str, torch.Tensor]:
+    def _report(self, stage: str, metrics: SegmentationMetrics, losses: MeanMetric, prefix: str,
+                title: str) -> dict[str, torch.Tensor]:
+        # compute() sums the states over the DDP ranks: these are the values of the whole split.
         result = metrics.compute()
         metrics.reset()
         self.log(f"{prefix}miou", result["miou"], add_dataloader_idx=False)
         self.log(f"{prefix}acc", result["acc"], add_dataloader_idx=False)
+        if losses.update_called:
+            self.log(f"{prefix}loss", losses.compute(), add_dataloader_idx=False)
+        losses.reset()
         if not self.trainer.sanity_checking:
             rank_zero_info(format_iou_table(result["iou"], self.class_names, title=title))
         return result
@@ -187,7 +211,7 @@ class Segmentation(LightningModule):
         for idx in range(n):
             prefix = self._prefix("val", idx, n)
             name = self._domains()[idx] if n > 1 else "val"
-            results[name] = self._report("val", self.val_metrics[idx], prefix,
+            results[name] = self._report("val", self.val_metrics[idx], self.val_losses[idx], prefix,
                                          f"epoch {self.current_epoch}, step {self.global_step}: {name} IoU")
         if n > 1:
             source, target = results[self._domains()[0]], results[self._domains()[1]]
@@ -199,7 +223,7 @@ class Segmentation(LightningModule):
         self.last_results = results
 
     def on_test_epoch_end(self) -> None:
-        self.last_results = {"test": self._report("test", self.test_metrics, "test/", "test IoU")}
+        self.last_results = {"test": self._report("test", self.test_metrics, self.test_loss, "test/", "test IoU")}
 
     # ------------------------------------------------------------------------------------------ optimisation
 

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
+from torch import nn
 
+from scarce.metrics.means import SplitMeans
 from scarce.nets.vae import ConvVAE
 
 __all__ = ["VAE", "gaussian_kl", "reconstruction_loss"]
@@ -61,6 +63,7 @@ class VAE(LightningModule):
         self.save_hyperparameters()
         self.latent_dim = latent_dim
         self.net = ConvVAE(latent_dim=latent_dim)
+        self.eval_means = nn.ModuleDict({stage: SplitMeans(["loss", "recon", "kl"]) for stage in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.net(x)
@@ -71,12 +74,23 @@ class VAE(LightningModule):
         recon = reconstruction_loss(logits, image, self.hparams.reconstruction).mean()
         kl = gaussian_kl(mu, logvar).mean()
         loss = recon + self.hparams.beta * kl
-        on_step = stage == "train"
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/recon", recon, on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/kl", kl, on_step=False, on_epoch=True, sync_dist=sync)
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+            self.log("train/recon", recon, on_step=False, on_epoch=True)
+            self.log("train/kl", kl, on_step=False, on_epoch=True)
+        else:  # the split's means over all ranks (see scarce.metrics.means), logged at the epoch's end
+            self.eval_means[stage].update({"loss": loss, "recon": recon, "kl": kl}, weight=len(image))
         return loss
+
+    def _log_eval_means(self, stage: str) -> None:
+        for name, value in self.eval_means[stage].compute_and_reset().items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "loss")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_means("test")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")

@@ -25,6 +25,7 @@ __all__ = [
     "RecordParser",
     "finalize_sample",
     "image_tensor",
+    "is_mask_feature",
     "mask_tensor",
 ]
 
@@ -37,6 +38,11 @@ DESCRIPTION_KINDS = {
     "float": "float", "float_list": "float",
 }
 _MASK_KEY_HINT = "mask"
+
+
+def is_mask_feature(key: str, kind: str) -> bool:
+    """Whether feature ``key`` described as ``kind`` decodes to a segmentation mask (ids), not an image."""
+    return kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key)
 
 
 def image_tensor(array: np.ndarray) -> tv_tensors.Image:
@@ -85,7 +91,7 @@ class FeatureDecoder:
         if kind in ("jpeg", "png", "image", "mask", "int", "float", "bytes", "str", "encoded") and len(values) != 1:
             raise FeatureError(f"feature {key!r} ({kind}): expected exactly 1 value, found {len(values)}; "
                                f"describe it as '{kind}_list' or 'bytes' to keep every value")
-        if kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key):
+        if is_mask_feature(key, kind):
             return mask_tensor(decode_mask(values[0], where=f"feature {key!r}"))
         if self.defer_jpeg and kind in ("jpeg", "image") and is_jpeg(values[0]):
             return EncodedJpeg(values[0], where=f"feature {key!r}")

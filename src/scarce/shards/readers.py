@@ -6,12 +6,16 @@ takes GZIP / ZLIB files, whose records it reads into memory once.
 
 :class:`StreamingTFRecordDataset` reads any file, compressed included, front to back. Each epoch it lays
 the files out in one order (shuffled by ``seed + epoch`` when ``shuffle=True``), numbers the records
-0..N-1 across that order, and gives consumer ``k`` of ``C = world_size * num_workers`` the contiguous
-range ``[k N // C, (k + 1) N // C)``; a consumer seeks over (or, compressed, reads past) the records
-before its range. So across DDP ranks x DataLoader workers every record is read exactly once per epoch,
-uneven shard sizes included, and each rank gets ``N / world_size`` records give or take one. Record
-counts come from the index, from a ``*.manifest.json`` next to the shards, or from one pass over the
-framing, done once in the main process.
+0..N-1 across that order, and gives rank ``r`` of ``W`` the contiguous range ``[r N // W, (r + 1) N // W)``.
+Within a rank the range goes to the DataLoader workers in whole batches when ``batch_size`` is given (worker
+``w`` of ``K`` reads batches ``[w b // K, (w + 1) b // K)`` of the rank's ``b``), so only the rank's last batch
+can be partial and the loader yields ``ceil(records / batch_size)`` batches, the number ``len(DataLoader)``
+promises and Lightning stops at; without it, worker ``k`` of the ``C = W * K`` consumers gets ``[k N // C,
+(k + 1) N // C)`` (each worker then ends with a partial batch of its own). A consumer seeks over (or,
+compressed, reads past) the records before its range. So across DDP ranks x DataLoader workers every record
+is read exactly once per epoch, uneven shard sizes included, and each rank gets ``N / world_size`` records
+give or take one. Record counts come from the index, from a ``*.manifest.json`` next to the shards, or from
+one pass over the framing, done once in the main process.
 
 Files may be named by fsspec URLs (``s3://``, ``gs://``, ``https://``): the map-style dataset then reads each
 record with one byte-range request located by the index, the streaming one reads ahead in large requests
@@ -221,6 +225,8 @@ class StreamingTFRecordDataset(IterableDataset):
         even_ranks: Give every rank exactly ``N // world_size`` records, leaving out the last ``N % world_size``
             of the epoch's order (which records those are changes with the shuffled file order). DDP training
             needs the same number of batches on every rank; the default reads every record exactly once.
+        batch_size: The DataLoader's batch size: workers then read whole batches of their rank's range (see the
+            module docstring). ``None``: records are split evenly over ranks x workers.
 
     Call :meth:`set_epoch` before each epoch (the :class:`~scarce.datamodules.tfrecord.TFRecordDataModule`
     does); ``len()`` is the number of records this rank yields per epoch.
@@ -231,13 +237,17 @@ class StreamingTFRecordDataset(IterableDataset):
                  seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
                  rank: int | None = None, world_size: int | None = None,
                  counts: Sequence[int] | None = None, even_ranks: bool = False,
-                 max_record_bytes: int | None = None, read_ahead: int = storage.READ_AHEAD_BYTES) -> None:
+                 max_record_bytes: int | None = None, read_ahead: int = storage.READ_AHEAD_BYTES,
+                 batch_size: int | None = None) -> None:
         self.files = expand_files(files)
         self.parser = RecordParser(decode, transform)
         self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
         self.compression, self.verify, self.skip_corrupt = compression, verify, skip_corrupt
         self.rank, self.world_size = rank, world_size
         self.even_ranks = even_ranks
+        if batch_size is not None and int(batch_size) < 1:
+            raise ScarceError(f"batch_size={batch_size}; expected a positive number or None")
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.epoch = 0
         self.skip_report = SkipReport()
         self.max_record_bytes = max_record_bytes
@@ -286,13 +296,25 @@ class StreamingTFRecordDataset(IterableDataset):
             random.Random(self.seed * 1_000_003 + (self.epoch if epoch is None else epoch)).shuffle(order)
         return order
 
+    def record_range(self, rank: int, world: int, worker: int = 0, workers: int = 1) -> tuple[int, int]:
+        """The records ``[start, stop)`` of the epoch's order that DataLoader worker ``worker`` of ``workers`` on rank
+        ``rank`` of ``world`` reads."""
+        total = self._total(world)
+        if self.batch_size is None:
+            return consumer_ranges(total, world * workers)[rank * workers + worker]
+        lo, hi = consumer_ranges(total, world)[rank]
+        b0, b1 = consumer_ranges(-(-(hi - lo) // self.batch_size), workers)[worker]
+        return min(hi, lo + b0 * self.batch_size), min(hi, lo + b1 * self.batch_size)
+
     def plan(self, consumer: int, num_consumers: int, epoch: int | None = None) -> list[tuple[int, int, int]]:
-        """The ``(file index, start, stop)`` segments consumer ``consumer`` of ``num_consumers`` reads."""
+        """The ``(file index, start, stop)`` segments consumer ``consumer`` of ``num_consumers`` reads (consumer
+        ``rank * workers + worker``; ranks own contiguous blocks of workers, so dropping the tail keeps every
+        rank's share equal)."""
         counts = self.counts
         order = self.file_order(epoch)
-        # Ranks own contiguous blocks of workers, so dropping the tail keeps every rank's share equal.
-        total = self._total(self._rank()[1])
-        lo, hi = consumer_ranges(total, num_consumers)[consumer]
+        world = self._rank()[1]
+        workers = num_consumers // world
+        lo, hi = self.record_range(consumer // workers, world, consumer % workers, workers)
         segments, base = [], 0
         for f in order:
             start, stop = max(lo, base), min(hi, base + counts[f])

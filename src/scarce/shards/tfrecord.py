@@ -501,6 +501,8 @@ def write_index_file(index_path: Path, offsets: Sequence[tuple[int, int]]) -> No
 
 
 def _read_index_file(index_path: Path | str, text: bytes | None = None) -> np.ndarray:
+    if (len(text) if text is not None else Path(index_path).stat().st_size) == 0:  # an empty shard's index
+        return np.zeros((0, 2), np.int64)  # (np.loadtxt would warn "no data")
     try:
         arr = np.loadtxt(index_path if text is None else io.BytesIO(text), dtype=np.int64, ndmin=2)
     except ValueError as err:
