@@ -146,27 +146,53 @@ by SIGTERM, so schedulers and scripts see an interrupted run, not a finished one
 
 
 def _one_line(message: str) -> str:
-    """jsonargparse's nested report of a refused value, as ``--data.batch_size: -3 does not conform to ...``."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    """jsonargparse's nested report of a refused value, as ``--data.batch_size: -3 does not conform to ...``.
+
+    The report nests one block per level (``Parser key "model"`` > ``"optimizer"`` > ``"lr"``), each listing why
+    every member of a union refused the value; the innermost block says what was wrong."""
     keys = re.findall(r'Parser key "([^"]+)"', message)
-    nested = [i for i, line in enumerate(lines) if line.startswith("Parser key")]
-    if len(nested) > 1 and nested[-1] + 1 < len(lines):  # inside a class_path: the innermost key says it
-        detail = lines[nested[-1] + 1]
-    else:
-        detail = next((line for line in lines if "is not accepted" in line), None)
+    where = f"--{'.'.join(keys)}: " if keys else ""
+    missing = re.search(r"(No module named '[^']+'|module '[^']+' has no attribute '[^']+')", message)
+    if missing:
+        return f"{where}cannot import it: {missing[1]}"
+    innermost = message.rsplit('Parser key "', 1)[-1] if keys else message
+    lines = [line.strip().removeprefix("- ") for line in innermost.splitlines()[1 if keys else 0:] if line.strip()]
+    detail = next((line for line in lines if "is not accepted" in line or "does not conform" in line), None)
     if detail is None:
-        expected = [line.removeprefix("- Expected a ") for line in lines if line.startswith("- Expected a ")]
-        given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
-        detail = f"got {given!r}, expected {' or '.join(expected)}" if expected and given is not None else lines[0]
+        expected = [t for t in re.findall(r"Expected a <class '([\w.]+)'>", innermost) if t != "NoneType"]
+        expected += [t for t in re.findall(r"Expected a (typing\.Literal\[[^\]]*\])", innermost)]
+        given = re.search(r"Given value: (.+)", innermost)
+        if expected and given:
+            value = given[1].split(". Got value:")[0].strip()
+            value = re.sub(r"^NestedArg\(key='[^']*', val='(.*)'\)$", r"\1", value)
+            expected = [re.sub(r"^typing\.Literal\[(.*)\]$", r"one of \1", t) for t in expected]
+            detail = f"got {value!r}, expected {' or '.join(expected)}"
+    if detail is None:
+        detail = lines[0] if lines else message.strip().splitlines()[0]
     detail = re.sub(r"<class '([\w.]+)'>", r"\1", detail)
-    return f"--{'.'.join(keys)}: {detail}" if keys else detail
+    return f"{where}{detail}"
+
+
+def _scarce_cause(err: BaseException) -> ScarceError | None:
+    """The ScarceError behind ``err``: jsonargparse wraps one raised in a class's ``__init__`` in a ValueError."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ScarceError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _run_lightning(command: str, argv: list[str]) -> int:
-    """Run LightningCLI; user errors become one line on stderr and exit status 1 (``SCARCE_DEBUG=1``: traceback)."""
+    """Run LightningCLI; user errors become one line on stderr and exit status 1 (``--debug``, ``SCARCE_DEBUG=1``:
+    the traceback). User errors: a refused option or config (jsonargparse), a ScarceError (from scarce's classes,
+    also when jsonargparse wraps one), Lightning's MisconfigurationException, a missing file (``--ckpt_path``), a
+    checkpoint ``torch.load(weights_only=True)`` refuses."""
     import pickle
     from argparse import ArgumentError
 
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
@@ -182,12 +208,20 @@ def _run_lightning(command: str, argv: list[str]) -> int:
         # last.ckpt in that batch's on_train_batch_end (docs/reliability.md, "Resuming training").
         print(f"scarce {command}: stopped by SIGTERM; resume with `--ckpt_path last`", file=sys.stderr)
         return SIGTERM_EXIT
-    except (ScarceError, pickle.UnpicklingError) as err:
+    except (ScarceError, pickle.UnpicklingError, MisconfigurationException, FileNotFoundError) as err:
         if _debugging():
             raise
-        message = str(err) if isinstance(err, ScarceError) else (
-            f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}")
+        if isinstance(err, pickle.UnpicklingError):
+            message = f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}"
+        else:
+            message = str(err) if isinstance(err, ScarceError) else f"{type(err).__name__}: {err}"
         print(f"scarce {command}: error: {message}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as err:
+        cause = _scarce_cause(err)
+        if cause is None or _debugging():
+            raise
+        print(f"scarce {command}: error: {cause}", file=sys.stderr)
         return 1
     return 0
 
