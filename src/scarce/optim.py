@@ -51,8 +51,13 @@ def _import(class_path: str) -> Any:
 
 
 def as_factory(value: Callable | Spec) -> Callable:
-    """The callable behind an injected option: the callable itself, or the class of a spec with its init_args."""
+    """The callable behind an injected option: ``partial(cls, **init_args)`` for a spec or a factory that builds a
+    class (jsonargparse's reach its whole CLI through their instantiator, which a module must not hold: SWA deep-copies
+    the module), any other callable as it is."""
     if callable(value):
+        target, kwargs, extra = _unwrap(value)
+        if isinstance(value, functools.partial) and inspect.isclass(target) and not extra:
+            return functools.partial(target, **kwargs)
         return value
     if isinstance(value, dict) and "class_path" in value:
         return functools.partial(_import(value["class_path"]), **(value.get("init_args") or {}))

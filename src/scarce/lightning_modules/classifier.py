@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import MulticlassAccuracy
 
 from scarce.nets.mnist_classifier import MNISTClassifier
-from scarce.optim import configure_optimizer, keep_specs, spec
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
 __all__ = ["MNISTClassifierModule"]
 
@@ -36,7 +36,8 @@ class MNISTClassifierModule(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         keep_specs(self.hparams, "optimizer", "lr_scheduler")
-        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         self.net = MNISTClassifier(num_features=num_features, dropout=dropout)
         # ModuleDict keys may not shadow nn.Module attributes ("train"), hence the suffix.
         self.accuracy = torch.nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes=10, average="micro")

@@ -73,7 +73,8 @@ class DANN(AdversarialTraining, LightningModule):
         super().__init__()
         self.save_hyperparameters()
         keep_specs(self.hparams, "network", "optimizer", "lr_scheduler")
-        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         build = DANN_NETWORKS[network] if isinstance(network, str) else as_factory(network)
         self.net = build(num_classes)
         # Metrics accumulate over the whole split and sync across DDP ranks in compute().

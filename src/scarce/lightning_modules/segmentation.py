@@ -17,7 +17,7 @@ from scarce._errors import ScarceError
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 from scarce.nets.fcn8s import FCN8s
-from scarce.optim import configure_optimizer, keep_specs, spec
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
 __all__ = ["Segmentation"]
 
@@ -65,7 +65,8 @@ class Segmentation(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         keep_specs(self.hparams, "optimizer", "lr_scheduler")
-        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         if class_weights is not None and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
                               "give one weight per class, or null (and the ClassWeights callback to compute them)")

@@ -11,7 +11,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from scarce.nets.vae import ConvVAE
-from scarce.optim import configure_optimizer, keep_specs, spec
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
 __all__ = ["VAE", "gaussian_kl", "reconstruction_loss"]
 
@@ -63,7 +63,8 @@ class VAE(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         keep_specs(self.hparams, "optimizer", "lr_scheduler")
-        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         self.latent_dim = latent_dim
         self.net = ConvVAE(latent_dim=latent_dim)
 
