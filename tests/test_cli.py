@@ -67,6 +67,16 @@ def test_every_config_logs_to_csv_and_tensorboard():
         assert {"CSVLogger", "TensorBoardLogger"} <= kinds, f"{config.name} logs to {kinds}"
 
 
+def test_configs_that_schedule_the_learning_rate_log_it_and_no_config_logs_hp_metric():
+    for config in EXPERIMENT_CONFIGS:
+        data = yaml.safe_load(config.read_text())
+        tensorboard = [e for e in data["trainer"]["logger"] if e["class_path"].endswith("TensorBoardLogger")]
+        assert tensorboard[0]["init_args"].get("default_hp_metric") is False, config.name
+        callbacks = {e["class_path"].rsplit(".", 1)[-1] for e in data["trainer"].get("callbacks") or []}
+        scheduled = data["model"]["init_args"].get("lr_scheduler") is not None
+        assert ("LearningRateMonitor" in callbacks) == scheduled, config.name
+
+
 QUICK = {
     "dann_blobs": ["--trainer.max_epochs=1", "--trainer.log_every_n_steps=5", "--trainer.check_val_every_n_epoch=1"],
     "source_only_blobs": ["--trainer.max_epochs=1", "--trainer.log_every_n_steps=5", "--trainer.check_val_every_n_epoch=1"],

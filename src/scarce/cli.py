@@ -159,7 +159,7 @@ def _one_line(message: str) -> str:
     lines = [line.strip().removeprefix("- ") for line in innermost.splitlines()[1 if keys else 0:] if line.strip()]
     detail = next((line for line in lines if "is not accepted" in line or "does not conform" in line), None)
     if detail is None:
-        expected = [t for t in re.findall(r"Expected a <class '([\w.]+)'>", innermost) if t != "NoneType"]
+        expected = ["null" if t == "NoneType" else t for t in re.findall(r"Expected a <class '([\w.]+)'>", innermost)]
         expected += [t for t in re.findall(r"Expected a (typing\.Literal\[[^\]]*\])", innermost)]
         given = re.search(r"Given value: (.+)", innermost)
         if expected and given:
