@@ -253,3 +253,13 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert "All distributed processes registered" in result.stderr + result.stdout
     metrics = (tmp_path / "runs/dann_blobs/csv/version_0/metrics.csv").read_text()
     assert "val/target_acc" in metrics
+
+
+def test_fit_help_lists_scarces_classes_as_known_subclasses(capsys):
+    with pytest.raises(SystemExit) as exc:
+        lightning_cli(["fit", "--help"])
+    assert exc.value.code == 0
+    out = "".join(capsys.readouterr().out.split())  # the help text wraps long names anywhere
+    for name in ("scarce.lightning_modules.dann.DANN", "scarce.lightning_modules.segmentation.Segmentation",
+                 "scarce.datamodules.domain_adaptation.BlobsDataModule", "scarce.callbacks.resume.ResumeCheckpoint"):
+        assert name in out, name

@@ -166,8 +166,8 @@ def test_swa_averages_the_weights_and_keeps_the_dann_schedule(tmp_path, monkeypa
     from scarce.schedules import dann_lr_factor
 
     monkeypatch.chdir(tmp_path)
-    cli = lightning_cli(["fit", "--config", "dann_blobs", "--trainer.max_epochs", "4", "--trainer.log_every_n_steps", "1",
-                         "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false",
+    cli = lightning_cli(["fit", "--config", "dann_blobs", "--trainer.max_epochs", "4",
+                         "--trainer.log_every_n_steps", "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false",
                          "--trainer.callbacks+=scarce.callbacks.learning_rate.LearningRateMonitor"])
     swa = next(c for c in cli.trainer.callbacks if isinstance(c, StochasticWeightAveraging))
     assert swa.keeps_model_schedule and int(swa.n_averaged) == 3  # epochs 2-4 of 4: swa_epoch_start int(0.7 * 4)
@@ -203,4 +203,5 @@ def test_a_network_by_class_path_with_its_init_args(tmp_path, monkeypatch):
                          "--model.init_args.network.init_args.hidden", "8", "--model.init_args.num_classes", "3",
                          "--trainer.logger=false"], run=False)
     assert type(cli.model.net).__name__ == "BlobsDANN"
-    assert cli.model.net(torch.randn(5, 3))[0].shape == (5, 3) and cli.model.net.features(torch.randn(1, 3)).shape[1] == 8
+    logits, features = cli.model.net(torch.randn(5, 3))
+    assert logits.shape == (5, 3) and features.shape == (5, 8)

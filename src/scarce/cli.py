@@ -98,7 +98,8 @@ def lightning_cli(argv: Sequence[str], run: bool = True, exit_on_error: bool = T
     Model and data module are chosen in the config by ``class_path`` (any LightningModule /
     LightningDataModule, scarce's or the user's). ``overwrite=True`` lets a second ``fit`` in the same run
     folder replace ``config.yaml`` instead of aborting. ``exit_on_error=False`` raises jsonargparse's
-    ``ArgumentError`` for a bad command line instead of printing the usage and exiting 2.
+    ``ArgumentError`` for a bad command line instead of printing the usage and exiting 2. A ``--config`` value that
+    is no file names a packaged config (:func:`scarce.packaged_configs.resolve_config_arg`).
     """
     from lightning.pytorch import LightningDataModule, LightningModule
 

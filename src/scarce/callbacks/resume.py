@@ -184,8 +184,8 @@ class StochasticWeightAveraging(_LightningSWA):
             name = type(trainer.lr_scheduler_configs[0].scheduler).__name__
             raise ScarceError(
                 f"StochasticWeightAveraging(swa_lrs={self._swa_lrs}) would replace the model's learning-rate schedule "
-                f"({name}) with SWALR from swa_epoch_start {self._swa_epoch_start}: set the callback's swa_lrs to null to keep "
-                "the model's schedule and average the weights only, or give the model no schedule "
+                f"({name}) with SWALR from swa_epoch_start {self._swa_epoch_start}: set the callback's swa_lrs to "
+                "null to keep the model's schedule and average the weights only, or give the model no schedule "
                 "(--model.init_args.lr_scheduler null)")
         super().on_fit_start(trainer, pl_module)
 
