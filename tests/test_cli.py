@@ -213,7 +213,7 @@ def test_user_errors_of_fit_are_one_line(case, tmp_path, monkeypatch, capsys):
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SCARCE_DEBUG", raising=False)
+    monkeypatch.setenv("SCARCE_DEBUG", "0")  # off; and restored after the test, since --debug sets it to 1
     with pytest.raises(FileNotFoundError, match="Checkpoint file not found"):
         main(["--debug", "fit", "--config", "dann_blobs", "--ckpt_path", str(tmp_path / "none.ckpt"),
               "--trainer.logger=false"])
