@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat, PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveInt
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
@@ -17,6 +18,7 @@ from scarce._errors import ScarceError
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 from scarce.nets.fcn8s import FCN8s
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
 __all__ = ["Segmentation"]
 
@@ -38,11 +40,9 @@ class Segmentation(LightningModule):
         dropout: dropout after fc6 and fc7.
         batch_norm: the backbone in torchvision's ``vgg16_bn`` layout (batch norm after every convolution; trains
             from scratch much faster); False is the paper's VGG16. ``backbone_weights`` must match the layout.
-        optimizer: ``adam`` or ``sgd`` (with ``momentum``).
-        lr: learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        lr_schedule: ``constant`` or ``poly`` (``lr * (1 - step / total) ** 0.9``, the FCN / DeepLab schedule).
+        optimizer: the optimizer (``class_path`` + ``init_args``; default Adam, lr 1e-4; see :mod:`scarce.optim`).
+        lr_scheduler: the learning-rate schedule; ``null`` (the default) keeps the optimizer's rate;
+            :class:`~scarce.schedules.PolyDecay` is the FCN / DeepLab ``lr * (1 - step / total) ** 0.9``.
         class_weights: cross-entropy weight per class, a list of ``num_classes`` floats, or None (unweighted until
             :meth:`set_class_weights`). Weights computed from the source training masks when fitting starts
             (``median_frequency``, ``log_frequency``) come from the
@@ -64,11 +64,8 @@ class Segmentation(LightningModule):
         width_divisor: PositiveInt = 1,
         dropout: ClosedUnitInterval = 0.5,
         batch_norm: bool = False,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        lr: PositiveFloat = 1e-4,
-        momentum: NonNegativeFloat = 0.9,
-        weight_decay: NonNegativeFloat = 0.0,
-        lr_schedule: Literal["constant", "poly"] = "constant",
+        optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-4),
+        lr_scheduler: LRSchedulerCallable | None = None,
         class_weights: list[NonNegativeFloat] | None = None,
         ignore_index: int = IGNORE_INDEX,
         class_names: list[str] | None = None,
@@ -77,6 +74,9 @@ class Segmentation(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        keep_specs(self.hparams, "optimizer", "lr_scheduler")
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         if class_weights is not None and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
                               "give one weight per class, or null (and the ClassWeights callback to compute them)")
@@ -228,13 +228,5 @@ class Segmentation(LightningModule):
     # ------------------------------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / total) ** 0.9)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimizer(self.parameters(), self.optimizer_factory, self.lr_scheduler_factory,
+                                   lambda: self.trainer.estimated_stepping_batches)
