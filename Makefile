@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.scarce-installed
 GL_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1
+# libjpeg-turbo's headers and a C compiler: the crop-window JPEG decoder (setup.py, scarce.shards._jpeg_crop).
+JPEG_PKGS := libjpeg62-turbo-dev gcc
 # The CPU machines pin torch 2.14.1 / torchvision 0.29.1 (x86_64) on local disk; aarch64 has 2.9.1 / 0.24.1.
 ifeq ($(shell uname -m),aarch64)
 TORCH_SPEC := torch==2.9.1 torchvision==0.24.1
@@ -14,9 +16,9 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 endif
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup gl-deps demo test bench clean tf-env
+.PHONY: setup gl-deps jpeg-deps demo test bench clean tf-env gpu-check
 
-setup: gl-deps $(STAMP)
+setup: gl-deps jpeg-deps $(STAMP)
 
 # Headless OpenGL (EGL + Mesa llvmpipe) for pyrender. Installs only what is missing.
 gl-deps:
@@ -31,10 +33,23 @@ gl-deps:
 	  fi; \
 	fi
 
+# Without them `pip install -e .` still succeeds (the extension is optional) and scarce decodes whole JPEGs.
+jpeg-deps:
+	@missing=$$(for p in $(JPEG_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing the crop-window JPEG decoder's build packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "scarce's crop-window JPEG decoder builds against libjpeg-turbo; not root, so run this yourself:"; \
+	    echo "  sudo apt-get install -y --no-install-recommends $$missing"; \
+	  fi; \
+	fi
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml setup.py src/scarce/shards/_jpeg_crop.c | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip wheel
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -89,6 +104,14 @@ bench:
 	done
 	@echo "Results and the command of each: benchmarks/RESULTS.md. Package benchmarks: scarce bench --help"
 endif
+
+# The GPU acceptance run (issue 15): one table of the gpu-marked tests, the pipeline's CPU vs nvJPEG rows, the render
+# benchmark and FCN-8s model-only vs `scarce fit` with MFU, in under 8 minutes on one H100 / H200. On the GPU machine
+# (no registry; ../shared/device/prepare builds .device/ here first): `source .device/setup.sh && make gpu-check`,
+# which uses its python3; here .venv's. Without CUDA the GPU rows say they are skipped. ARGS go to the script.
+GPU_CHECK_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_CHECK_PYTHON) benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) runs .pytest_cache

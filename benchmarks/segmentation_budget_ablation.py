@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default="median_frequency", choices=("median_frequency", "log_frequency", "none"))
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC weights and inputs (model.init_args.channels_last: same arithmetic, faster on CPU)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7 (FCN8s default 0.5)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -107,6 +109,8 @@ def main(argv=None) -> int:
     xs, ys = load(*sets["train"])
     vals = {name: load(*sets[name]) for name in VAL_SETS}
     net = FCN8s(num_classes, width_divisor=args.width_divisor, batch_norm=args.batch_norm, dropout=args.dropout)
+    if args.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     counts = torch.bincount(ys.flatten(), minlength=num_classes)[:num_classes].numpy()
     weights = torch.ones(num_classes) if args.weights == "none" else \
         torch.as_tensor(CLASS_WEIGHTINGS[args.weights](counts), dtype=torch.float32)
@@ -144,6 +148,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         x, y = batch()
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(net(x), y, weight=weights)
         opt.zero_grad()
         loss.backward()

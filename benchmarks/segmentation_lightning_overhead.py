@@ -32,11 +32,14 @@ from torch.utils.data import DataLoader, Dataset
 from scarce.bench.render import render_samples
 from scarce.data.datasets.labels import IGNORE_INDEX
 from scarce.lightning_modules.segmentation import Segmentation
+from scarce.optim import spec
+from scarce.schedules import PolyDecay
 from scarce.render import CLASS_NAMES, get_preset
 
 SIZE = (128, 128)
-MODEL = dict(num_classes=len(CLASS_NAMES), width_divisor=8, batch_norm=True, optimizer="adam", lr=1e-3,
-             lr_schedule="poly")
+LR = 1e-3
+MODEL = dict(num_classes=len(CLASS_NAMES), width_divisor=8, batch_norm=True,
+             optimizer=spec("torch.optim.Adam", lr=LR), lr_scheduler=spec("scarce.schedules.PolyDecay"))
 """The model part of configs/fcn8s_rendered.yaml."""
 BATCH_SIZE, LOG_EVERY_N_STEPS = 8, 50
 
@@ -71,8 +74,8 @@ def plain_loop(dataset: Dataset, steps: int) -> tuple[float, float]:
     net = Segmentation(**MODEL).net.train()  # only its plain nn.Module is used here
     loader = _cycle(_loader(dataset))
     wall, cpu = time.perf_counter(), time.process_time()
-    opt = torch.optim.Adam(net.parameters(), lr=MODEL["lr"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / steps) ** 0.9)
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    sched = PolyDecay(opt, total_steps=steps)
     weights = torch.ones(MODEL["num_classes"])
     for _ in range(steps):
         batch = next(loader)

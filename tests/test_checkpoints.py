@@ -118,7 +118,7 @@ def test_bad_batch_size_is_refused_before_the_fit_starts(value, tmp_path, monkey
 def test_bad_options_are_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     config = str(REPO / "configs/dann_blobs.yaml")
-    for option, expected in (("--trainer.max_epochs=x", "--trainer.max_epochs: got 'x', expected int or NoneType"),
+    for option, expected in (("--trainer.max_epochs=x", "--trainer.max_epochs: got 'x', expected int or null"),
                              ("--model.init_args.adaptation_wieght=1", "--model: Option 'adaptation_wieght' is not")):
         with pytest.raises(SystemExit) as exc:
             main(["fit", "--config", config, option])

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -72,8 +73,7 @@ def test_per_domain_batch_norm_normalises_source_with_source_statistics(batch_no
     assert moved == target_moves_source
 
 
-@pytest.mark.parametrize("option, value, choices", [("optimizer", "bogus", ("sgd", "adam")),
-                                                    ("batch_norm_stats", "shared", ("per_domain", "joint")),
+@pytest.mark.parametrize("option, value, choices", [("batch_norm_stats", "shared", ("per_domain", "joint")),
                                                     ("network", "resnet", ("digits", "blobs")),
                                                     ("lambda_schedule", "cosine", ("dann", "constant"))])
 def test_cli_rejects_an_unknown_choice_and_lists_the_valid_ones(option, value, choices, capsys):
@@ -92,10 +92,10 @@ def test_cli_rejects_a_negative_adaptation_weight(capsys):
     assert exc.value.code != 0 and "adaptation_weight" in capsys.readouterr().err
 
 
-def test_model_help_lists_the_choices():
-    out = subprocess.run([str(SCARCE), "fit", "--model.help", "scarce.lightning_modules.dann.DANN"],
-                         capture_output=True, text=True, check=True).stdout
-    for choice in ("sgd", "adam", "per_domain", "joint", "digits", "blobs"):
+def test_model_help_by_short_name_lists_the_choices_and_the_injected_defaults():
+    out = subprocess.run([str(SCARCE), "fit", "--model.help", "DANN"], capture_output=True, text=True,
+                         check=True).stdout
+    for choice in ("per_domain", "joint", "digits", "blobs", "torch.optim.SGD", "scarce.schedules.DANNAnnealing"):
         assert choice in out, out
 
 
@@ -113,7 +113,7 @@ def test_unlabelled_view_drops_labels():
 @pytest.mark.parametrize("adaptation_weight", [0.0, 1.0])
 def test_dann_blobs_trains_and_logs_the_contract_metrics(tmp_path, adaptation_weight):
     L.seed_everything(0)
-    model = DANN(network="blobs", num_classes=2, optimizer="adam", lr=0.01, lr_schedule="constant",
+    model = DANN(network="blobs", num_classes=2, optimizer=partial(torch.optim.Adam, lr=0.01), lr_scheduler=None,
                  adaptation_weight=adaptation_weight)
     dm = BlobsDataModule(seed=0, batch_size=32)
     trainer = L.Trainer(max_epochs=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -136,7 +136,7 @@ def test_dann_blobs_trains_and_logs_the_contract_metrics(tmp_path, adaptation_we
 @pytest.mark.parametrize("log_every_n_steps", [0, 2])
 def test_training_logs_on_the_trainers_logging_steps_and_the_last(tmp_path, log_every_n_steps):
     L.seed_everything(0)
-    model = DANN(network="blobs", num_classes=2, optimizer="adam", lr=0.01, lr_schedule="constant")
+    model = DANN(network="blobs", num_classes=2, optimizer=partial(torch.optim.Adam, lr=0.01), lr_scheduler=None)
     trainer = L.Trainer(max_steps=5, limit_val_batches=0, log_every_n_steps=log_every_n_steps, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path)
@@ -185,3 +185,51 @@ def test_channels_last_computes_the_same_steps_in_the_nhwc_layout():
     fresh = DANN(network="digits", channels_last=True)
     fresh.load_state_dict(weights[0])  # written by an NCHW model
     assert fresh.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_swa_averages_the_weights_and_keeps_the_dann_schedule(tmp_path, monkeypatch):
+    """The blobs configs' SWA (swa_lrs null) averages the weights of the last epochs while the DANN annealing runs
+    to the end: every step's learning rate is the paper's, none is SWALR's."""
+    from scarce.callbacks.resume import StochasticWeightAveraging
+    from scarce.schedules import dann_lr_factor
+
+    monkeypatch.chdir(tmp_path)
+    cli = lightning_cli(["fit", "--config", "dann_blobs", "--trainer.max_epochs", "4",
+                         "--trainer.log_every_n_steps", "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.enable_progress_bar", "false",
+                         "--trainer.callbacks+=scarce.callbacks.learning_rate.LearningRateMonitor"])
+    swa = next(c for c in cli.trainer.callbacks if isinstance(c, StochasticWeightAveraging))
+    assert swa.keeps_model_schedule and int(swa.n_averaged) == 3  # epochs 2-4 of 4: swa_epoch_start int(0.7 * 4)
+    assert type(cli.trainer.lr_scheduler_configs[0].scheduler).__name__ == "DANNAnnealing"
+    rows = [line.split(",") for line in next((tmp_path / "runs/dann_blobs/csv").glob("version_*/metrics.csv"))
+            .read_text().splitlines()]
+    column, step = rows[0].index("lr-SGD"), rows[0].index("step")
+    rates = {int(r[step]): float(r[column]) for r in rows[1:] if r[column]}
+    total = cli.trainer.estimated_stepping_batches
+    assert max(rates) > 0.75 * total  # logged inside the averaged epochs too
+    for s, lr in rates.items():
+        assert lr == pytest.approx(0.01 * dann_lr_factor(s / total), rel=1e-6), s
+
+
+def test_a_module_built_in_python_keeps_its_optimizer_as_plain_data(tmp_path):
+    """A callable passed in Python is stored in hparams as {class_path, init_args}: the checkpoint loads with
+    weights_only=True and rebuilds the same optimizer."""
+    model = DANN(network="blobs", num_classes=2, optimizer=partial(torch.optim.Adam, lr=0.02), lr_scheduler=None)
+    assert model.hparams.optimizer == {"class_path": "torch.optim.adam.Adam", "init_args": {"lr": 0.02}}
+    trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, BlobsDataModule(seed=0, batch_size=32))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    torch.load(tmp_path / "m.ckpt", weights_only=True)
+    restored = DANN.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True)
+    optimizer = restored.configure_optimizers()
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["lr"] == 0.02
+
+
+def test_a_network_by_class_path_with_its_init_args(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = lightning_cli(["--config", "dann_mnist_mnistm", "--model.init_args.network", "BlobsDANN",
+                         "--model.init_args.network.init_args.hidden", "8", "--model.init_args.num_classes", "3",
+                         "--trainer.logger=false"], run=False)
+    assert type(cli.model.net).__name__ == "BlobsDANN"
+    logits, features = cli.model.net(torch.randn(5, 3))
+    assert logits.shape == (5, 3) and features.shape == (5, 8)

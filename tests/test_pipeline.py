@@ -217,3 +217,20 @@ def test_even_ranks_equal_shares():
     assert [len(ids) for ids in per_rank] == [NUM // 3] * 3  # 104 = 3 * 34 + 2: two records left out
     flat = [i for ids in per_rank for i in ids]
     assert len(set(flat)) == len(flat) == 102
+
+
+def test_bench_pipeline_device_decode_row(tmp_path, capsys):
+    """`scarce bench pipeline --decode device`: the gpu_decode path (workers parse, batches decoded and augmented on
+    the device), here on the CPU; a missing CUDA is one clear error, not a traceback."""
+    from scarce._errors import ScarceError
+    from scarce.bench.pipeline import main
+    from scarce.bench.street import make_segmentation_shards
+
+    make_segmentation_shards(tmp_path, 12, (32, 48), shards=2)
+    argv = ["--data", str(tmp_path), "--pattern", "train-*", "--size", "16", "24", "--batch-size", "4", "--epochs",
+            "1", "--workers", "1", "--plot", str(tmp_path / "plot.png"), "--decode", "device", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "decode on cpu: 12 images" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        with pytest.raises(ScarceError, match="needs CUDA"):
+            main(argv[:-1] + ["cuda"])

@@ -10,6 +10,7 @@ from PIL import Image
 
 from scarce import shards as tfr
 from scarce._errors import ScarceError
+from scarce.data.transforms import BatchCropResize
 from scarce.datamodules.tfrecord import TFRecordDataModule
 
 N = 22
@@ -69,6 +70,8 @@ def test_fit_sees_every_record_once_per_epoch(shards, num_workers):
         assert sorted(ids) == list(range(N))
     assert model.seen[0] != model.seen[1]  # a new order each epoch
     assert dm.datasets["train"].epoch == 1
+    # training JPEGs wait for the crop window (decoded alone, mask cropped alike); validation decodes whole
+    assert dm.datasets["train"].parser.decode.defer_jpeg and not dm.datasets["val"].parser.decode.defer_jpeg
 
 
 def test_map_style_mode_and_missing_split(shards):
@@ -82,18 +85,17 @@ def test_map_style_mode_and_missing_split(shards):
 
 
 def _gpu_decode_fit(shards, accelerator: str) -> Recorder:
-    dm = TFRecordDataModule(train=str(shards / "train-*.tfrecord"), features={"image": "jpeg", "label": "int",
-                            "id": "int"}, size=(16, 16), batch_size=4, num_workers=0, gpu_decode=True,
-                            drop_last=False)
+    dm = TFRecordDataModule(train=str(shards / "train-*.tfrecord"), features={"image": "jpeg", "mask": "png",
+                            "label": "int", "id": "int"}, size=(16, 16), batch_size=4, num_workers=0,
+                            gpu_decode=True, drop_last=False)
 
-    class NoMask(Recorder):
+    class OnDevice(Recorder):
         def training_step(self, batch, batch_idx):
-            assert batch["image"].shape[1:] == (3, 16, 16) and batch["image"].device.type == accelerator
+            assert batch["image"].device.type == accelerator == batch["mask"].device.type
             assert 0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1
-            self.seen.setdefault(self.current_epoch, []).extend(batch["id"].tolist())
-            return self.layer(batch["image"]).mean()
+            return super().training_step(batch, batch_idx)
 
-    model = NoMask()
+    model = OnDevice()
     pl.Trainer(max_epochs=1, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                enable_progress_bar=False, enable_model_summary=False).fit(model, dm)
     assert sorted(model.seen[0]) == list(range(N))
@@ -110,6 +112,27 @@ def test_gpu_decode_on_cuda(shards):
     _gpu_decode_fit(shards, "cuda")
 
 
-def test_gpu_decode_refuses_masks():
+def test_batch_crop_resize_crops_and_flips_the_mask_with_the_image():
+    # Left half red (class 1), right half blue (class 2): after any crop and flip, colour and id still agree.
+    image = torch.zeros(3, 40, 60, dtype=torch.uint8)
+    image[0, :, :30], image[2, :, 30:] = 255, 255
+    mask = torch.ones(40, 60, dtype=torch.int64)
+    mask[:, 30:] = 2
+    augment = BatchCropResize((20, 24), scale=(0.5, 0.9), flip_p=0.5)
+    for _ in range(20):
+        images, masks = augment([image], [mask])
+        assert masks.dtype == torch.int64 and masks.shape == (1, 20, 24) and images.shape == (1, 3, 20, 24)
+        red = images[0, 0] > images[0, 2] + 0.5
+        blue = images[0, 2] > images[0, 0] + 0.5
+        assert red.any() or blue.any()
+        assert bool((masks[0][red] == 1).all()) and bool((masks[0][blue] == 2).all())
+
+
+def test_gpu_decode_needs_one_jpeg_image_and_a_size():
     with pytest.raises(ScarceError, match="gpu_decode"):
-        TFRecordDataModule(train="x", features={"image": "jpeg", "mask": "png"}, size=(8, 8), gpu_decode=True)
+        TFRecordDataModule(train="x", features={"image": "jpeg", "mask": "png"}, gpu_decode=True)
+    with pytest.raises(ScarceError, match="gpu_decode"):
+        TFRecordDataModule(train="x", features={"image": "png", "mask": "png"}, size=(8, 8), gpu_decode=True)
+    with pytest.raises(ScarceError, match="gpu_decode"):
+        TFRecordDataModule(train="x", features={"a": "jpeg", "b": "jpeg", "mask": "png"}, size=(8, 8),
+                           gpu_decode=True)

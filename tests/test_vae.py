@@ -1,6 +1,7 @@
 """VAE (notebook 7.7): reparameterisation statistics, KL closed form, training lowers the loss, grids, config."""
 
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def _trainer(tmp_path, **kwargs) -> Trainer:
 def test_few_steps_lower_the_loss(tmp_path, reconstruction):
     torch.manual_seed(0)
     data = MNISTDataModule(batch_size=50, limit_train=500, limit_val=100)
-    model = VAE(latent_dim=2, reconstruction=reconstruction, lr=3e-3)
+    model = VAE(latent_dim=2, reconstruction=reconstruction, optimizer=partial(torch.optim.Adam, lr=3e-3))
     before = _trainer(tmp_path).validate(model, datamodule=data, verbose=False)[0]["val/loss"]
     _trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(model, datamodule=data)
     after = _trainer(tmp_path).validate(model, datamodule=data, verbose=False)[0]["val/loss"]

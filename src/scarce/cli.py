@@ -1,8 +1,9 @@
 """The ``scarce`` command.
 
-``scarce fit|validate|test|predict`` run LightningCLI on the YAML configs under ``configs/``; the other
-commands are small programs, each in the module named in :data:`COMMANDS` and imported only when used, so
-``scarce --help`` stays fast and a broken optional part cannot break training.
+``scarce fit|validate|test|predict`` run LightningCLI on the YAML configs shipped in the package (``--config
+dann_blobs`` names one, ``scarce configs`` lists them; a file path works as well); the other commands are small
+programs, each in the module named in :data:`COMMANDS` and imported only when used, so ``scarce --help`` stays fast
+and a broken optional part cannot break training.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ import warnings
 from collections.abc import Sequence
 
 from scarce._errors import ScarceError
+from scarce.packaged_configs import resolve_config_arg
 
-__all__ = ["COMMANDS", "BENCHMARKS", "main", "lightning_cli", "load_target", "dispatch"]
+__all__ = ["COMMANDS", "BENCHMARKS", "main", "lightning_cli", "load_target", "dispatch", "version"]
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 # name -> ("module:function", one-line help). Each function takes the remaining argv.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("scarce.demo:main", "the main job: source-only vs DANN on MNIST -> MNIST-M, table + figures"),
+    "configs": ("scarce.packaged_configs:main", "the packaged experiment configs: list, show, copy to edit"),
     "data": ("scarce.data.cli:main", "TFRecord tools: convert, inspect, dump, index, stats"),
     "render": ("scarce.render.cli:main", "render a synthetic dataset from 3D models into TFRecord shards"),
     "bench": ("scarce.cli:bench_main", "benchmarks: pipeline, render, generative"),
@@ -32,16 +35,32 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "pipeline": ("scarce.bench.pipeline:main", "input pipeline throughput per stage (book 7.1)"),
     "render": ("scarce.bench.render:main", "rendering frames per second, all outputs"),
     "generative": ("scarce.bench.generative:main", "FID / KID / IS of a trained VAE or GAN"),
+    "gpu": ("scarce.bench.gpu:main", "GPU acceptance run (make gpu-check): tests, pipeline, render, FCN-8s, MFU"),
 }
+
+
+def version() -> str:
+    """The installed distribution's version (its metadata), or the source tree's when run uninstalled."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("scarce")
+    except PackageNotFoundError:
+        from scarce import __version__
+
+        return __version__
 
 
 def _usage() -> str:
     lines = [
-        "usage: scarce COMMAND [ARGS...]",
+        "usage: scarce [--version] [--debug] COMMAND [ARGS...]",
         "",
-        "Training (LightningCLI; `scarce fit --help` lists every option):",
-        "  fit|validate|test|predict --config configs/X.yaml [--config configs/trainer/gpu.yaml] [--key value ...]",
-        "  (resume a stopped fit: the same command with --ckpt_path last; SCARCE_DEBUG=1 shows tracebacks of errors)",
+        "Training (LightningCLI; `scarce fit --help` lists every option, `scarce fit --model.help DANN` a model's):",
+        "  fit|validate|test|predict --config NAME|FILE [--config trainer/gpu] [--key value ...]",
+        "  NAME is a packaged config (`scarce configs` lists them), FILE any YAML file",
+        "  (resume a stopped fit: the same command with --ckpt_path last; --debug or SCARCE_DEBUG=1 shows the",
+        "  traceback of an error instead of its one line)",
         "",
         "Command groups:",
     ]
@@ -80,17 +99,21 @@ def lightning_cli(argv: Sequence[str], run: bool = True, exit_on_error: bool = T
     Model and data module are chosen in the config by ``class_path`` (any LightningModule /
     LightningDataModule, scarce's or the user's). ``overwrite=True`` lets a second ``fit`` in the same run
     folder replace ``config.yaml`` instead of aborting. ``exit_on_error=False`` raises jsonargparse's
-    ``ArgumentError`` for a bad command line instead of printing the usage and exiting 2.
+    ``ArgumentError`` for a bad command line instead of printing the usage and exiting 2. A ``--config`` value that
+    is no file names a packaged config (:func:`scarce.packaged_configs.resolve_config_arg`).
     """
     from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
 
+    from scarce._training_cli import ScarceLightningCLI, import_scarce_classes
+
+    import_scarce_classes()
+    argv = _resolve_config_args(list(argv))
     # LightningCLI warns whenever ``args`` is given while sys.argv has arguments too, which is always the case
     # for the ``scarce`` entry point (it hands LightningCLI its own argv). sys.argv itself must stay: DDP
     # relaunches the other ranks from it.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within")
-        return LightningCLI(
+        return ScarceLightningCLI(
             LightningModule,
             LightningDataModule,
             subclass_mode_model=True,
@@ -98,9 +121,22 @@ def lightning_cli(argv: Sequence[str], run: bool = True, exit_on_error: bool = T
             seed_everything_default=1234,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": exit_on_error},
-            args=list(argv),
+            args=argv,
             run=run,
         )
+
+
+def _resolve_config_args(argv: list[str]) -> list[str]:
+    """Each ``--config`` / ``-c`` value as a file: given as one, or the packaged config of that name."""
+    resolved, values_of = [], {"--config", "-c"}
+    for i, arg in enumerate(argv):
+        if i > 0 and argv[i - 1] in values_of:
+            resolved.append(resolve_config_arg(arg))
+        elif arg.startswith("--config="):
+            resolved.append("--config=" + resolve_config_arg(arg.removeprefix("--config=")))
+        else:
+            resolved.append(arg)
+    return resolved
 
 
 DEBUG_ENV = "SCARCE_DEBUG"
@@ -112,33 +148,48 @@ by SIGTERM, so schedulers and scripts see an interrupted run, not a finished one
 
 
 def _one_line(message: str) -> str:
-    """jsonargparse's nested report of a refused value, as ``--data.batch_size: -3 does not conform to ...``."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    """jsonargparse's nested report of a refused value, as ``--data.batch_size: -3 does not conform to ...``.
+
+    The report nests one block per level (``Parser key "model"`` > ``"optimizer"`` > ``"lr"``), each listing why
+    every member of a union refused the value; the innermost block says what was wrong."""
     keys = re.findall(r'Parser key "([^"]+)"', message)
-    nested = [i for i, line in enumerate(lines) if line.startswith("Parser key")]
-    if len(nested) > 1 and nested[-1] + 1 < len(lines):  # inside a class_path: the innermost key says it
-        detail = lines[nested[-1] + 1]
-    else:
-        detail = next((line for line in lines if "is not accepted" in line), None)
+    where = f"--{'.'.join(keys)}: " if keys else ""
+    missing = re.search(r"(No module named '[^']+'|module '[^']+' has no attribute '[^']+')", message)
+    if missing:
+        return f"{where}cannot import it: {missing[1]}"
+    innermost = message.rsplit('Parser key "', 1)[-1] if keys else message
+    lines = [line.strip().removeprefix("- ") for line in innermost.splitlines()[1 if keys else 0:] if line.strip()]
+    detail = next((line for line in lines if "is not accepted" in line or "does not conform" in line), None)
     if detail is None:
-        expected = [line.removeprefix("- Expected a ") for line in lines if line.startswith("- Expected a ")]
-        given = next((line.removeprefix("Given value: ") for line in lines if line.startswith("Given value: ")), None)
-        detail = f"got {given!r}, expected {' or '.join(expected)}" if expected and given is not None else lines[0]
+        expected = ["null" if t == "NoneType" else t for t in re.findall(r"Expected a <class '([\w.]+)'>", innermost)]
+        expected += [t for t in re.findall(r"Expected a (typing\.Literal\[[^\]]*\])", innermost)]
+        given = re.search(r"Given value: (.+)", innermost)
+        if expected and given:
+            value = given[1].split(". Got value:")[0].strip()
+            value = re.sub(r"^NestedArg\(key='[^']*', val='(.*)'\)$", r"\1", value)
+            expected = [re.sub(r"^typing\.Literal\[(.*)\]$", r"one of \1", t) for t in expected]
+            detail = f"got {value!r}, expected {' or '.join(expected)}"
+    if detail is None:
+        detail = lines[0] if lines else message.strip().splitlines()[0]
     detail = re.sub(r"<class '([\w.]+)'>", r"\1", detail)
-    return f"--{'.'.join(keys)}: {detail}" if keys else detail
+    return f"{where}{detail}"
 
 
 def _run_lightning(command: str, argv: list[str]) -> int:
-    """Run LightningCLI; user errors become one line on stderr and exit status 1 (``SCARCE_DEBUG=1``: traceback)."""
+    """Run LightningCLI; user errors become one line on stderr and exit status 1 (``--debug``, ``SCARCE_DEBUG=1``:
+    the traceback). User errors: a refused option or config (jsonargparse), a ScarceError (from scarce's classes,
+    also when jsonargparse wraps one), Lightning's MisconfigurationException, a missing file (``--ckpt_path``), a
+    checkpoint ``torch.load(weights_only=True)`` refuses."""
     import pickle
     from argparse import ArgumentError
 
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     try:
         lightning_cli(argv, exit_on_error=False)
     except ArgumentError as err:  # a value the options' types refuse, an unknown option: before anything is built
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if _debugging():
             raise
         print(f"scarce {command}: error: {_one_line(str(err))} (`scarce {command} --help` lists the options)",
               file=sys.stderr)
@@ -148,16 +199,18 @@ def _run_lightning(command: str, argv: list[str]) -> int:
         # last.ckpt in that batch's on_train_batch_end (docs/reliability.md, "Resuming training").
         print(f"scarce {command}: stopped by SIGTERM; resume with `--ckpt_path last`", file=sys.stderr)
         return SIGTERM_EXIT
-    except (ScarceError, pickle.UnpicklingError) as err:
-        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+    except (ScarceError, pickle.UnpicklingError, MisconfigurationException, FileNotFoundError) as err:
+        if _debugging():
             raise
-        message = str(err) if isinstance(err, ScarceError) else (
-            f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}")
+        if isinstance(err, pickle.UnpicklingError):
+            message = f"a checkpoint was refused by torch.load(weights_only=True): {str(err).splitlines()[0]}"
+        else:
+            message = str(err) if isinstance(err, ScarceError) else f"{type(err).__name__}: {err}"
         print(f"scarce {command}: error: {message}", file=sys.stderr)
         return 1
-    except ValueError as err:  # jsonargparse wraps what a model's or DataModule's __init__ raised
+    except (ValueError, TypeError) as err:  # jsonargparse wraps what a model's or DataModule's __init__ raised
         cause = _user_error_within(err)
-        if cause is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        if cause is None or _debugging():
             raise
         print(f"scarce {command}: error: {cause}", file=sys.stderr)
         return 1
@@ -184,10 +237,20 @@ def bench_main(argv: list[str]) -> int:
     return dispatch(argv, BENCHMARKS, "scarce bench")
 
 
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # anywhere on the line; the environment carries it to DDP's other ranks too
+        argv = [arg for arg in argv if arg != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        sys.exit(0)
+    if argv[0] in ("--version", "-V"):
+        print(f"scarce {version()}")
         sys.exit(0)
     command, rest = argv[0], argv[1:]
     if command in LIGHTNING_SUBCOMMANDS:
@@ -200,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = _call(COMMANDS[command][0], rest)
     except ScarceError as err:
+        if _debugging():
+            raise
         print(f"scarce {command}: error: {err}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code)

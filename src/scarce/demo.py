@@ -1,10 +1,10 @@
 """``scarce demo``: the main job. Source-only vs DANN on MNIST -> MNIST-M, on the CPU, in one command.
 
-Trains both models from the repository's configs (``configs/source_only_mnist_mnistm.yaml`` and
-``configs/dann_mnist_mnistm.yaml``) with the demo's epoch budget, tests both on the MNIST and MNIST-M test
-splits, prints a table, and writes into the run folder: ``results.json`` (with the seconds of every phase), the
-two configs as run, ``samples.png`` (source and target digits) and ``embedding.png`` (t-SNE of each model's
-features, coloured by domain), plus CSV / TensorBoard logs and checkpoints.
+Trains both models from the packaged configs ``source_only_mnist_mnistm`` and ``dann_mnist_mnistm``
+(:mod:`scarce.packaged_configs`; the repository's ``configs/`` folder) with the demo's epoch budget, tests both
+on the MNIST and MNIST-M test splits, prints a table, and writes into the run folder: ``results.json`` (with the
+seconds of every phase), the two configs as run, ``samples.png`` (source and target digits) and ``embedding.png``
+(t-SNE of each model's features, coloured by domain), plus CSV / TensorBoard logs and checkpoints.
 
 Where the time goes (measured in benchmarks/RESULTS.md, "make demo"): almost all of it is the two fits. They do
 not depend on each other, so with two or more CPUs they run at once, each in its own spawned process with
@@ -30,10 +30,11 @@ import torch
 import yaml
 
 from scarce._errors import ScarceError
+from scarce.packaged_configs import CONFIG_ROOT
 
 __all__ = ["main", "run_demo"]
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = CONFIG_ROOT
 MODELS = {"source_only": "source_only_mnist_mnistm.yaml", "dann": "dann_mnist_mnistm.yaml"}
 EMBEDDING_POINTS = 300
 """Test digits per domain in each model's t-SNE."""
@@ -47,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234, help="seed of the training runs (default: 1234)")
     p.add_argument("--limit-train", type=int, default=None, help="use only N training digits per domain (quick look)")
     p.add_argument("--limit-eval", type=int, default=None, help="use only N val/test digits per domain")
-    p.add_argument("--config-dir", default=str(CONFIG_DIR), help="folder holding the two configs")
+    p.add_argument("--config-dir", default=str(CONFIG_DIR),
+                   help="folder holding the two configs (default: the packaged ones; `scarce configs copy` copies)")
     p.add_argument("--no-figures", action="store_true", help="skip the t-SNE figure")
     p.add_argument("--jobs", type=int, default=None,
                    help="models trained at once, each in its own process (default: 2 with 2 or more CPUs, else 1)")

@@ -1,4 +1,4 @@
-"""Benchmarks shipped with the package: ``scarce bench pipeline|render|generative``.
+"""Benchmarks shipped with the package: ``scarce bench pipeline|render|generative|gpu``.
 
 Each module is a program, ``main(argv) -> int``, named in :data:`scarce.cli.BENCHMARKS` and imported only when
 its command runs. This package sits above ``data``, ``render`` and ``metrics`` and nothing in scarce imports it.
@@ -8,4 +8,6 @@ The scripts under ``benchmarks/`` (each ``python benchmarks/NAME.py --help``) re
 - :mod:`scarce.bench.pipeline`: input pipeline throughput per stage (book 7.1).
 - :mod:`scarce.bench.render`: rendering frames per second, all outputs, next to a plain pyrender loop.
 - :mod:`scarce.bench.generative`: FID / KID / IS of trained VAEs and GANs next to the floor of real images.
+- :mod:`scarce.bench.gpu`: the GPU acceptance run (``make gpu-check``), one table; :mod:`scarce.bench.street`
+  writes the synthetic JPEG + PNG-mask shards it reads.
 """

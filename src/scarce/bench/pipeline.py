@@ -1,10 +1,10 @@
 """``scarce bench pipeline``: the training input pipeline (book 7.1), timed per stage and end to end.
 
-The pipeline: read records (shards shuffled per epoch), shuffle 1000 raw records, parse the Example,
-decode the JPEG (simplejpeg / libjpeg-turbo, TensorFlow's fast IDCT; at reduced DCT scale when the crop
-still covers the output), random crop of 0.8-1.0 of the size resized (OpenCV bilinear) to ``--size``,
-random horizontal flip, batch (uint8, written straight into a channels-last batch), then float in [0, 1]
-per batch. Two executors:
+The pipeline: read records (shards shuffled per epoch), shuffle 1000 raw records, parse the Example (image
+and label), draw a random crop of 0.8-1.0 of the size from the JPEG header, decode only that window
+(libjpeg-turbo partial decoding, TensorFlow's fast IDCT; at reduced DCT scale when the window still covers
+the output), resize (OpenCV bilinear) to ``--size``, random horizontal flip, float in [0, 1] written
+straight into a channels-last batch. Two executors:
 
 * ``threads``: one reader in the main thread, ``--workers`` threads decoding whole batches (PIL releases
   the GIL while decoding and resizing, so threads scale without copying batches between processes);
@@ -13,6 +13,10 @@ per batch. Two executors:
 ``--mode auto`` (default) times a few batches of each and keeps the faster. The command prints the time
 per stage (one image at a time, one core), writes a box plot of batch times per epoch, and ends with
 ``images_per_second: N``.
+
+``--decode device`` times the other path of ``TFRecordDataModule(gpu_decode=True)`` on the same shards: the
+``--workers`` processes only read and parse, and each batch of encoded JPEGs is decoded on ``--device`` (nvJPEG
+through ``torchvision.io.decode_jpeg`` on CUDA), then cropped, resized and flipped there.
 """
 
 from __future__ import annotations
@@ -34,11 +38,12 @@ from PIL import Image
 from scarce import shards as tfr
 from scarce._errors import ScarceError
 from scarce._progress import progress
-from scarce.data.transforms import JpegCropResize
+from scarce.data.transforms import BatchCropResize, JpegCropResize, collate_encoded, decode_jpeg_batch
+from scarce.shards.images import decode_jpeg_window
 from scarce.shards.readers import ShuffleBuffer, StreamingTFRecordDataset
 
-__all__ = ["main", "make_jpeg_shards", "PipelineConfig", "ThreadedJpegPipeline", "process_pipeline", "profile_stages",
-           "run", "box_plot", "choose_mode"]
+__all__ = ["main", "make_jpeg_shards", "PipelineConfig", "ThreadedJpegPipeline", "process_pipeline", "device_pipeline",
+           "profile_stages", "run", "box_plot", "choose_mode"]
 
 
 def _synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -75,15 +80,17 @@ class PipelineConfig:
 
     def __init__(self, files: Sequence[str], image_key: str = "image", batch_size: int = 32,
                  size: Sequence[int] = (224, 224), workers: int = 2, shuffle_buffer: int = 1000, seed: int = 0,
-                 reduced_decode: bool = True) -> None:
+                 reduced_decode: bool = True, label_key: str | None = "label", window_decode: bool = True) -> None:
         self.files = list(files)
         self.image_key = image_key
+        self.label_key = label_key
         self.batch_size = batch_size
         self.size = (int(size[0]), int(size[1]))
         self.workers = max(1, workers)
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
-        self.crop = JpegCropResize(self.size, reduced_decode=reduced_decode)
+        self.crop = JpegCropResize(self.size, reduced_decode=reduced_decode, window_decode=window_decode)
+        self.kinds = {image_key: "bytes", **({label_key: "int64"} if label_key else {})}
 
 
 _INV255 = np.float32(1 / 255)
@@ -97,7 +104,8 @@ def _to_float(batch: torch.Tensor) -> torch.Tensor:
 class ThreadedJpegPipeline:
     """Batches of decoded, augmented images from a thread pool; records read and shuffled in the caller.
 
-    Yields ``{"image": float (B, 3, H, W)}``; keeps ``2 * workers`` batches in flight.
+    Yields ``{"image": float (B, 3, H, W)}`` (and ``"label"``: int64 ``(B,)`` with a ``label_key``); keeps
+    ``2 * workers`` batches in flight.
     """
 
     def __init__(self, cfg: PipelineConfig) -> None:
@@ -110,15 +118,21 @@ class ThreadedJpegPipeline:
         raw = (data for f in order for data in tfr.iter_raw_records(self.cfg.files[f]))
         return ShuffleBuffer(self.cfg.shuffle_buffer, random.Random(self.cfg.seed + epoch))(raw)
 
-    def _batch(self, datas: list[bytes]) -> torch.Tensor:
+    def _batch(self, datas: list[bytes]) -> dict:
         h, w = self.cfg.size
         # Channels last, float: each image lands with one pass that also scales it to [0, 1].
         out = np.empty((len(datas), h, w, 3), dtype=np.float32)
-        kinds = {self.cfg.image_key: "bytes"}
+        labels = np.empty(len(datas), dtype=np.int64)
+        image_key, label_key = self.cfg.image_key, self.cfg.label_key
         for i, data in enumerate(datas):
-            small = self.cfg.crop(tfr.parse_example(data, kinds)[self.cfg.image_key][0])
-            np.multiply(small, _INV255, out=out[i])
-        return torch.from_numpy(out).permute(0, 3, 1, 2)
+            example = tfr.parse_example(data, self.cfg.kinds)
+            np.multiply(self.cfg.crop(example[image_key][0]), _INV255, out=out[i])
+            if label_key:
+                labels[i] = example[label_key][0]
+        batch = {"image": torch.from_numpy(out).permute(0, 3, 1, 2)}
+        if label_key:
+            batch["label"] = torch.from_numpy(labels)
+        return batch
 
     def epoch(self, epoch: int) -> Iterator[dict]:
         bs = self.cfg.batch_size
@@ -131,27 +145,30 @@ class ThreadedJpegPipeline:
                     pending.append(pool.submit(self._batch, chunk))
                     chunk = []
                     if len(pending) >= 2 * self.cfg.workers:
-                        yield {"image": pending.pop(0).result()}
+                        yield pending.pop(0).result()
             if chunk:
                 pending.append(pool.submit(self._batch, chunk))
             for fut in pending:
-                yield {"image": fut.result()}
+                yield fut.result()
 
 
 class _JpegSample:
     """Picklable decode callable for the DataLoader workers."""
 
-    def __init__(self, key: str, crop: JpegCropResize) -> None:
-        self.key, self.crop = key, crop
+    def __init__(self, key: str, crop: JpegCropResize, label_key: str | None = None) -> None:
+        self.key, self.crop, self.label_key = key, crop, label_key
 
     def __call__(self, example: dict) -> dict:
-        return {"image": torch.from_numpy(self.crop(example[self.key][0]))}
+        sample = {"image": torch.from_numpy(self.crop(example[self.key][0]))}
+        if self.label_key:
+            sample["label"] = torch.tensor(example[self.label_key][0], dtype=torch.int64)
+        return sample
 
 
 def process_pipeline(cfg: PipelineConfig) -> Callable[[int], Iterator[dict]]:
     """The same pipeline on DataLoader worker processes; returns ``epoch -> iterator of batches``."""
-    ds = StreamingTFRecordDataset(cfg.files, decode=_JpegSample(cfg.image_key, cfg.crop), shuffle=True,
-                                  buffer_size=cfg.shuffle_buffer, seed=cfg.seed)
+    ds = StreamingTFRecordDataset(cfg.files, decode=_JpegSample(cfg.image_key, cfg.crop, cfg.label_key),
+                                  shuffle=True, buffer_size=cfg.shuffle_buffer, seed=cfg.seed)
     ds.counts  # noqa: B018  (count once, before the workers fork)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers,
                                          prefetch_factor=4, persistent_workers=False)
@@ -159,15 +176,36 @@ def process_pipeline(cfg: PipelineConfig) -> Callable[[int], Iterator[dict]]:
     def epoch(e: int) -> Iterator[dict]:
         ds.set_epoch(e)
         for batch in loader:
-            yield {"image": _to_float(batch["image"])}
+            yield dict(batch, image=_to_float(batch["image"]))
 
     return epoch
 
 
-def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
+def device_pipeline(cfg: PipelineConfig, device: str | torch.device) -> Callable[[int], Iterator[dict]]:
+    """Workers read and parse; each batch of JPEGs is decoded and augmented on ``device`` (nvJPEG on CUDA)."""
+    device = torch.device(device)
+    ds = StreamingTFRecordDataset(cfg.files, decode={cfg.image_key: "encoded"}, shuffle=True,
+                                  buffer_size=cfg.shuffle_buffer, seed=cfg.seed, batch_size=cfg.batch_size)
+    ds.counts  # noqa: B018  (count once, before the workers fork)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.workers, prefetch_factor=4,
+                                         persistent_workers=False, collate_fn=collate_encoded([cfg.image_key]))
+    augment = BatchCropResize(cfg.size, train=True)
+
+    def epoch(e: int) -> Iterator[dict]:
+        ds.set_epoch(e)
+        for batch in loader:
+            yield {"image": augment(decode_jpeg_batch(batch[cfg.image_key], device))}
+        if device.type == "cuda":  # the rate counts finished batches, not queued kernels
+            torch.cuda.synchronize(device)
+
+    return epoch
+
+
+def profile_stages(cfg: PipelineConfig, n: int = 200, mask_key: str | None = None) -> dict[str, float]:
     """CPU milliseconds per image of each stage, one image at a time on one core (first ``n`` records).
 
     CPU time (``time.process_time``), not wall time: on a shared machine it does not follow the other jobs.
+    With ``mask_key`` (segmentation records), also the mask's PNG decode with its crop and nearest resize.
     """
     datas, t0 = [], time.process_time()
     for data in tfr.iter_raw_records(cfg.files[0]):
@@ -181,9 +219,16 @@ def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
     import cv2
     import simplejpeg
 
-    t0 = time.process_time()
-    images = [simplejpeg.decode_jpeg(j, "RGB", fastdct=cfg.crop.fast_dct) for j in jpegs]
+    images = [simplejpeg.decode_jpeg(j, "RGB", fastdct=cfg.crop.fast_dct) for j in jpegs]  # kept for the next stages
+    t0 = time.process_time()  # timed apart: keeping 200 fresh images costs page faults a pipeline does not pay
+    for j in jpegs:
+        simplejpeg.decode_jpeg(j, "RGB", fastdct=cfg.crop.fast_dct)
     times["decode (full size)"] = (time.process_time() - t0) / len(datas)
+    windows = [cfg.crop.window(*img.shape[:2]) for img in images]
+    t0 = time.process_time()
+    for jpeg, img, window in zip(jpegs, images, windows):
+        decode_jpeg_window(jpeg, window, size=img.shape[:2], fast_dct=cfg.crop.fast_dct)
+    times["decode (crop window only)"] = (time.process_time() - t0) / len(datas)
     h, w = cfg.size
     crops = []
     t0 = time.process_time()
@@ -205,7 +250,18 @@ def profile_stages(cfg: PipelineConfig, n: int = 200) -> dict[str, float]:
     t0 = time.process_time()
     for j in jpegs:
         cfg.crop(j)
-    times["decode+augment fused (reduced-scale when exact)"] = (time.process_time() - t0) / len(datas)
+    times["window decode+augment fused (reduced-scale when exact)"] = (time.process_time() - t0) / len(datas)
+    if mask_key is not None:
+        from scarce.shards.images import decode_mask
+
+        pngs = [tfr.parse_example(d, {mask_key: "bytes"})[mask_key][0] for d in datas]
+        t0 = time.process_time()
+        for png in pngs:
+            mask = decode_mask(png)
+            s = random.uniform(0.8, 1.0)
+            ch, cw = int(mask.shape[0] * s), int(mask.shape[1] * s)
+            cv2.resize(mask[:ch, :cw], (w, h), interpolation=cv2.INTER_NEAREST)
+        times["mask: PNG decode + crop + nearest resize"] = (time.process_time() - t0) / len(datas)
     return {k: v * 1e3 for k, v in times.items()}
 
 
@@ -260,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="folder of TFRecord shards with JPEG images")
     parser.add_argument("--pattern", default="*.tfrecord*", help="glob inside --data (default *.tfrecord*)")
     parser.add_argument("--image-key", default="image")
+    parser.add_argument("--mask-key", default=None, help="also time the PNG mask of segmentation records")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, nargs=2, default=[224, 224], metavar=("H", "W"))
     parser.add_argument("--epochs", type=int, default=2)
@@ -267,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["auto", "threads", "processes"], default="auto")
     parser.add_argument("--no-reduced-decode", action="store_true", help="always decode JPEGs at full size")
     parser.add_argument("--plot", default="pipeline_batch_times.png", help="box plot PNG path")
+    parser.add_argument("--decode", choices=["workers", "device"], default="workers",
+                        help="workers: simplejpeg + OpenCV on the CPU (default); device: batched decode and "
+                        "augmentation on --device, nvJPEG on CUDA (the gpu_decode path)")
+    parser.add_argument("--device", default="cuda", help="with --decode device (default cuda)")
     args = parser.parse_args(argv)
     # The pipeline's own threads/processes give the parallelism; torch's OpenMP pool on top of them
     # oversubscribes the cores (a 32-image stack took 0.6 s instead of 10 ms on a loaded 2-core machine).
@@ -280,8 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PipelineConfig(files, args.image_key, args.batch_size, args.size, args.workers,
                          reduced_decode=not args.no_reduced_decode)
     print(f"{len(files)} files, batch {args.batch_size}, size {args.size}, {cfg.workers} workers")
+    if args.decode == "device":
+        if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+            raise ScarceError("--decode device --device cuda needs CUDA; --device cpu times the same path on the CPU")
+        rate, batch_times, images = run(device_pipeline(cfg, args.device), args.epochs)
+        print(f"decode on {args.device}: {images} images in {len(batch_times)} epochs")
+        print(f"images_per_second: {rate:.1f}")
+        return 0
     print("CPU time per image and stage (ms, one core):")
-    for stage, ms in profile_stages(cfg).items():
+    for stage, ms in profile_stages(cfg, mask_key=args.mask_key).items():
         print(f"  {stage:<38} {ms:7.3f}")
     mode = args.mode
     if mode == "auto":

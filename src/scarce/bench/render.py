@@ -45,7 +45,7 @@ from scarce.render._gl import import_pyrender, mark_context_created
 from scarce.render.sample_renderer import SampleRenderer
 from scarce.render.renderer import RawFrame
 
-__all__ = ["PlainFrameRenderer", "PlainSampleRenderer", "main", "pass_times", "render_samples"]
+__all__ = ["PlainFrameRenderer", "PlainSampleRenderer", "Results", "main", "measure", "pass_times", "render_samples"]
 
 SIDES = ("plain", "scarce")
 WARMUP_SEED = 1  # warm-up scenes come from another seed than the measured ones (seed 0)
@@ -220,6 +220,44 @@ def pass_times(side: str, config, size, frames: int) -> dict[str, float]:
     return {name: 1000 * total / frames for name, total in stages.items()}
 
 
+class Results(dict):
+    """``{row name: [{"fps", "cpu_ms"} per repeat]}``, plus ``gl``, the GL renderer's name."""
+
+    gl: str = "?"
+
+
+def measure(rows: dict[str, tuple[str, object]], size: tuple[int, int], workers: int, frames: int, repeats: int,
+            chunk: int = 50) -> Results:
+    """Frames/s and CPU ms per frame of each row, ``{name: (side, config)}`` with side ``plain`` or ``scarce``.
+
+    Every row runs in ``workers`` spawned processes kept up for the whole measurement; a repeat renders scenes
+    ``r * frames .. (r + 1) * frames - 1`` (seed 0) on every row, ``chunk`` frames at a time, the rows taking turns
+    (A B, B A, ...). ``frames`` and ``chunk`` must be multiples of ``workers``.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    groups: dict[str, _Group] = {}
+    results = Results({name: [] for name in rows})
+    try:
+        for name, (side, cfg) in rows.items():
+            groups[name] = _Group(ctx, side, cfg, size, workers, name)
+        results.gl = next(iter(groups.values())).gl
+        for r in progress(range(repeats), desc="bench render", unit="repeats"):
+            # Chunk by chunk, in the order A B, B A, A B, ...: load that comes and goes falls on every row alike.
+            totals = {name: np.zeros(3) for name in rows}
+            for c, first in enumerate(range(0, frames, chunk)):
+                n = min(chunk, frames - first)
+                for name in (list(rows) if (r + c) % 2 == 0 else list(rows)[::-1]):
+                    totals[name] += groups[name].measure(n, r * frames + first)
+            for name, (done, seconds, cpu) in totals.items():
+                results[name].append({"fps": done / seconds, "cpu_ms": 1000 * cpu / done})
+    finally:
+        for group in groups.values():
+            group.close()
+    return results
+
+
 def _spread(values: list[float], fmt: str = ".1f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
@@ -277,29 +315,10 @@ def main(argv: list[str] | None = None) -> int:
           f"frames; load average "
           f"before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}", flush=True)
 
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    groups = {}
-    try:
-        for name, (side, cfg) in rows.items():
-            groups[name] = _Group(ctx, side, cfg, size, args.workers, name)
-        results: dict[str, list[dict]] = {name: [] for name in rows}
-        for r in progress(range(args.repeats), desc="bench render", unit="repeats"):
-            # Chunk by chunk, in the order A B, B A, A B, ...: load that comes and goes falls on every side alike.
-            totals = {name: np.zeros(3) for name in rows}
-            for c, first in enumerate(range(0, frames, chunk)):
-                n = min(chunk, frames - first)
-                for name in (list(rows) if (r + c) % 2 == 0 else list(rows)[::-1]):
-                    totals[name] += groups[name].measure(n, r * frames + first)
-            for name, (done, seconds, cpu) in totals.items():
-                results[name].append({"fps": done / seconds, "cpu_ms": 1000 * cpu / done})
-    finally:
-        for group in groups.values():
-            group.close()
+    results = measure(rows, size, args.workers, frames, args.repeats, chunk)
     load_after = os.getloadavg()
 
-    print(f"# GL renderer: {next(iter(groups.values())).gl}")
+    print(f"# GL renderer: {results.gl}")
     print(f"{'what':<58} {'frames/s median (range)':>24} {'CPU ms/frame':>18}")
     for name in rows:
         fps = [m["fps"] for m in results[name]]

@@ -11,7 +11,8 @@ CPU with ``--trainer.deterministic true`` (docs/reliability.md, "Resuming traini
 - the global RNG states (torch, CUDA, numpy, random), saved here and restored when training restarts, for models
   that draw random numbers (dropout, VAE sampling; the GAN saves its own noise stream);
 - :class:`StochasticWeightAveraging`, which sets up its schedule in ``on_train_epoch_start``, a hook Lightning does
-  not call for an epoch resumed in the middle.
+  not call for an epoch resumed in the middle (and which, unlike Lightning's, keeps the model's own learning-rate
+  schedule unless told otherwise).
 
 SIGTERM (what SLURM sends before a preemption or at the time limit): Lightning's signal connector sets
 ``trainer.received_sigterm`` and raises ``SIGTERMException`` at the end of the current batch, which exits 0 and
@@ -24,15 +25,17 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks import StochasticWeightAveraging as _LightningSWA
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from scarce._errors import ScarceError
 
 __all__ = ["ResumeCheckpoint", "StochasticWeightAveraging", "rng_states", "set_rng_states"]
 
@@ -140,17 +143,61 @@ class ResumeCheckpoint(ModelCheckpoint):
 
 
 class StochasticWeightAveraging(_LightningSWA):
-    """Lightning's SWA, resumable in the middle of an epoch.
+    """Lightning's SWA that keeps the model's learning-rate schedule by default, and resumes in the middle of an epoch.
 
-    The parent swaps in its SWALR schedule (with the state saved in the checkpoint) in ``on_train_epoch_start``,
-    which Lightning does not call for an epoch resumed in the middle: the rest of that epoch then ran with no
-    schedule at all, and the next epoch one step behind. Here the hook runs at ``on_train_start`` of such a resume,
-    keeping the optimizer's saved learning rates; its weight averaging does not run twice (the parent averages once
-    per epoch, guarded by the saved ``latest_update_epoch``).
+    Weight averaging from ``swa_epoch_start`` on, once per epoch; the average replaces the weights at the end (with
+    batch norm, after one more epoch that recomputes its statistics).
+
+    - ``swa_lrs: null`` (the default): only the weights are averaged; the model's optimizer and schedule (DANN's
+      annealing, say) run to the end untouched.
+    - ``swa_lrs`` given: Lightning's SWA, whose ``SWALR`` anneals to ``swa_lrs`` and holds it. A model that
+      schedules its own learning rate is then refused in ``on_fit_start`` with a message naming both ways out,
+      instead of Lightning's swap of its schedule for ``SWALR`` from ``swa_epoch_start`` on with an info line.
+
+    Resumable mid-epoch: the parent swaps in its SWALR schedule (with the state saved in the checkpoint) in
+    ``on_train_epoch_start``, which Lightning does not call for an epoch resumed in the middle: the rest of that epoch
+    then ran with no schedule at all, and the next epoch one step behind. Here the hook runs at ``on_train_start`` of
+    such a resume, keeping the optimizer's saved learning rates; its weight averaging does not run twice (the parent
+    averages once per epoch, guarded by the saved ``latest_update_epoch``).
 
     Not covered: a resume inside the extra epoch the parent adds for models with batch norm, which recomputes the
     batch-norm statistics from the rest of that epoch only.
+
+    Args:
+        swa_lrs: ``null`` to keep the model's schedule, or the SWA learning rate (one, or one per parameter group).
+        swa_epoch_start: First averaged epoch: an int (1-based), or a fraction of ``max_epochs``.
+        annealing_epochs: Epochs of SWALR's annealing to ``swa_lrs`` (with ``swa_lrs`` only).
+        annealing_strategy: ``cos`` or ``linear`` (with ``swa_lrs`` only).
+        device: Where the averaged copy lives (``null``: the model's device).
     """
+
+    def __init__(self, swa_lrs: PositiveFloat | list[PositiveFloat] | None = None,
+                 swa_epoch_start: PositiveInt | float = 0.8, annealing_epochs: PositiveInt = 10,
+                 annealing_strategy: Literal["cos", "linear"] = "cos", device: str | None = "cpu") -> None:
+        # The parent requires rates; with none given it never uses them (its SWALR is not built here).
+        super().__init__(swa_lrs=1.0 if swa_lrs is None else swa_lrs, swa_epoch_start=swa_epoch_start,
+                         annealing_epochs=annealing_epochs, annealing_strategy=annealing_strategy, device=device)
+        self.keeps_model_schedule = swa_lrs is None
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.keeps_model_schedule and trainer.lr_scheduler_configs:
+            name = type(trainer.lr_scheduler_configs[0].scheduler).__name__
+            raise ScarceError(
+                f"StochasticWeightAveraging(swa_lrs={self._swa_lrs}) would replace the model's learning-rate schedule "
+                f"({name}) with SWALR from swa_epoch_start {self._swa_epoch_start}: set the callback's swa_lrs to "
+                "null to keep the model's schedule and average the weights only, or give the model no schedule "
+                "(--model.init_args.lr_scheduler null)")
+        super().on_fit_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        averaging = self.swa_start <= trainer.current_epoch <= self.swa_end
+        if self.keeps_model_schedule and not self._initialized and averaging:
+            # What the parent's first call does, less building SWALR and swapping it in: it then only averages.
+            self._initialized = True
+            self._average_model = self._average_model.to(self._device or pl_module.device)
+            if self.n_averaged is None:
+                self.n_averaged = torch.tensor(self._init_n_averaged, dtype=torch.long, device=pl_module.device)
+        super().on_train_epoch_start(trainer, pl_module)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fit_loop.restarted_mid_epoch and trainer.current_epoch <= self.swa_end:

@@ -18,11 +18,12 @@ import os
 import sys
 from pathlib import Path
 
-from scarce._errors import CorruptRecordError, ScarceError
+from scarce._errors import CorruptRecordError, DataNotFoundError, ScarceError
 from scarce.cli import dispatch
+from scarce.shards import storage
 from scarce.shards.example import decode_example_kinds
 from scarce.shards.tfrecord import (MAX_RECORD_BYTES, create_index, detect_compression, expand_files,
-                                    iter_raw_records, unfinished_writes)
+                                    iter_raw_records, load_manifest, unfinished_writes)
 from scarce.shards.writer import MANIFEST_SUFFIX, check_manifest, manifest_counts
 
 # Exit status of a command whose reader went away (`scarce data dump FILE | head`): 128 + SIGPIPE, what the
@@ -88,6 +89,8 @@ def _tfds_folder(path: str) -> Path | None:
     """The TFDS version folder ``path`` names (itself, or the newest version of a dataset folder), else ``None``."""
     from scarce.shards.tfds import find_version_dir, is_version_dir
 
+    if storage.is_url(path):  # TFDS folders are read from local disk
+        return None
     folder = Path(path)
     if is_version_dir(folder):
         return folder
@@ -154,13 +157,18 @@ def inspect_main(argv: list[str]) -> int:
             status = 1 if problems else status
             print(json.dumps(summary)) if args.json else _print_tfds(summary, not args.no_verify)
             continue
-        if os.path.isdir(item):
+        if storage.isdir(item):
             problems = check_folder(item, checksums=not args.no_verify)
             for line in problems:
                 print(line, file=sys.stderr)
             status = 1 if problems else status
-            if unfinished_writes(item) or not any(Path(item).glob("*.tfrecord*")):
+            if unfinished_writes(item) or not any(".tfrecord" in name for name in storage.listing(item)):
                 continue  # reported above; nothing to list
+            try:
+                files += expand_files(item)
+            except DataNotFoundError:
+                pass  # a listed shard is missing: reported above
+            continue
         files += expand_files(item)
     try:
         expected = manifest_counts(files)
@@ -174,7 +182,7 @@ def inspect_main(argv: list[str]) -> int:
             print(str(err), file=sys.stderr)
             status = 1
             continue
-        count, manifest = expected.get(os.path.abspath(path), (info["records"], None))
+        count, manifest = expected.get(path, (info["records"], None))
         if count != info["records"]:
             print(f"{path}: {info['records']} records, but {manifest} says {count}", file=sys.stderr)
             status = 1
@@ -190,24 +198,28 @@ def inspect_main(argv: list[str]) -> int:
 
 def check_folder(folder: str, checksums: bool = True) -> list[str]:
     """Why a folder is not a complete dataset (``[]``: it is): an unfinished write, no manifest, a manifest
-    that does not match its shards (missing, size, sha256), or TFRecord files no manifest lists."""
+    that does not match its shards (missing, size, sha256), or TFRecord files no manifest lists. ``folder``
+    may be a URL."""
     if unfinished_writes(folder):
         return [f"{folder}: incomplete: a write is in progress or its writer died ({unfinished_writes(folder)[0]}); "
                 "rerun the writer"]
-    manifests = sorted(Path(folder).glob(f"*{MANIFEST_SUFFIX}"))
+    names = storage.listing(folder)
+    manifests = sorted(n for n in names if n.endswith(MANIFEST_SUFFIX) and not n.startswith("."))
     if not manifests:
         return [f"{folder}: incomplete: no *{MANIFEST_SUFFIX} (its writer did not finish, or the files were not "
                 "written by scarce: inspect them by name or glob)"]
     problems, listed = [], set()
-    for manifest in manifests:
+    for name in manifests:
+        manifest = storage.join(folder, name)
         try:
             problems += check_manifest(manifest, checksums=checksums)
-            listed.update(str(s["file"]) for s in json.loads(manifest.read_text())["shards"])
+            listed.update(str(s["file"]) for s in load_manifest(manifest)["shards"])
         except ScarceError as err:
             problems.append(str(err))
-    for path in expand_files(folder):
-        if Path(path).name not in listed:
-            problems.append(f"{path}: listed in no manifest of {folder} (left from another dataset?)")
+    for name in sorted(names):
+        if ".tfrecord" in name and not name.startswith(".") and not name.endswith(".index") and name not in listed:
+            problems.append(f"{storage.join(folder, name)}: listed in no manifest of {folder} (left from another "
+                            "dataset?)")
     return problems
 
 

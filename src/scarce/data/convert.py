@@ -189,7 +189,8 @@ def main(argv: list[str]) -> int:
                                      "shards (+ .index and a JSON manifest).")
     parser.add_argument("name", choices=sorted(CONVERTERS), help="dataset format")
     parser.add_argument("--root", help="dataset folder (mnist: optional, the offline copy by default)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder, or a URL (s3://bucket/prefix, gs://...; "
+                        "credentials from the environment: docs/scaling.md)")
     parser.add_argument("--shards", type=int, default=1, help="files per split (default 1)")
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none")
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")

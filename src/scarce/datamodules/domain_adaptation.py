@@ -57,13 +57,13 @@ class DomainAdaptationDataModule(PairedLoaders, LightningDataModule):
         return self._paired_loader(self.datasets["source_train"], self.datasets["target_train"], self.hparams.mode)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.datasets["source_val"], False), self._loader(self.datasets["target_val"], False)]
+        return [self._loader(self.datasets[f"{d}_val"], False, split=f"{d} validation") for d in ("source", "target")]
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.datasets["source_test"], False), self._loader(self.datasets["target_test"], False)]
+        return [self._loader(self.datasets[f"{d}_test"], False, split=f"{d} test") for d in ("source", "target")]
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["target_test"], False)
+        return self._loader(self.datasets["target_test"], False, split="target test")
 
 
 class DigitsDataModule(DomainAdaptationDataModule):

@@ -53,7 +53,7 @@ class MNISTDataModule(ResumableLoaders, LightningDataModule):
     def _split_loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self._dataset(split)
         if not shuffle:
-            return self._loader(dataset, shuffle=False)
+            return self._loader(dataset, shuffle=False, split=f"MNIST {split}")
         # Full training batches keep BatchNorm statistics sound; a tiny `limit_train` still gets one batch. The
         # order is one a resumed fit replays, starting where the checkpoint stopped (datamodules/resumable.py).
         return self._training_loader(dataset, drop_last=len(dataset) > self.hparams.batch_size)

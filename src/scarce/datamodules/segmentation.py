@@ -217,10 +217,10 @@ class SegmentationDataModule(PairedLoaders, LightningDataModule):
         return batch
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(self.datasets[f"{d}_val"], shuffle=False) for d in self.domains]
+        return [self._loader(self.datasets[f"{d}_val"], shuffle=False, split=f"{d} validation") for d in self.domains]
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets[f"{self.domains[-1]}_test"], shuffle=False)
+        return self._loader(self.datasets[f"{self.domains[-1]}_test"], shuffle=False, split=f"{self.domains[-1]} test")
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

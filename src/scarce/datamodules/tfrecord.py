@@ -12,7 +12,11 @@ from torch.utils.data import DataLoader
 from scarce._errors import ScarceError
 from scarce.data.transforms import (BatchCropResize, collate_encoded, decode_jpeg_batch, eval_transform,
                                     train_transform)
+from scarce.datamodules.resumable import (ResumableLoaders, ResumableRandomSampler, evaluation_sampler, training_seed,
+                                          world_of)
+from scarce.shards.decode import FeatureDecoder, is_mask_feature
 from scarce.shards.readers import StreamingTFRecordDataset, TFRecordDataset, distributed_rank
+from scarce.shards.storage import READ_AHEAD_BYTES
 
 __all__ = ["TFRecordDataModule", "EpochDataLoader"]
 
@@ -43,10 +47,11 @@ class EpochDataLoader(DataLoader):
         return super().__iter__()
 
 
-class TFRecordDataModule(LightningDataModule):
+class TFRecordDataModule(ResumableLoaders, LightningDataModule):
     """Loaders over TFRecord shards: ``{"image": float (B, 3, H, W), "mask": int64 (B, H, W), "label": ...}``.
 
-    Expected layout (any names; globs select the splits)::
+    Expected layout (any names; globs select the splits; a local path or an fsspec URL such as
+    ``s3://bucket/data/train-*.tfrecord``)::
 
         data/
             train-00000-of-00008.tfrecord [.index]
@@ -67,16 +72,24 @@ class TFRecordDataModule(LightningDataModule):
         saturation: Saturation factor range for ``augment``.
         batch_size: Per device.
         num_workers: DataLoader worker processes.
-        streaming: Read front to back (any file, compressed too) with exact rank x worker sharding;
-            ``False`` uses the index (uncompressed files) and Lightning's distributed sampler.
+        streaming: Read front to back (any file, compressed too) with exact rank x worker sharding (training:
+            every rank gets ``N // world_size`` records, the last ``N % world_size`` of the epoch's order are left
+            out); ``False`` reads by the index (uncompressed files) in
+            :class:`~scarce.datamodules.resumable.ResumableRandomSampler` order, dealt over the ranks, which a
+            mid-epoch resume continues (a streaming fit restarts the interrupted epoch). Validation and test see
+            every record exactly once either way.
         shuffle_buffer: Records in the shuffle buffer per worker (streaming).
+        read_ahead: Shards named by URL (``s3://``, ``gs://``, ``https://``), streaming: bytes per request, the
+            next block fetched in the background (at most three held per worker). Local files ignore it.
         seed: Shuffle seed; with the epoch, fixes the order.
         skip_corrupt: Skip damaged records (counted in each dataset's ``skip_report``) instead of failing.
         pin_memory: Pin host memory (default: when CUDA is available).
         drop_last: Drop the last partial training batch.
-        gpu_decode: Decode the ``"jpeg"`` features on the accelerator (nvJPEG through
-            ``torchvision.io.decode_jpeg``) and crop / resize / flip them there: the workers only read and
-            parse, batches carry the encoded bytes (classification: no mask). Needs ``size``.
+        gpu_decode: Decode the ``"jpeg"`` image on the accelerator (nvJPEG through ``torchvision.io.decode_jpeg``)
+            and crop / resize / flip it there: the workers only read and parse, batches carry the encoded bytes.
+            A mask (``"mask"``, or ``"png"`` under a key naming a mask) is decoded in the workers (PNG, lossless,
+            cheap) and gets the image's crop and flip on the device, resized with nearest neighbour. Needs
+            ``size``.
     """
 
     def __init__(self, train: str | None = None, val: str | None = None, test: str | None = None,
@@ -85,17 +98,21 @@ class TFRecordDataModule(LightningDataModule):
                  crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.15,
                  saturation: tuple[float, float] | None = (0.5, 1.75), batch_size: PositiveInt = 32,
                  num_workers: NonNegativeInt = 2, streaming: bool = True, shuffle_buffer: NonNegativeInt = 1000,
-                 seed: int = 0, skip_corrupt: bool = False,
+                 read_ahead: PositiveInt = READ_AHEAD_BYTES, seed: int = 0, skip_corrupt: bool = False,
                  pin_memory: bool | None = None, drop_last: bool = True, gpu_decode: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.files = {"train": train, "val": val, "test": test}
         self.features = dict(features or {"image": "jpeg", "label": "int"})
-        self.gpu_keys = [k for k, v in self.features.items() if v == "jpeg"] if gpu_decode else []
-        if gpu_decode and (size is None or not self.gpu_keys or any(v in ("png", "mask") for v in
-                                                                     self.features.values())):
-            raise ScarceError("TFRecordDataModule: gpu_decode needs `--data.size` and 'jpeg' features, and does "
-                              "not handle masks; set `--data.gpu_decode false` for segmentation")
+        masks = [k for k, v in self.features.items() if is_mask_feature(k, v)]
+        images = [k for k, v in self.features.items() if v in ("jpeg", "png", "image") and k not in masks]
+        self.gpu_keys = [k for k in images if self.features[k] == "jpeg"] if gpu_decode else []
+        self.mask_keys = masks if gpu_decode else []
+        if gpu_decode and (size is None or not self.gpu_keys or self.gpu_keys != images
+                           or (masks and (len(images), len(masks)) != (1, 1))):
+            raise ScarceError(f"TFRecordDataModule: gpu_decode needs `--data.size` and 'jpeg' images (one image "
+                              f"and one mask for segmentation), got features {self.features}; or set "
+                              "`--data.gpu_decode false`")
         if gpu_decode:
             self.features.update({k: "encoded" for k in self.gpu_keys})
         self.datasets: dict[str, Any] = {}
@@ -110,6 +127,12 @@ class TFRecordDataModule(LightningDataModule):
                                    brightness=h.brightness, saturation=tuple(h.saturation) if h.saturation else None)
         return eval_transform(size)
 
+    def _decoder(self, split: str) -> FeatureDecoder:
+        """The feature decoder; training with a random crop defers JPEG decoding so only the window is decoded."""
+        h = self.hparams
+        window_decode = split == "train" and h.augment and bool(h.crop_scale) and not self.gpu_keys
+        return FeatureDecoder(self.features, defer_jpeg=window_decode)
+
     def _build(self, split: str):
         pattern = self.files[split]
         if pattern is None:
@@ -118,12 +141,13 @@ class TFRecordDataModule(LightningDataModule):
         h = self.hparams
         if h.streaming:
             _, world = distributed_rank()
-            ds = StreamingTFRecordDataset(pattern, decode=self.features, transform=self._transform(split),
+            ds = StreamingTFRecordDataset(pattern, decode=self._decoder(split), transform=self._transform(split),
                                           shuffle=split == "train", buffer_size=h.shuffle_buffer, seed=h.seed,
-                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1)
+                                          skip_corrupt=h.skip_corrupt, even_ranks=split == "train" and world > 1,
+                                          read_ahead=h.read_ahead, batch_size=h.batch_size)
             ds.counts  # count once here, not in every worker  # noqa: B018
             return ds
-        return TFRecordDataset(pattern, decode=self.features, transform=self._transform(split))
+        return TFRecordDataset(pattern, decode=self._decoder(split), transform=self._transform(split))
 
     def setup(self, stage: str) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
@@ -131,18 +155,32 @@ class TFRecordDataModule(LightningDataModule):
             if split not in self.datasets and (self.files[split] is not None or split == "train"):
                 self.datasets[split] = self._build(split)
 
-    def _loader(self, split: str) -> DataLoader:
+    def _split_loader(self, split: str) -> DataLoader:
         if split not in self.datasets:
             self.datasets[split] = self._build(split)
         ds = self.datasets[split]
         h = self.hparams
         pin = torch.cuda.is_available() if h.pin_memory is None else h.pin_memory
-        shuffle = split == "train" and not isinstance(ds, StreamingTFRecordDataset)
-        # Streaming workers must be re-created each epoch to see the new epoch (set in the main process).
-        return EpochDataLoader(ds, batch_size=h.batch_size, shuffle=shuffle, num_workers=h.num_workers,
-                               pin_memory=pin, drop_last=split == "train" and h.drop_last,
-                               persistent_workers=False, epoch_source=self,
-                               collate_fn=collate_encoded(self.gpu_keys) if self.gpu_keys else None)
+        drop_last = split == "train" and h.drop_last
+        collate = collate_encoded(self.gpu_keys + self.mask_keys) if self.gpu_keys else None
+        if isinstance(ds, StreamingTFRecordDataset):
+            _, world = distributed_rank()
+            if split != "train" and sum(ds.counts) < world:
+                # A process without a batch would leave the others waiting in DDP's first evaluation forward.
+                raise ScarceError(f"TFRecordDataModule: the {split} shards hold {sum(ds.counts)} records for {world} "
+                                  "processes: every process needs at least one (use fewer devices, or more records)")
+            # Streaming workers must be re-created each epoch to see the new epoch (set in the main process).
+            return EpochDataLoader(ds, batch_size=h.batch_size, num_workers=h.num_workers, pin_memory=pin,
+                                   drop_last=drop_last, persistent_workers=False, epoch_source=self,
+                                   collate_fn=collate)
+        rank, world = world_of(self)
+        sampler = (ResumableRandomSampler(len(ds), training_seed(), num_replicas=world, rank=rank) if split == "train"
+                   else evaluation_sampler(ds, rank, world, split=f"TFRecordDataModule {split}"))
+        loader = DataLoader(ds, batch_size=h.batch_size, sampler=sampler, num_workers=h.num_workers, pin_memory=pin,
+                            drop_last=drop_last, persistent_workers=h.num_workers > 0, collate_fn=collate)
+        if split == "train":
+            self._start_where_saved([loader])
+        return loader
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """With ``gpu_decode``: decode (nvJPEG) and augment the encoded images straight on the device."""
@@ -153,15 +191,20 @@ class TFRecordDataModule(LightningDataModule):
         training = trainer is not None and trainer.training
         h = self.hparams
         augment = BatchCropResize(h.size, tuple(h.crop_scale), train=training and h.augment)
+        if self.mask_keys:  # the image and its mask, cropped and flipped together
+            (key,), (mask_key,) = self.gpu_keys, self.mask_keys
+            masks = [m.to(device, non_blocking=True) for m in batch[mask_key]]
+            batch[key], batch[mask_key] = augment(decode_jpeg_batch(batch[key], device), masks)
+            return batch
         for key in self.gpu_keys:
             batch[key] = augment(decode_jpeg_batch(batch[key], device))
         return batch
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        return self._split_loader("train")
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader("val") if self.files["val"] is not None else []
+        return self._split_loader("val") if self.files["val"] is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._split_loader("test")

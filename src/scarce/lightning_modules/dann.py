@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from scarce.lightning_modules.adversarial import AdversarialTraining, LambdaSchedule
-from scarce.nets.dann import create_dann_network
-from scarce.schedules import dann_lr_factor, progress
+from scarce.nets.dann import DANN_NETWORKS, DANNNetwork
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
-__all__ = ["DANN"]
+__all__ = ["DANN", "PAPER_ANNEALING", "PAPER_SGD"]
 
 DOMAINS = ("source", "target")
+
+PAPER_SGD = spec("torch.optim.SGD", lr=0.01, momentum=0.9)
+"""The paper's optimizer (section 5.2.2): SGD, momentum 0.9, initial learning rate 0.01."""
+
+PAPER_ANNEALING = spec("scarce.schedules.DANNAnnealing")
+"""The paper's learning-rate annealing ``lr / (1 + 10 p)^0.75``, stepped every batch."""
 
 
 class DANN(AdversarialTraining, LightningModule):
@@ -41,19 +49,16 @@ class DANN(AdversarialTraining, LightningModule):
     evaluation average both domains. Networks without batch norm are unaffected.
 
     Args:
-        network: Registered network name (``"digits"``: the paper's MNIST nets; ``"blobs"``: small MLPs).
+        network: ``"digits"`` (the paper's MNIST nets, :class:`~scarce.nets.dann.DigitsDANN`), ``"blobs"`` (small
+            MLPs, :class:`~scarce.nets.dann.BlobsDANN`), or a :class:`~scarce.nets.dann.DANNNetwork` class given by
+            ``class_path`` with its ``init_args`` (built with ``num_classes`` as its first argument).
         num_classes: Number of label classes.
         adaptation_weight: Maximum lambda; 0 gives the source-only baseline.
         lambda_schedule: ``"dann"`` (``2/(1+exp(-gamma p))-1``) or ``"constant"``.
         lambda_gamma: ``gamma`` of the lambda schedule.
-        optimizer: ``"sgd"`` (with momentum, as the paper) or ``"adam"``.
-        lr: Initial learning rate.
-        momentum: SGD momentum.
-        weight_decay: Weight decay.
-        lr_schedule: ``"dann"`` (``lr / (1 + alpha p)^beta``, the paper's annealing) or ``"constant"``.
-        lr_alpha: ``alpha`` of the learning-rate annealing.
-        lr_beta: ``beta`` of the learning-rate annealing.
-        network_options: Extra keyword arguments of the network builder (e.g. ``{"hidden": 32}`` for blobs).
+        optimizer: The optimizer (``class_path`` + ``init_args``; default the paper's SGD, lr 0.01, momentum 0.9).
+        lr_scheduler: The learning-rate schedule (default the paper's annealing,
+            :class:`~scarce.schedules.DANNAnnealing`); ``null`` keeps the optimizer's rate. See :mod:`scarce.optim`.
         batch_norm_stats: ``"per_domain"`` (separate forward passes) or ``"joint"`` (one concatenated batch).
         channels_last: keep the network's weights and inputs in the NHWC memory layout. The same arithmetic
             (results differ only by float summation order); on CPU oneDNN's NHWC convolutions make the digits step
@@ -62,16 +67,19 @@ class DANN(AdversarialTraining, LightningModule):
 
     task_loss_name = "cls_loss"
 
-    def __init__(self, network: Literal["digits", "blobs"] = "digits", num_classes: PositiveInt = 10,
-                 adaptation_weight: NonNegativeFloat = 1.0, lambda_schedule: LambdaSchedule = "dann",
-                 lambda_gamma: float = 10.0, optimizer: Literal["sgd", "adam"] = "sgd", lr: PositiveFloat = 0.01,
-                 momentum: NonNegativeFloat = 0.9, weight_decay: NonNegativeFloat = 0.0,
-                 lr_schedule: Literal["dann", "constant"] = "dann", lr_alpha: float = 10.0, lr_beta: float = 0.75,
-                 network_options: dict[str, int] | None = None,
+    def __init__(self, network: Literal["digits", "blobs"] | Callable[[int], DANNNetwork] = "digits",
+                 num_classes: PositiveInt = 10, adaptation_weight: NonNegativeFloat = 1.0,
+                 lambda_schedule: LambdaSchedule = "dann", lambda_gamma: float = 10.0,
+                 optimizer: OptimizerCallable = PAPER_SGD,
+                 lr_scheduler: LRSchedulerCallable | None = PAPER_ANNEALING,
                  batch_norm_stats: Literal["per_domain", "joint"] = "per_domain", channels_last: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = create_dann_network(network, num_classes=num_classes, **(network_options or {}))
+        keep_specs(self.hparams, "network", "optimizer", "lr_scheduler")
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
+        build = DANN_NETWORKS[network] if isinstance(network, str) else as_factory(network)
+        self.net = build(num_classes)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)  # 4-D weights only; loading a checkpoint keeps the layout
         # Metrics accumulate over the whole split and sync across DDP ranks in compute().
@@ -147,14 +155,5 @@ class DANN(AdversarialTraining, LightningModule):
         return self(batch["image"]).argmax(1)
 
     def configure_optimizers(self):
-        hp = self.hparams
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
-            return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: dann_lr_factor(progress(step, total), hp.lr_alpha, hp.lr_beta))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimizer(self.parameters(), self.optimizer_factory, self.lr_scheduler_factory,
+                                   lambda: self.trainer.estimated_stepping_batches)

@@ -16,6 +16,7 @@ from scarce.adaptation.entropy import entropy_loss, self_information
 from scarce.lightning_modules.adversarial import AdversarialTraining, LambdaSchedule, ReversedDomains
 from scarce.lightning_modules.segmentation import Segmentation
 from scarce.nets.domain_heads import OutputDomainDiscriminator, Pool5DomainClassifier
+from scarce.optim import keep_specs
 
 __all__ = ["DANNSegmentation"]
 
@@ -119,6 +120,7 @@ class DANNSegmentation(AdversarialTraining, Segmentation):
             raise ScarceError(f"model.discriminator_downsamples ({discriminator_downsamples}) must be at most "
                               f"model.discriminator_layers ({discriminator_layers}): only convolutions downsample")
         self.save_hyperparameters()
+        keep_specs(self.hparams, "optimizer", "lr_scheduler")  # this save collects Segmentation's arguments again
         if placement == "pool5":
             self.domain_head = Pool5DomainClassifier(_pool5_channels(self.net), domain_dropout)
         else:

@@ -23,6 +23,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from scarce._errors import ScarceError
+from scarce.metrics.means import SplitMeans
 from scarce.nets.dcgan import Discriminator, Generator
 
 __all__ = ["GAN", "LOSSES", "discriminator_loss", "generator_loss", "gradient_penalty", "all_reduce_gradients"]
@@ -141,6 +142,8 @@ class GAN(LightningModule):
         # The average holds no gradients: frozen, so that DDP does not wrap it and no optimizer sees it.
         self.generator_ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
                                            use_buffers=True).requires_grad_(False)
+        self.eval_means = nn.ModuleDict({stage: SplitMeans(["d_loss", "d_real", "d_fake", "gp", "g_loss"])
+                                         for stage in ("val", "test")})
         self._noise_generator: torch.Generator | None = None
 
     def _noise(self, num: int) -> torch.Tensor:
@@ -182,18 +185,30 @@ class GAN(LightningModule):
     def _g_loss(self, num: int) -> torch.Tensor:
         return generator_loss(self.hparams.loss, self.discriminator(self.generator(self._noise(num))))
 
-    def _log(self, values: dict[str, torch.Tensor], stage: str) -> None:
-        on_step = stage == "train"
+    def _log(self, values: dict[str, torch.Tensor], stage: str, batch_size: int = 1) -> None:
+        if stage != "train":  # the split's means over all ranks (see scarce.metrics.means), logged at the epoch's end
+            self.eval_means[stage].update(values, weight=batch_size)
+            return
         for name, value in values.items():
-            self.log(f"{stage}/{name}", value.detach(), prog_bar=name in ("d_loss", "g_loss"), on_step=on_step,
-                     on_epoch=True, sync_dist=not on_step)
+            self.log(f"train/{name}", value.detach(), prog_bar=name in ("d_loss", "g_loss"), on_step=True,
+                     on_epoch=True)
+
+    def _log_eval_means(self, stage: str) -> None:
+        for name, value in self.eval_means[stage].compute_and_reset().items():
+            self.log(f"{stage}/{name}", value, prog_bar=name in ("d_loss", "g_loss"))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_means("test")
 
     def _common_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         """Both losses on a batch without updating anything (validation / test)."""
         real = batch["image"] * 2 - 1
         values = self._d_loss(real, self.generator(self._noise(len(real))))
         values["g_loss"] = self._g_loss(len(real))
-        self._log(values, stage)
+        self._log(values, stage, len(real))
         return values
 
     def training_step(self, batch: dict, batch_idx: int) -> None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveFloat, PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, PositiveInt
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
+from torchmetrics import MeanMetric
 
 from scarce._errors import ScarceError
 from scarce.data.datasets.labels import CITYSCAPES_CLASSES, IGNORE_INDEX
 from scarce.lightning_modules._logging_steps import is_logging_step
 from scarce.metrics.segmentation import SegmentationMetrics, format_iou_table
 from scarce.nets.fcn8s import FCN8s
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
 __all__ = ["Segmentation"]
 
@@ -38,11 +41,9 @@ class Segmentation(LightningModule):
         dropout: dropout after fc6 and fc7.
         batch_norm: the backbone in torchvision's ``vgg16_bn`` layout (batch norm after every convolution; trains
             from scratch much faster); False is the paper's VGG16. ``backbone_weights`` must match the layout.
-        optimizer: ``adam`` or ``sgd`` (with ``momentum``).
-        lr: learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        lr_schedule: ``constant`` or ``poly`` (``lr * (1 - step / total) ** 0.9``, the FCN / DeepLab schedule).
+        optimizer: the optimizer (``class_path`` + ``init_args``; default Adam, lr 1e-4; see :mod:`scarce.optim`).
+        lr_scheduler: the learning-rate schedule; ``null`` (the default) keeps the optimizer's rate;
+            :class:`~scarce.schedules.PolyDecay` is the FCN / DeepLab ``lr * (1 - step / total) ** 0.9``.
         class_weights: cross-entropy weight per class, a list of ``num_classes`` floats, or None (unweighted until
             :meth:`set_class_weights`). Weights computed from the source training masks when fitting starts
             (``median_frequency``, ``log_frequency``) come from the
@@ -53,6 +54,8 @@ class Segmentation(LightningModule):
         channels_last: keep the network's weights and inputs in the NHWC memory layout. The same arithmetic
             (results differ only by float summation order); oneDNN's CPU convolutions and cuDNN's tensor-core ones
             run faster on it (``benchmarks/segmentation_channels_last.py``).
+        compile: ``torch.compile`` the network's forward (``nn.Module.compile``: parameter names, and so
+            checkpoints, stay as they are). The first steps then compile; worth it on GPUs for long fits.
     """
 
     def __init__(
@@ -62,18 +65,19 @@ class Segmentation(LightningModule):
         width_divisor: PositiveInt = 1,
         dropout: ClosedUnitInterval = 0.5,
         batch_norm: bool = False,
-        optimizer: Literal["adam", "sgd"] = "adam",
-        lr: PositiveFloat = 1e-4,
-        momentum: NonNegativeFloat = 0.9,
-        weight_decay: NonNegativeFloat = 0.0,
-        lr_schedule: Literal["constant", "poly"] = "constant",
+        optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-4),
+        lr_scheduler: LRSchedulerCallable | None = None,
         class_weights: list[NonNegativeFloat] | None = None,
         ignore_index: int = IGNORE_INDEX,
         class_names: list[str] | None = None,
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        keep_specs(self.hparams, "optimizer", "lr_scheduler")
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         if class_weights is not None and len(class_weights) != num_classes:
             raise ScarceError(f"model.class_weights has {len(class_weights)} values, num_classes is {num_classes}: "
                               "give one weight per class, or null (and the ClassWeights callback to compute them)")
@@ -96,6 +100,12 @@ class Segmentation(LightningModule):
         # One metric per validation dataloader (source, target), one for test: states are summed over the split.
         self.val_metrics = nn.ModuleList(SegmentationMetrics(num_classes, ignore_index) for _ in range(2))
         self.test_metrics = SegmentationMetrics(num_classes, ignore_index)
+        # The evaluation loss of a split: the cross-entropy over all its scored pixels, each batch's mean weighted by
+        # its pixels' class weights, so it depends neither on the batching nor on the number of DDP ranks.
+        # (torchmetrics 1.9 drops the weights with nan_strategy="disable"; a batch without scored pixels, whose
+        # loss is NaN, enters with weight 0 and value 0, so "ignore" never has a NaN to remove.)
+        self.val_losses = nn.ModuleList(MeanMetric(nan_strategy="ignore") for _ in range(2))
+        self.test_loss = MeanMetric(nan_strategy="ignore")
         self.last_results: dict[str, dict[str, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -105,6 +115,12 @@ class Segmentation(LightningModule):
     def to_memory_format(self, image: torch.Tensor) -> torch.Tensor:
         """``image`` in the layout the network's weights use (NHWC with ``channels_last``)."""
         return image.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else image
+
+    def configure_model(self) -> None:
+        # Lightning calls this in fit / validate / test, before the optimizers exist; compiled once.
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            self.net.compile()
+            self._compiled = True
 
     # ------------------------------------------------------------------------------------------ setup
 
@@ -151,8 +167,11 @@ class Segmentation(LightningModule):
             return loss
         metrics = self.test_metrics if stage == "test" else self.val_metrics[dataloader_idx]
         metrics.update(logits.argmax(1), mask)
-        prefix = self._prefix(stage, dataloader_idx, self._num_loaders(stage))
-        self.log(f"{prefix}loss", loss, batch_size=image.shape[0], add_dataloader_idx=False, sync_dist=True)
+        # The denominator of F.cross_entropy's weighted mean: the class weights of the scored pixels.
+        scored = mask != self.hparams.ignore_index
+        weight = (self.loss_weights[torch.where(scored, mask, 0)] * scored).sum()
+        losses = self.test_loss if stage == "test" else self.val_losses[dataloader_idx]
+        losses.update(torch.where(weight > 0, loss.detach().float(), 0.0), weight=weight)
         return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -174,11 +193,16 @@ class Segmentation(LightningModule):
 
     # ------------------------------------------------------------------------------------------ epoch ends
 
-    def _report(self, stage: str, metrics: SegmentationMetrics, prefix: str, title: str) -> dict[str, torch.Tensor]:
+    def _report(self, stage: str, metrics: SegmentationMetrics, losses: MeanMetric, prefix: str,
+                title: str) -> dict[str, torch.Tensor]:
+        # compute() sums the states over the DDP ranks: these are the values of the whole split.
         result = metrics.compute()
         metrics.reset()
         self.log(f"{prefix}miou", result["miou"], add_dataloader_idx=False)
         self.log(f"{prefix}acc", result["acc"], add_dataloader_idx=False)
+        if losses.update_called:
+            self.log(f"{prefix}loss", losses.compute(), add_dataloader_idx=False)
+        losses.reset()
         if not self.trainer.sanity_checking:
             rank_zero_info(format_iou_table(result["iou"], self.class_names, title=title))
         return result
@@ -189,7 +213,7 @@ class Segmentation(LightningModule):
         for idx in range(n):
             prefix = self._prefix("val", idx, n)
             name = self._domains()[idx] if n > 1 else "val"
-            results[name] = self._report("val", self.val_metrics[idx], prefix,
+            results[name] = self._report("val", self.val_metrics[idx], self.val_losses[idx], prefix,
                                          f"epoch {self.current_epoch}, step {self.global_step}: {name} IoU")
         if n > 1:
             source, target = results[self._domains()[0]], results[self._domains()[1]]
@@ -201,18 +225,10 @@ class Segmentation(LightningModule):
         self.last_results = results
 
     def on_test_epoch_end(self) -> None:
-        self.last_results = {"test": self._report("test", self.test_metrics, "test/", "test IoU")}
+        self.last_results = {"test": self._report("test", self.test_metrics, self.test_loss, "test/", "test IoU")}
 
     # ------------------------------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "constant":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1 - step / total) ** 0.9)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimizer(self.parameters(), self.optimizer_factory, self.lr_scheduler_factory,
+                                   lambda: self.trainer.estimated_stepping_batches)

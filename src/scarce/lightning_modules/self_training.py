@@ -18,6 +18,7 @@ from scarce.checkpoints import load_checkpoint, network_state_dict
 from scarce.adaptation.pseudo_labels import ConfidenceHistogram, pseudo_labels
 from scarce.lightning_modules.adversarial import AdversarialTraining
 from scarce.lightning_modules.segmentation import Segmentation
+from scarce.optim import keep_specs
 
 __all__ = ["SelfTraining", "load_network_weights"]
 
@@ -102,6 +103,7 @@ class SelfTraining(AdversarialTraining, Segmentation):
     ) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
+        keep_specs(self.hparams, "optimizer", "lr_scheduler")  # this save collects Segmentation's arguments again
         # A submodule from the start, so checkpoints of this module hold (and restore) it; weights set in setup().
         self.teacher = copy.deepcopy(self.net).requires_grad_(False).eval()
         # NaN until the pass over the target has run; inf turns a class off.

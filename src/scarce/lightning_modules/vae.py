@@ -6,10 +6,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
 
+from scarce.metrics.means import SplitMeans
 from scarce.nets.vae import ConvVAE
+from scarce.optim import as_factory, configure_optimizer, keep_specs, spec
 
 __all__ = ["VAE", "gaussian_kl", "reconstruction_loss"]
 
@@ -50,17 +54,22 @@ class VAE(LightningModule):
         latent_dim: Latent code size (2 lets the callbacks draw the 20x20 latent walk).
         reconstruction: ``"mse"`` (the book) or ``"bce"``.
         beta: Weight of the KL term.
-        lr: Adam learning rate.
-        lr_schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over ``trainer.max_epochs``).
+        optimizer: The optimizer (default Adam, lr 1e-3; see :mod:`scarce.optim`).
+        lr_scheduler: The learning-rate schedule (default none; e.g. ``torch.optim.lr_scheduler.CosineAnnealingLR``
+            with ``T_max`` the number of epochs, stepped every epoch).
     """
 
     def __init__(self, latent_dim: PositiveInt = 2, reconstruction: Literal["mse", "bce"] = "mse",
-                 beta: NonNegativeFloat = 1.0, lr: PositiveFloat = 1e-3,
-                 lr_schedule: Literal["constant", "cosine"] = "constant") -> None:
+                 beta: NonNegativeFloat = 1.0, optimizer: OptimizerCallable = spec("torch.optim.Adam", lr=1e-3),
+                 lr_scheduler: LRSchedulerCallable | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
+        keep_specs(self.hparams, "optimizer", "lr_scheduler")
+        self.optimizer_factory = as_factory(optimizer)
+        self.lr_scheduler_factory = None if lr_scheduler is None else as_factory(lr_scheduler)
         self.latent_dim = latent_dim
         self.net = ConvVAE(latent_dim=latent_dim)
+        self.eval_means = nn.ModuleDict({stage: SplitMeans(["loss", "recon", "kl"]) for stage in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.net(x)
@@ -71,12 +80,23 @@ class VAE(LightningModule):
         recon = reconstruction_loss(logits, image, self.hparams.reconstruction).mean()
         kl = gaussian_kl(mu, logvar).mean()
         loss = recon + self.hparams.beta * kl
-        on_step = stage == "train"
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/recon", recon, on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/kl", kl, on_step=False, on_epoch=True, sync_dist=sync)
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+            self.log("train/recon", recon, on_step=False, on_epoch=True)
+            self.log("train/kl", kl, on_step=False, on_epoch=True)
+        else:  # the split's means over all ranks (see scarce.metrics.means), logged at the epoch's end
+            self.eval_means[stage].update({"loss": loss, "recon": recon, "kl": kl}, weight=len(image))
         return loss
+
+    def _log_eval_means(self, stage: str) -> None:
+        for name, value in self.eval_means[stage].compute_and_reset().items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "loss")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_means("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_means("test")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")
@@ -104,8 +124,5 @@ class VAE(LightningModule):
         return self.generate(torch.randn(num, self.latent_dim, generator=generator))
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        if self.hparams.lr_schedule == "constant":
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return configure_optimizer(self.parameters(), self.optimizer_factory, self.lr_scheduler_factory,
+                                   lambda: self.trainer.estimated_stepping_batches)

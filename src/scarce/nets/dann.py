@@ -1,4 +1,10 @@
-"""A DANN network: feature extractor, label classifier and domain classifier, registered by name."""
+"""A DANN network: feature extractor, label classifier and domain classifier; the two of the book, by name.
+
+:class:`DigitsDANN` and :class:`BlobsDANN` are :class:`DANNNetwork` subclasses whose first argument is
+``num_classes``, so :class:`~scarce.lightning_modules.dann.DANN` takes either by name (``network: digits``) or as a
+``class_path`` with ``init_args`` (``network: {class_path: scarce.nets.dann.BlobsDANN, init_args: {hidden: 32}}``),
+and a user's own subclass the same way.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from scarce.nets.blob_mlp import BlobClassifier, BlobDomainClassifier, BlobFeatu
 from scarce.nets.dann_digits import DigitClassifier, DigitDomainClassifier, DigitFeatures
 from scarce.nets.grl import grad_reverse
 
-__all__ = ["DANNNetwork", "DANN_NETWORKS", "dann_digits", "dann_blobs", "create_dann_network"]
+__all__ = ["BlobsDANN", "DANNNetwork", "DANN_NETWORKS", "DigitsDANN", "dann_digits", "dann_blobs",
+           "create_dann_network"]
 
 
 class DANNNetwork(nn.Module):
@@ -44,20 +51,34 @@ class DANNNetwork(nn.Module):
         return (self.classifier(feats[:num_labelled]) if num_labelled else None), feats
 
 
+class DigitsDANN(DANNNetwork):
+    """The DANN paper's MNIST -> MNIST-M networks (with batch norm), for ``(B, in_channels, 28, 28)`` inputs."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
+        features = DigitFeatures(in_channels)
+        super().__init__(features, DigitClassifier(features.out_features, num_classes),
+                         DigitDomainClassifier(features.out_features))
+
+
+class BlobsDANN(DANNNetwork):
+    """Small MLPs for the book's 3-D blobs, for ``(B, 3)`` inputs; ``hidden`` features."""
+
+    def __init__(self, num_classes: int = 2, hidden: int = 16) -> None:
+        super().__init__(BlobFeatures(3, hidden), BlobClassifier(hidden, num_classes),
+                         BlobDomainClassifier(hidden, hidden))
+
+
 def dann_digits(*, num_classes: int = 10, in_channels: int = 3) -> DANNNetwork:
-    """The DANN paper's MNIST -> MNIST-M networks (with batch norm), for ``(B, 3, 28, 28)`` inputs."""
-    features = DigitFeatures(in_channels)
-    return DANNNetwork(features, DigitClassifier(features.out_features, num_classes),
-                       DigitDomainClassifier(features.out_features))
+    """The DANN paper's MNIST -> MNIST-M networks (:class:`DigitsDANN`)."""
+    return DigitsDANN(num_classes, in_channels)
 
 
 def dann_blobs(*, num_classes: int = 2, hidden: int = 16) -> DANNNetwork:
-    """Small MLPs for the book's 3-D blobs, for ``(B, 3)`` inputs."""
-    features = BlobFeatures(3, hidden)
-    return DANNNetwork(features, BlobClassifier(hidden, num_classes), BlobDomainClassifier(hidden, hidden))
+    """Small MLPs for the book's 3-D blobs (:class:`BlobsDANN`)."""
+    return BlobsDANN(num_classes, hidden)
 
 
-DANN_NETWORKS: dict[str, Callable[..., DANNNetwork]] = {"digits": dann_digits, "blobs": dann_blobs}
+DANN_NETWORKS: dict[str, Callable[..., DANNNetwork]] = {"digits": DigitsDANN, "blobs": BlobsDANN}
 
 
 def create_dann_network(name: str, **kwargs) -> DANNNetwork:

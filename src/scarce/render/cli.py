@@ -27,9 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from scarce._errors import ScarceError
 from scarce._progress import progress as show_progress
+from scarce.packaged_configs import resolve_config_arg
 from scarce.render._gl import select_backend
 from scarce.render.config import CLASS_NAMES, RENDER_SIZE
 from scarce.render.sample_renderer import SampleRenderer, resolve_config
@@ -142,9 +144,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scarce render", description=__doc__.split("\n\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help=f"built-in preset: {', '.join(PRESETS)}")
-    src.add_argument("--config", help="a configs/render/*.yaml file")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--num-samples", type=int, required=True)
+    src.add_argument("--config", help="a render YAML file, or a packaged one by name (render/randomized, ...: "
+                                      "`scarce configs list`)")
+    parser.add_argument("--out", help="output folder, or a URL (s3://bucket/prefix, gs://...; credentials from the "
+                        "environment: docs/scaling.md); required unless --print_config")
+    parser.add_argument("--num-samples", type=int, help="samples to render (required unless --print_config)")
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (spawned)")
     parser.add_argument("--seed", type=int, default=0)
@@ -152,7 +156,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--prefix", default="data", help="shard file name prefix")
     parser.add_argument("--preview", type=int, default=16, help="samples in preview.png (0: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")
+    parser.add_argument("--print_config", action="store_true",
+                        help="print the resolved render config as YAML (what --config takes) and exit")
     args = parser.parse_args(argv)
+    source = args.preset or resolve_config_arg(args.config)
+    if args.print_config:
+        print(yaml.safe_dump(resolve_config(source).to_dict(), sort_keys=False), end="")
+        return 0
+    if args.out is None or args.num_samples is None:
+        parser.error("the following arguments are required: --out, --num-samples")
     # Checked before any folder is made or GL context opened: a zero size used to fail deep inside OpenGL.
     if min(args.size) < 1:
         raise ScarceError(f"--size must be two positive integers H W, got {args.size[0]} {args.size[1]}")
@@ -160,7 +172,7 @@ def main(argv: list[str]) -> int:
         raise ScarceError(f"--shards must be >= 1, got {args.shards}")
     if args.preview < 0:
         raise ScarceError(f"--preview must be >= 0 (0: no preview), got {args.preview}")
-    manifest = render_to_shards(args.preset or args.config, args.out, args.num_samples, seed=args.seed,
+    manifest = render_to_shards(source, args.out, args.num_samples, seed=args.seed,
                                 size=tuple(args.size), num_shards=args.shards, workers=args.workers,
                                 prefix=args.prefix, preview=args.preview, overwrite=args.overwrite)
     print(f"wrote {manifest['num_records']} records in {len(manifest['shards'])} shard(s) to {args.out}")

@@ -230,14 +230,16 @@ class RenderConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> RenderConfig:
-        """Build from plain data (YAML); unknown keys raise an error naming ``source`` and the valid keys."""
+    def from_dict(cls, data: dict, source: str = "<dict>", base: Path | None = None) -> RenderConfig:
+        """Build from plain data (YAML); unknown keys raise an error naming ``source`` and the valid keys. Relative
+        mesh paths resolve against ``base`` (default: the folder of ``source``)."""
         data = dict(data)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ScarceError(f"{source}: unknown render option(s) {sorted(unknown)}; valid options are {sorted(names)}")
-        base = Path(source).parent if source != "<dict>" else Path(".")
+        if base is None:
+            base = Path(source).parent if source != "<dict>" else Path(".")
         if "objects" in data:
             objs = []
             for i, o in enumerate(data["objects"] or ()):
@@ -279,12 +281,19 @@ def _resolve_mesh_path(spec: ObjectSpec, base: Path) -> ObjectSpec:
 
 
 def load_config(path: str | Path) -> RenderConfig:
-    """Read a render YAML file (``configs/render/*.yaml``); see :class:`RenderConfig` for the keys."""
+    """Read a render YAML file (``configs/render/*.yaml``); see :class:`RenderConfig` for the keys.
+
+    Relative mesh paths resolve against the file's folder, except in the packaged configs (which sit inside the
+    installed package, next to no user data): those resolve against the working directory."""
+    from scarce.packaged_configs import CONFIG_ROOT
+
     path = Path(path)
     if not path.is_file():
-        raise ScarceError(f"render config {str(path)!r} not found; the shipped ones are configs/render/*.yaml")
+        raise ScarceError(f"render config {str(path)!r} not found; the packaged ones are render/NAME "
+                          "(`scarce configs list`)")
     with open(path) as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ScarceError(f"{path}: expected a mapping of render options at the top level")
-    return RenderConfig.from_dict(data, source=str(path))
+    packaged = path.resolve().is_relative_to(CONFIG_ROOT.resolve())
+    return RenderConfig.from_dict(data, source=str(path), base=Path.cwd() if packaged else None)

@@ -7,8 +7,8 @@ The label space is the rendering class table, :data:`scarce.render.CLASS_NAMES` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from scarce.render.dataset import RenderedDataset
 from scarce.shards.readers import TFRecordDataset
 from scarce.shards.samples import SampleDataset
 from scarce.shards.schemas import RENDERED_LAYOUT, decode_rendered
+from scarce.shards.tfrecord import find_shards
 
 __all__ = ["RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
 
@@ -87,7 +88,7 @@ class RenderedSegmentationShards(SampleDataset):
             {split}-00000-of-0000N.tfrecord[.index]
 
     Args:
-        root: the shard folder.
+        root: the shard folder (a path, or a URL such as ``s3://bucket/prefix``).
         split: file prefix of the split (``train``, ``val``, ...).
         transform: called on each image.
         target_transform: called on each mask.
@@ -96,14 +97,14 @@ class RenderedSegmentationShards(SampleDataset):
 
     target_key = "mask"
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
+    def __init__(self, root: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  target_transform: Callable | None = None, transforms: Callable | None = None):
         super().__init__(root, split, transforms, transform, target_transform)
-        files = sorted(p for p in self.root.glob(f"{split}-*.tfrecord") if p.is_file())
+        files = find_shards(self.root, split)
         if not files:
             raise DataNotFoundError(f"no rendered {split!r} shards in {str(root)!r}. Expected:\n"
                                     + RENDERED_LAYOUT.format(split=split))
-        self.records = TFRecordDataset([str(p) for p in files], decode=_decode_rendered_view)
+        self.records = TFRecordDataset(files, decode=_decode_rendered_view)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -15,6 +15,8 @@ from its module on first use, so the framing tools start without importing torch
 * :mod:`~scarce.shards.samples`: torchvision's dataset conventions for dict samples (:class:`SampleDataset`).
 * :mod:`~scarce.shards.tfds`: datasets prepared by ``tensorflow_datasets``: ``dataset_info.json``,
   ``features.json``, split strings, examples -> nested numpy samples (:class:`TFDSInfo`).
+* :mod:`~scarce.shards.storage`: local paths and fsspec URLs (``s3://``, ``gs://``, ``https://``) for all of the
+  above.
 """
 
 import importlib
@@ -29,13 +31,14 @@ _HOMES = {
     **dict.fromkeys(("ShuffleBuffer", "StreamingTFRecordDataset", "TFRecordDataset", "consumer_ranges",
                      "distributed_rank"), "readers"),
     **dict.fromkeys(("COMPRESSIONS", "MAX_RECORD_BYTES", "SkipReport", "SkippedRecordsWarning", "count_records",
-                     "create_index", "detect_compression", "expand_files", "frame", "index_path_for",
-                     "iter_raw_records", "load_index", "masked_crc", "read_record_at",
+                     "create_index", "detect_compression", "expand_files", "find_shards", "frame", "index_path_for",
+                     "iter_raw_records", "load_index", "load_manifest", "masked_crc", "read_record_at",
                      "unfinished_writes"), "tfrecord"),
     **dict.fromkeys(("SampleDataset", "SampleTransforms"), "samples"),
     **dict.fromkeys(("TFDSInfo",), "tfds"),
-    **dict.fromkeys(("MANIFEST_SUFFIX", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts",
-                     "shard_name", "write_shards"), "writer"),
+    **dict.fromkeys(("READ_AHEAD_BYTES", "is_url"), "storage"),
+    **dict.fromkeys(("MANIFEST_SUFFIX", "ObjectStoreShardFolder", "ShardFolder", "TFRecordWriter", "check_manifest",
+                     "manifest_counts", "shard_name", "write_shards"), "writer"),
 }
 
 __all__ = sorted(_HOMES)  # noqa: PLE0605 - every name of the table above

@@ -17,7 +17,7 @@ from torchvision import tv_tensors
 
 from scarce._errors import FeatureError, ScarceError
 from scarce.shards.example import decode_example, parse_example
-from scarce.shards.images import decode_image, decode_mask
+from scarce.shards.images import EncodedJpeg, decode_image, decode_mask, is_jpeg
 
 __all__ = [
     "DESCRIPTION_KINDS",
@@ -25,6 +25,7 @@ __all__ = [
     "RecordParser",
     "finalize_sample",
     "image_tensor",
+    "is_mask_feature",
     "mask_tensor",
 ]
 
@@ -37,6 +38,11 @@ DESCRIPTION_KINDS = {
     "float": "float", "float_list": "float",
 }
 _MASK_KEY_HINT = "mask"
+
+
+def is_mask_feature(key: str, kind: str) -> bool:
+    """Whether feature ``key`` described as ``kind`` decodes to a segmentation mask (ids), not an image."""
+    return kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key)
 
 
 def image_tensor(array: np.ndarray) -> tv_tensors.Image:
@@ -60,13 +66,17 @@ class FeatureDecoder:
             batched decoding on the GPU: see :func:`scarce.data.transforms.decode_jpeg_batch`).
         rename: feature name -> sample key, e.g. ``{"image_png": "image"}``.
         min_size: Passed to :func:`scarce.shards.images.decode_image` for reduced-scale JPEG decoding.
+        defer_jpeg: Keep JPEG images (``"jpeg"|"image"`` features not named like a mask) undecoded, as
+            :class:`scarce.shards.images.EncodedJpeg`, so that a random crop decodes only its window
+            (:class:`scarce.data.transforms.RandomScaleCrop` does); anything left undecoded is decoded whole by
+            :func:`finalize_sample`.
 
     ``kinds`` gives the ``tf.train.Example`` kind each feature must have (for
     :func:`scarce.shards.example.parse_example`).
     """
 
     def __init__(self, description: Mapping[str, str], rename: Mapping[str, str] | None = None,
-                 min_size: Sequence[int] | None = None) -> None:
+                 min_size: Sequence[int] | None = None, defer_jpeg: bool = False) -> None:
         for key, kind in description.items():
             if kind not in DESCRIPTION_KINDS:
                 raise ScarceError(f"feature description {key!r}: unknown kind {kind!r}; valid values are "
@@ -74,14 +84,17 @@ class FeatureDecoder:
         self.description = dict(description)
         self.rename = dict(rename or {})
         self.min_size = tuple(min_size) if min_size is not None else None
+        self.defer_jpeg = defer_jpeg
         self.kinds = {key: DESCRIPTION_KINDS[kind] for key, kind in self.description.items()}
 
     def _one(self, key: str, kind: str, values: list) -> Any:
         if kind in ("jpeg", "png", "image", "mask", "int", "float", "bytes", "str", "encoded") and len(values) != 1:
             raise FeatureError(f"feature {key!r} ({kind}): expected exactly 1 value, found {len(values)}; "
                                f"describe it as '{kind}_list' or 'bytes' to keep every value")
-        if kind == "mask" or (kind in ("jpeg", "png", "image") and _MASK_KEY_HINT in key):
+        if is_mask_feature(key, kind):
             return mask_tensor(decode_mask(values[0], where=f"feature {key!r}"))
+        if self.defer_jpeg and kind in ("jpeg", "image") and is_jpeg(values[0]):
+            return EncodedJpeg(values[0], where=f"feature {key!r}")
         if kind in ("jpeg", "png", "image"):
             return image_tensor(decode_image(values[0], where=f"feature {key!r}", min_size=self.min_size))
         if kind == "int":
@@ -106,10 +119,13 @@ def finalize_sample(sample: dict) -> dict:
     """Bring a decoded/augmented sample to the project convention (idempotent).
 
     ``image``-like entries (``tv_tensors.Image``) become float32 ``(C, H, W)`` in [0, 1] and plain tensors;
-    masks become int64 ``(H, W)`` plain tensors.
+    masks become int64 ``(H, W)`` plain tensors; a still undecoded :class:`~scarce.shards.images.EncodedJpeg` is
+    decoded whole.
     """
     out = {}
     for key, value in sample.items():
+        if isinstance(value, EncodedJpeg):
+            value = image_tensor(value.decode())
         if isinstance(value, tv_tensors.Image):
             value = value.as_subclass(torch.Tensor)
             if not value.is_floating_point():

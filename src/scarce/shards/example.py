@@ -7,8 +7,6 @@ A decoded example is a ``dict`` mapping a feature name to a ``list`` of ``bytes`
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,29 +15,10 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from scarce._errors import CorruptRecordError, FeatureError
+from scarce.shards import example_proto
 from scarce.shards.tfrecord import SkipReport, iter_raw_records
 
 
-def _load_example_pb2():
-    """The ``tf.train.Example`` protobuf module shipped by the ``tfrecord`` package.
-
-    Loaded from its file: ``import tfrecord.example_pb2`` would run the package ``__init__``, which imports
-    torch (4 s), and ``scarce data inspect`` should start in a blink.
-    """
-    spec = importlib.util.find_spec("tfrecord")
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = os.path.join(folder, "example_pb2.py")
-        if os.path.isfile(path):
-            module_spec = importlib.util.spec_from_file_location("scarce.shards._example_pb2", path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-            return module
-    from tfrecord import example_pb2  # pragma: no cover - unusual installs
-
-    return example_pb2
-
-
-example_pb2 = _load_example_pb2()
 
 __all__ = [
     "KINDS",
@@ -133,7 +112,7 @@ def encode_example(record: Mapping[str, Any], kinds: Mapping[str, str] | None = 
     Raises:
         FeatureError: A value that cannot be stored, naming the feature and what is accepted.
     """
-    example = example_pb2.Example()
+    example = example_proto.Example()
     feature_map = example.features.feature
     for name, value in record.items():
         kind, values = values_and_kind(str(name), value, (kinds or {}).get(name))
@@ -142,8 +121,8 @@ def encode_example(record: Mapping[str, Any], kinds: Mapping[str, str] | None = 
     return example.SerializeToString(deterministic=True)
 
 
-def _parse_proto(data: bytes, path: str | None = None, offset: int | None = None) -> example_pb2.Example:
-    example = example_pb2.Example()
+def _parse_proto(data: bytes, path: str | None = None, offset: int | None = None) -> example_proto.Example:
+    example = example_proto.Example()
     try:
         example.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as err:

@@ -7,6 +7,9 @@
   cannot read it).
 * :func:`decode_pixels`: the pixels as stored, channels and bit depth kept (``(H, W, C)``, uint8 or uint16), as
   ``tf.io.decode_image`` gives them: what a ``tensorflow_datasets`` ``Image`` feature holds.
+* :func:`decode_jpeg_window`: one window of a JPEG, decoding only that window (libjpeg-turbo partial decoding,
+  as ``tf.io.decode_and_crop_jpeg``), optionally at a reduced DCT scale; :func:`image_size` reads the size from
+  the header alone.
 * :func:`decode_mask`: a one-channel PNG (8 or 16 bit, or palette: the palette indices are the ids) -> ``(H, W)``
   array of ids, bit depth kept; an RGB PNG whose channels agree (a grey mask saved as RGB) is accepted.
 
@@ -16,6 +19,7 @@ Every error names where the bytes come from (``where``: a feature, a file and re
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 
 import cv2
@@ -24,7 +28,20 @@ from PIL import Image, UnidentifiedImageError
 
 from scarce._errors import FeatureError
 
-__all__ = ["check_image", "decode_image", "decode_mask", "decode_pixels", "encode_png", "is_jpeg"]
+__all__ = ["WINDOW_DECODE", "EncodedJpeg", "check_image", "decode_image", "decode_jpeg_window", "decode_mask",
+           "decode_pixels", "encode_png", "image_size", "is_jpeg", "scaled_window"]
+
+try:  # the compiled crop-window decoder (setup.py); optional: without it whole JPEGs are decoded, then cropped
+    from scarce.shards import _jpeg_crop
+except ImportError as _err:  # pragma: no cover - exercised by the fallback test through a subprocess
+    _jpeg_crop = None
+    _WINDOW_DECODE_MISSING = str(_err)
+
+_ALIGNMENT_SLACK = 2 + 2 * 32
+
+#: Whether JPEG windows are decoded alone (``True``) or cut from a whole decoded image (``False``).
+WINDOW_DECODE = _jpeg_crop is not None
+_told_fallback = False
 
 
 def encode_png(array: np.ndarray, *, compression: int | None = None) -> bytes:
@@ -152,6 +169,131 @@ def _decode_jpeg_as_tensorflow(data: bytes, channels: int | None, where: str) ->
             return np.array(img.convert("RGB"))
         except Exception:
             raise FeatureError(f"{where}: damaged JPEG data ({err})") from err
+def image_size(data: bytes, *, where: str = "feature 'image'") -> tuple[int, int]:
+    """``(height, width)`` of an encoded image; for a JPEG from its header alone (no pixel is decoded)."""
+    if is_jpeg(data):
+        import simplejpeg
+
+        try:
+            height, width = simplejpeg.decode_jpeg_header(data)[:2]
+            return int(height), int(width)
+        except ValueError as err:
+            raise FeatureError(f"{where}: cannot read the JPEG header of {len(data)} bytes ({err})") from err
+    return tuple(decode_image(data, where=where).shape[:2])
+
+
+def scaled_window(size: Sequence[int], window: Sequence[int], scale_denom: int) -> tuple[int, int, int, int]:
+    """A ``(top, left, height, width)`` window of a ``size`` = ``(H, W)`` image -> the same window in the image
+    decoded at 1 / ``scale_denom`` (libjpeg's ``ceil(H / d) x ceil(W / d)``), rounded to whole pixels."""
+    d = int(scale_denom)
+    if d == 1:
+        return tuple(int(v) for v in window)
+    top, left, height, width = window
+    hs, ws = -(-int(size[0]) // d), -(-int(size[1]) // d)
+    y0, x0 = min(hs - 1, round(top / d)), min(ws - 1, round(left / d))
+    y1, x1 = max(y0 + 1, min(hs, round((top + height) / d))), max(x0 + 1, min(ws, round((left + width) / d)))
+    return y0, x0, y1 - y0, x1 - x0
+
+
+def _say_fallback_once() -> None:
+    global _told_fallback
+    if not _told_fallback:
+        _told_fallback = True
+        warnings.warn(f"scarce: crop-window JPEG decoding is not available ({_WINDOW_DECODE_MISSING}); decoding "
+                      "whole JPEGs and cropping them (slower, same pixels). Build it with `make setup` (needs "
+                      "libjpeg62-turbo-dev)", RuntimeWarning, stacklevel=3)
+
+
+def decode_jpeg_window(data: bytes, window: Sequence[int], *, size: Sequence[int] | None = None,
+                       scale_denom: int = 1, fast_dct: bool = True, partial: bool = True,
+                       where: str = "feature 'image'") -> np.ndarray:
+    """Decode only ``window`` = ``(top, left, height, width)`` of a JPEG -> uint8 ``(height, width, 3)`` RGB (a
+    view with a row stride longer than ``width`` when decoded by the extension: ``np.ascontiguousarray`` it for
+    code that needs packed rows).
+
+    The same pixels as a whole decode cut to the window (byte for byte: ``tests/test_jpeg_crop.py``), from
+    libjpeg-turbo's partial decoding: rows above the window are skipped (entropy-decoded only), rows below are
+    never read, and the IDCT, upsampling and colour conversion run on the window's columns only.
+
+    Args:
+        data: JPEG bytes (anything else is decoded whole by :func:`decode_image`, then cut).
+        window: ``(top, left, height, width)`` in full-resolution pixels.
+        size: ``(H, W)`` of the image when known (saves reading the header again).
+        scale_denom: 1, 2, 4 or 8: decode at that DCT scale; the window is then mapped by
+            :func:`scaled_window` and the result is about ``1 / scale_denom`` of its size.
+        fast_dct: libjpeg's fast integer IDCT (TensorFlow's default); ``False``: the accurate one.
+        partial: ``False``: decode the whole image and cut it (the fallback's way; for comparisons).
+        where: Names the bytes in errors.
+
+    Without the compiled decoder (``WINDOW_DECODE`` false) the whole image is decoded with simplejpeg (the same
+    libjpeg-turbo arithmetic) and cut, with a one-time warning.
+    """
+    if not is_jpeg(data):
+        top, left, height, width = (int(v) for v in window)
+        return np.ascontiguousarray(decode_image(data, where=where)[top:top + height, left:left + width])
+    if size is None:
+        size = image_size(data, where=where)
+    top, left, height, width = scaled_window(size, window, scale_denom)
+    if _jpeg_crop is not None and partial:
+        # Rows wide enough for the window, its 1-pixel margins and the iMCU alignment (at most 32 pixels each
+        # side): libjpeg writes into them directly and the window is a view (row stride > width).
+        out = np.empty((height, width + _ALIGNMENT_SLACK, 3), np.uint8)
+        try:
+            margin = _jpeg_crop.decode_crop(data, out, left, top, width, scale_denom=int(scale_denom),
+                                            fast_dct=fast_dct)
+            return out[:, margin:margin + width]
+        except ValueError as err:
+            # CMYK and other layouts libjpeg cannot turn into RGB take the whole-image path below.
+            if "outside" in str(err):
+                raise FeatureError(f"{where}: {err}") from err
+            if not str(err).startswith("Unsupported color conversion"):
+                raise FeatureError(f"{where}: cannot decode {len(data)} bytes as a JPEG ({err})") from err
+    elif partial:
+        _say_fallback_once()
+    import simplejpeg
+
+    kwargs = {}
+    if scale_denom > 1:
+        kwargs = {"min_height": -(-int(size[0]) // scale_denom), "min_width": -(-int(size[1]) // scale_denom)}
+    try:
+        whole = simplejpeg.decode_jpeg(data, "RGB", fastdct=fast_dct, strict=False, **kwargs)
+    except ValueError:
+        whole = decode_image(data, where=where)  # CMYK / YCCK JPEGs: PIL converts them (or names the damage)
+        if scale_denom > 1:
+            import cv2
+
+            whole = cv2.resize(whole, (-(-int(size[1]) // scale_denom), -(-int(size[0]) // scale_denom)),
+                               interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(whole[top:top + height, left:left + width])
+
+
+class EncodedJpeg:
+    """JPEG bytes whose decoding waits until the crop window is known (a training sample's ``image``).
+
+    :class:`scarce.shards.decode.FeatureDecoder` makes these with ``defer_jpeg=True``;
+    :class:`scarce.data.transforms.RandomScaleCrop` decodes just its window (:meth:`decode`), and
+    :func:`scarce.shards.decode.finalize_sample` decodes any left whole.
+
+    Attributes:
+        data: The JPEG bytes.
+        size: ``(H, W)``, read from the header.
+        where: Names the bytes in errors.
+    """
+
+    __slots__ = ("data", "size", "where")
+
+    def __init__(self, data: bytes, *, where: str = "feature 'image'") -> None:
+        self.data, self.where = data, where
+        self.size = image_size(data, where=where)
+
+    def decode(self, window: Sequence[int] | None = None, *, scale_denom: int = 1) -> np.ndarray:
+        """uint8 ``(h, w, 3)`` RGB of ``window`` = ``(top, left, height, width)`` (default: the whole image)."""
+        if window is None:
+            window = (0, 0, *self.size)
+        return decode_jpeg_window(self.data, window, size=self.size, scale_denom=scale_denom, where=self.where)
+
+    def __repr__(self) -> str:
+        return f"EncodedJpeg({len(self.data)} bytes, size={self.size})"
 
 
 def decode_mask(data: bytes, *, where: str = "feature 'mask'") -> np.ndarray:

@@ -6,12 +6,20 @@ takes GZIP / ZLIB files, whose records it reads into memory once.
 
 :class:`StreamingTFRecordDataset` reads any file, compressed included, front to back. Each epoch it lays
 the files out in one order (shuffled by ``seed + epoch`` when ``shuffle=True``), numbers the records
-0..N-1 across that order, and gives consumer ``k`` of ``C = world_size * num_workers`` the contiguous
-range ``[k N // C, (k + 1) N // C)``; a consumer seeks over (or, compressed, reads past) the records
-before its range. So across DDP ranks x DataLoader workers every record is read exactly once per epoch,
-uneven shard sizes included, and each rank gets ``N / world_size`` records give or take one. Record
-counts come from the index, from a ``*.manifest.json`` next to the shards, or from one pass over the
-framing, done once in the main process.
+0..N-1 across that order, and gives rank ``r`` of ``W`` the contiguous range ``[r N // W, (r + 1) N // W)``.
+Within a rank the range goes to the DataLoader workers in whole batches when ``batch_size`` is given (worker
+``w`` of ``K`` reads batches ``[w b // K, (w + 1) b // K)`` of the rank's ``b``), so only the rank's last batch
+can be partial and the loader yields ``ceil(records / batch_size)`` batches, the number ``len(DataLoader)``
+promises and Lightning stops at; without it, worker ``k`` of the ``C = W * K`` consumers gets ``[k N // C,
+(k + 1) N // C)`` (each worker then ends with a partial batch of its own). A consumer seeks over (or,
+compressed, reads past) the records before its range. So across DDP ranks x DataLoader workers every record
+is read exactly once per epoch, uneven shard sizes included, and each rank gets ``N / world_size`` records
+give or take one. Record counts come from the index, from a ``*.manifest.json`` next to the shards, or from
+one pass over the framing, done once in the main process.
+
+Files may be named by fsspec URLs (``s3://``, ``gs://``, ``https://``): the map-style dataset then reads each
+record with one byte-range request located by the index, the streaming one reads ahead in large requests
+(``read_ahead``), see :mod:`scarce.shards.storage`.
 
 Both take ``decode``: ``None`` (the decoded example dict: name -> list), a feature description such as
 ``{"image": "jpeg", "mask": "png", "label": "int"}`` (see :class:`scarce.shards.decode.FeatureDecoder`;
@@ -33,6 +41,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from scarce._errors import CorruptRecordError, ScarceError
+from scarce.shards import storage
 from scarce.shards.decode import RecordParser
 from scarce.shards.example import decode_example
 from scarce.shards.tfrecord import (SkipReport, count_records, detect_compression, expand_files, iter_raw_records,
@@ -96,6 +105,8 @@ class TFRecordDataset(Dataset):
         self.skip_report = SkipReport()
         scan = {"verify": verify, "skip_corrupt": skip_corrupt, "report": self.skip_report,
                 "max_record_bytes": max_record_bytes}
+        # A URL's size comes from one listing of its folder (not a request per file); local sizes are stat'ed.
+        sizes = storage.file_sizes([f for f in self.files if storage.is_url(f)])
         for path in self.files:
             compression = detect_compression(path)
             if compression is None and skip_corrupt:
@@ -103,7 +114,7 @@ class TFRecordDataset(Dataset):
                          if self._is_example(data, path, o)]
                 self.offsets.append(np.array(found, np.int64).reshape(-1, 2))
             elif compression is None:
-                self.offsets.append(load_index(path))
+                self.offsets.append(load_index(path, size=sizes.get(path)))
             elif compressed == "memory":
                 records = iter_raw_records(path, compression, with_offsets=True, **scan)
                 self.offsets.append([data for o, _, data in records if not skip_corrupt
@@ -135,7 +146,8 @@ class TFRecordDataset(Dataset):
             self._handles, self._pid = {}, os.getpid()
         handle = self._handles.get(path)
         if handle is None:
-            handle = self._handles[path] = open(path, "rb")
+            # A URL: every read is one byte-range request, located by the index (no read-ahead to waste).
+            handle = self._handles[path] = storage.open_input(path, read_ahead=None, buffering=-1)
         return handle
 
     def raw(self, index: int) -> tuple[str, bytes]:
@@ -207,9 +219,14 @@ class StreamingTFRecordDataset(IterableDataset):
             consumer that reads a file to its end checks it holds exactly that many.
         max_record_bytes: The longest record accepted (default
             :data:`~scarce.shards.tfrecord.MAX_RECORD_BYTES`), which bounds the memory one read holds.
+        read_ahead: Files named by URL: bytes per request, the next block fetched in the background while
+            this one is parsed (default :data:`~scarce.shards.storage.READ_AHEAD_BYTES`; at most three blocks
+            held per consumer). Local files ignore it.
         even_ranks: Give every rank exactly ``N // world_size`` records, leaving out the last ``N % world_size``
             of the epoch's order (which records those are changes with the shuffled file order). DDP training
             needs the same number of batches on every rank; the default reads every record exactly once.
+        batch_size: The DataLoader's batch size: workers then read whole batches of their rank's range (see the
+            module docstring). ``None``: records are split evenly over ranks x workers.
 
     Call :meth:`set_epoch` before each epoch (the :class:`~scarce.datamodules.tfrecord.TFRecordDataModule`
     does); ``len()`` is the number of records this rank yields per epoch.
@@ -220,16 +237,23 @@ class StreamingTFRecordDataset(IterableDataset):
                  seed: int = 0, compression: str | None = "auto", verify: bool = True, skip_corrupt: bool = False,
                  rank: int | None = None, world_size: int | None = None,
                  counts: Sequence[int] | None = None, even_ranks: bool = False,
-                 max_record_bytes: int | None = None) -> None:
+                 max_record_bytes: int | None = None, read_ahead: int = storage.READ_AHEAD_BYTES,
+                 batch_size: int | None = None) -> None:
         self.files = expand_files(files)
         self.parser = RecordParser(decode, transform)
         self.shuffle, self.buffer_size, self.seed = shuffle, int(buffer_size), int(seed)
         self.compression, self.verify, self.skip_corrupt = compression, verify, skip_corrupt
         self.rank, self.world_size = rank, world_size
         self.even_ranks = even_ranks
+        if batch_size is not None and int(batch_size) < 1:
+            raise ScarceError(f"batch_size={batch_size}; expected a positive number or None")
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.epoch = 0
         self.skip_report = SkipReport()
         self.max_record_bytes = max_record_bytes
+        if int(read_ahead) < 1:
+            raise ScarceError(f"read_ahead must be a positive number of bytes, got {read_ahead}")
+        self.read_ahead = int(read_ahead)
         self._count_sources: list[str] | None = None if counts is None else ["the counts argument"] * len(counts)
         if counts is not None and len(counts) != len(self.files):
             raise ScarceError(f"counts has {len(counts)} entries for {len(self.files)} files")
@@ -244,10 +268,11 @@ class StreamingTFRecordDataset(IterableDataset):
         """Records per file (computed once, in the process that asks first: call it before forking workers)."""
         if self._counts is None:
             known = manifest_counts(self.files)
-            self._count_sources = [known.get(os.path.abspath(f), (None, "the count pass"))[1] for f in self.files]
-            self._counts = [known[os.path.abspath(f)][0] if os.path.abspath(f) in known
+            self._count_sources = [known.get(f, (None, "the count pass"))[1] for f in self.files]
+            self._counts = [known[f][0] if f in known
                             else count_records(f, self.compression, skip_corrupt=self.skip_corrupt,
-                                               report=self.skip_report, max_record_bytes=self.max_record_bytes)
+                                               report=self.skip_report, max_record_bytes=self.max_record_bytes,
+                                               read_ahead=self.read_ahead)
                             for f in self.files]
         return self._counts
 
@@ -271,13 +296,25 @@ class StreamingTFRecordDataset(IterableDataset):
             random.Random(self.seed * 1_000_003 + (self.epoch if epoch is None else epoch)).shuffle(order)
         return order
 
+    def record_range(self, rank: int, world: int, worker: int = 0, workers: int = 1) -> tuple[int, int]:
+        """The records ``[start, stop)`` of the epoch's order that DataLoader worker ``worker`` of ``workers`` on rank
+        ``rank`` of ``world`` reads."""
+        total = self._total(world)
+        if self.batch_size is None:
+            return consumer_ranges(total, world * workers)[rank * workers + worker]
+        lo, hi = consumer_ranges(total, world)[rank]
+        b0, b1 = consumer_ranges(-(-(hi - lo) // self.batch_size), workers)[worker]
+        return min(hi, lo + b0 * self.batch_size), min(hi, lo + b1 * self.batch_size)
+
     def plan(self, consumer: int, num_consumers: int, epoch: int | None = None) -> list[tuple[int, int, int]]:
-        """The ``(file index, start, stop)`` segments consumer ``consumer`` of ``num_consumers`` reads."""
+        """The ``(file index, start, stop)`` segments consumer ``consumer`` of ``num_consumers`` reads (consumer
+        ``rank * workers + worker``; ranks own contiguous blocks of workers, so dropping the tail keeps every
+        rank's share equal)."""
         counts = self.counts
         order = self.file_order(epoch)
-        # Ranks own contiguous blocks of workers, so dropping the tail keeps every rank's share equal.
-        total = self._total(self._rank()[1])
-        lo, hi = consumer_ranges(total, num_consumers)[consumer]
+        world = self._rank()[1]
+        workers = num_consumers // world
+        lo, hi = self.record_range(consumer // workers, world, consumer % workers, workers)
         segments, base = [], 0
         for f in order:
             start, stop = max(lo, base), min(hi, base + counts[f])
@@ -303,7 +340,8 @@ class StreamingTFRecordDataset(IterableDataset):
             exact = self._count_sources[f] if stop == counts[f] and self._count_sources is not None else None
             yield from ((path, data) for data in iter_raw_records(
                 path, self.compression, self.verify, skip_corrupt=self.skip_corrupt, report=self.skip_report,
-                start=start, stop=stop, exact_count=exact, max_record_bytes=self.max_record_bytes))
+                start=start, stop=stop, exact_count=exact, max_record_bytes=self.max_record_bytes,
+                read_ahead=self.read_ahead))
 
     def __iter__(self) -> Iterator[Any]:
         consumer, consumers, _ = self._consumer()

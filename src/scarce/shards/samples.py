@@ -23,6 +23,7 @@ from typing import Any
 from torchvision.datasets.vision import VisionDataset
 
 from scarce._errors import ScarceError
+from scarce.shards.storage import is_url
 
 __all__ = ["SampleDataset", "SampleTransforms"]
 
@@ -81,7 +82,8 @@ class SampleDataset(VisionDataset):
         if transforms is not None and (transform is not None or target_transform is not None):
             raise ScarceError(f"{type(self).__name__}: give either `transforms` (called on the sample dict) or "
                               "`transform` / `target_transform` (called on its image / target), not both")
-        super().__init__(Path(root).expanduser() if root is not None else None)
+        # A URL (s3://, gs://, https://) stays a string: Path would fold its "//".
+        super().__init__(None if root is None else root if is_url(root) else Path(root).expanduser())
         self.split = split
         self.transform, self.target_transform = transform, target_transform
         if transform is not None or target_transform is not None:

@@ -14,13 +14,18 @@ cut-off record, the start of its data for a data CRC mismatch.
 
 An *index* (the ``tfrecord`` package's format: one line ``"offset length"`` per record, the length counting
 the framing) allows random access into an uncompressed file; it is written next to the file as
-``FILE.index``, or under ``$XDG_CACHE_HOME/scarce/tfrecord-index`` when that folder is read-only.
+``FILE.index``, or under ``$XDG_CACHE_HOME/scarce/tfrecord-index`` when that folder is read-only (and, for a
+file named by URL, always there: readers never write into a dataset's storage).
+
+Every path here may also be an fsspec URL (``s3://``, ``gs://``, ``https://``, ``file://``): see
+:mod:`scarce.shards.storage`.
 """
 
 from __future__ import annotations
 
-import glob as _glob
 import hashlib
+import io
+import json
 import os
 import re
 import struct
@@ -35,6 +40,7 @@ import crc32c
 import numpy as np
 
 from scarce._errors import CorruptRecordError, DataNotFoundError, ScarceError
+from scarce.shards import storage
 
 __all__ = [
     "COMPRESSIONS",
@@ -57,6 +63,9 @@ __all__ = [
     "unfinished_writes",
     "count_records",
     "expand_files",
+    "MANIFEST_SUFFIX",
+    "load_manifest",
+    "find_shards",
 ]
 
 # User-facing names -> what the file holds. "none" and None both mean a plain file.
@@ -113,8 +122,12 @@ def detect_compression(path: str | Path) -> str | None:
     A plain file starts with a length whose masked CRC follows it, which settles the question whenever
     the file holds a record; otherwise the GZIP magic ``1f 8b`` or a valid ZLIB header decide.
     """
-    with open(path, "rb") as f:
-        head = f.read(12)
+    with storage.open_input(path, read_ahead=None) as f:
+        return _compression_of(f.read(12))
+
+
+def _compression_of(head: bytes) -> str | None:
+    """:func:`detect_compression` of a file's first 12 bytes."""
     if len(head) == 12:
         length_bytes, (crc,) = head[:8], struct.unpack("<I", head[8:])
         if masked_crc(length_bytes) == crc:
@@ -143,8 +156,8 @@ class _InflateReader:
     in the compressed file, once every decompressed byte before it has been read.
     """
 
-    def __init__(self, path: str, compression: str) -> None:
-        self._raw = open(path, "rb")
+    def __init__(self, raw, compression: str) -> None:
+        self._raw = raw  # the compressed file, local or remote (closed with this reader)
         self._gzip = compression == "gzip"
         self._wbits = 16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS
         self._inflate = zlib.decompressobj(self._wbits)
@@ -212,12 +225,6 @@ class _InflateReader:
 
     def close(self) -> None:
         self._raw.close()
-
-
-def _open_stream(path: str, compression: str | None):
-    if compression in ("gzip", "zlib"):
-        return _InflateReader(path, compression)
-    return open(path, "rb", buffering=1 << 16)
 
 
 def _read_bounded(stream, n: int) -> bytes | list[bytes]:
@@ -335,6 +342,7 @@ def iter_raw_records(
     stop: int | None = None,
     exact_count: str | None = None,
     max_record_bytes: int | None = None,
+    read_ahead: int = storage.READ_AHEAD_BYTES,
 ) -> Iterator[bytes] | Iterator[tuple[int, int, bytes]]:
     """Yield the data of every record of one file (``(offset, framed_length, data)`` with ``with_offsets``).
 
@@ -354,25 +362,37 @@ def iter_raw_records(
             came from (e.g. the manifest) in the error when it does not.
         max_record_bytes: The longest record accepted (default :data:`MAX_RECORD_BYTES`); what a read holds
             in memory is bounded by it.
+        read_ahead: A file named by URL: bytes per request, the next block fetched in the background
+            (default :data:`scarce.shards.storage.READ_AHEAD_BYTES`). Local files ignore it.
 
     Raises:
         CorruptRecordError: A CRC mismatch, a truncated or overlong record, a damaged compressed stream or
             data after its end.
-        DataNotFoundError: The file does not exist.
-        ScarceError: The file does not hold the ``exact_count`` records.
+        DataNotFoundError: The file (or its bucket) does not exist.
+        ScarceError: The file does not hold the ``exact_count`` records; access denied or another error of
+            the storage (naming the URL).
     """
     path = str(path)
-    if not os.path.isfile(path):
+    remote = storage.is_url(path)
+    if not remote and not os.path.isfile(storage.local_path(path)):
         raise DataNotFoundError(f"{path}: no such TFRecord file")
     compression = normalize_compression(compression, allow_auto=True)
-    if compression == "auto":
-        compression = detect_compression(path)
     limit = MAX_RECORD_BYTES if max_record_bytes is None else int(max_record_bytes)
     own_report = report is None and skip_corrupt
     report = SkipReport() if report is None else report
     before = len(report)
-    stream = _open_stream(path, compression)
-    size = os.fstat(stream.fileno()).st_size if compression is None else None
+    raw = storage.open_input(path, read_ahead=read_ahead)
+    stream = raw
+    try:
+        if compression == "auto":  # from the stream's first bytes: no second open (a second request, remotely)
+            compression = _compression_of(raw.read(12))
+            raw.seek(0)
+        if compression is not None:
+            stream = _InflateReader(raw, compression)
+        size = None if compression is not None else raw.size if remote else os.fstat(raw.fileno()).st_size
+    except BaseException:
+        raw.close()
+        raise
     offset, number = 0, 0
     try:
         while stop is None or number < stop:
@@ -454,17 +474,21 @@ JOURNAL_SUFFIX = ".commit"
 
 def unfinished_writes(folder: str | Path) -> list[str]:
     """Journals of commits in progress, or of writers that died inside one: the folder's datasets are unsettled."""
-    return sorted(p.name for p in Path(folder).glob(f".*{JOURNAL_SUFFIX}.tmp-*") if TEMP_PATTERN.match(p.name))
+    return sorted(name for name in storage.listing(folder)
+                  if name.startswith(".") and JOURNAL_SUFFIX + ".tmp-" in name and TEMP_PATTERN.match(name))
 
 
-def index_path_for(path: str | Path) -> Path:
-    """Where the index of ``path`` lives: ``path + ".index"``."""
-    return Path(str(path) + ".index")
+def index_path_for(path: str | Path) -> Path | str:
+    """Where the index of ``path`` lives: ``path + ".index"`` (a ``Path``; for a URL, the URL string)."""
+    if storage.is_url(path):
+        return str(path) + ".index"
+    return Path(storage.local_path(path) + ".index")
 
 
-def _cache_index_path(path: Path) -> Path:
+def _cache_index_path(path: Path | str) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scarce" / "tfrecord-index"
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    name = path if isinstance(path, str) else str(path.resolve())  # a URL names itself
+    key = hashlib.sha256(name.encode()).hexdigest()[:24]
     return base / f"{key}.index"
 
 
@@ -476,24 +500,55 @@ def write_index_file(index_path: Path, offsets: Sequence[tuple[int, int]]) -> No
     os.replace(tmp, index_path)
 
 
-def _read_index_file(index_path: Path) -> np.ndarray:
+def _read_index_file(index_path: Path | str, text: bytes | None = None) -> np.ndarray:
+    if (len(text) if text is not None else Path(index_path).stat().st_size) == 0:  # an empty shard's index
+        return np.zeros((0, 2), np.int64)  # (np.loadtxt would warn "no data")
     try:
-        arr = np.loadtxt(index_path, dtype=np.int64, ndmin=2)
+        arr = np.loadtxt(index_path if text is None else io.BytesIO(text), dtype=np.int64, ndmin=2)
     except ValueError as err:
         raise ScarceError(f"{index_path}: not an index file ({err}); rebuild it with `scarce data index`") from err
     return arr.reshape(-1, 2)
 
 
-def _index_is_fresh(index_path: Path, data_path: Path, offsets: np.ndarray) -> bool:
-    if not index_path.is_file() or index_path.stat().st_mtime < data_path.stat().st_mtime - 1e-3:
-        return False
-    size = data_path.stat().st_size
+def _covers(offsets: np.ndarray, size: int | None) -> bool:
     end = int(offsets[-1, 0] + offsets[-1, 1]) if len(offsets) else 0
     return end == size
 
 
-def _fresh_index(path: Path) -> np.ndarray | None:
+def _index_is_fresh(index_path: Path, data_path: Path, offsets: np.ndarray) -> bool:
+    if not index_path.is_file() or index_path.stat().st_mtime < data_path.stat().st_mtime - 1e-3:
+        return False
+    return _covers(offsets, data_path.stat().st_size)
+
+
+def _fresh_remote_index(url: str, size: int | None = None) -> np.ndarray | None:
+    """A URL's index (``URL.index`` next to it, else the local cache) when it covers the file exactly.
+
+    Object stores keep no modification times a reader could compare, so coverage decides; a stale index of the
+    same size is still caught, by the length and CRC checks of every record read through it.
+    """
+    size = storage.file_sizes([url])[url] if size is None else size
+    if size is None:
+        raise DataNotFoundError(f"{url}: no such TFRecord file or object")
+    try:
+        offsets = _read_index_file(str(index_path_for(url)), storage.read_bytes(index_path_for(url)))
+        if _covers(offsets, size):
+            return offsets
+    except DataNotFoundError:
+        pass
+    cached = _cache_index_path(url)
+    if cached.is_file():
+        offsets = _read_index_file(cached)
+        if _covers(offsets, size):
+            return offsets
+    return None
+
+
+def _fresh_index(path: Path | str) -> np.ndarray | None:
     """The offsets from ``FILE.index`` or its cached copy, if one is up to date; else ``None``."""
+    if storage.is_url(path):
+        return _fresh_remote_index(str(path))
+    path = Path(storage.local_path(path))
     for candidate in (index_path_for(path), _cache_index_path(path)):
         if candidate.is_file():
             offsets = _read_index_file(candidate)
@@ -502,15 +557,23 @@ def _fresh_index(path: Path) -> np.ndarray | None:
     return None
 
 
-def create_index(path: str | Path, index_path: str | Path | None = None, verify: bool = True) -> Path:
-    """Scan an uncompressed file and write its index; returns where it went (next to the file or the cache)."""
-    path = Path(path)
-    compression = detect_compression(path) if path.is_file() else None
+def create_index(path: str | Path, index_path: str | Path | None = None, verify: bool = True) -> Path | str:
+    """Scan an uncompressed file and write its index; returns where it went: next to the file or, when that
+    folder is read-only or the file is named by URL, the local cache (``index_path``: there, a path or URL)."""
+    remote = storage.is_url(path)
+    path = str(path) if remote else Path(storage.local_path(path))
+    compression = detect_compression(path) if remote or path.is_file() else None
     if compression is not None:
         raise ScarceError(f"{path}: is {compression}-compressed; an index (random access) needs an uncompressed "
                           "file. Read it with StreamingTFRecordDataset, or rewrite it with compression=None")
     offsets = [(o, n) for o, n, _ in iter_raw_records(path, None, verify, with_offsets=True)]
-    targets = [Path(index_path)] if index_path is not None else [index_path_for(path), _cache_index_path(path)]
+    if index_path is not None and storage.is_url(index_path):
+        storage.write_bytes(index_path, "".join(f"{o} {n}\n" for o, n in offsets).encode())
+        return str(index_path)
+    if index_path is not None:
+        targets = [Path(storage.local_path(index_path))]
+    else:
+        targets = [_cache_index_path(path)] if remote else [index_path_for(path), _cache_index_path(path)]
     for target in targets:
         try:
             write_index_file(target, offsets)
@@ -521,16 +584,20 @@ def create_index(path: str | Path, index_path: str | Path | None = None, verify:
     raise AssertionError("unreachable")
 
 
-def load_index(path: str | Path, *, build: bool = True) -> np.ndarray:
+def load_index(path: str | Path, *, build: bool = True, size: int | None = None) -> np.ndarray:
     """The ``(N, 2)`` int64 array of ``(offset, framed_length)`` of an uncompressed file.
 
-    Uses ``FILE.index`` (or the cached copy) when it is newer than the file and covers it exactly,
-    otherwise builds it (with ``build=True``) and caches it.
+    Uses ``FILE.index`` (or the cached copy) when it is newer than the file and covers it exactly (a URL's:
+    when it covers it exactly; ``size``: the URL's size, if known), otherwise builds it (with ``build=True``)
+    and caches it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such TFRecord file")
-    offsets = _fresh_index(path)
+    if storage.is_url(path):
+        offsets = _fresh_remote_index(str(path), size)
+    else:
+        path = Path(storage.local_path(path))
+        if not path.is_file():
+            raise DataNotFoundError(f"{path}: no such TFRecord file")
+        offsets = _fresh_index(path)
     if offsets is not None:
         return offsets
     if not build:
@@ -539,38 +606,122 @@ def load_index(path: str | Path, *, build: bool = True) -> np.ndarray:
 
 
 def count_records(path: str | Path, compression: str | None = "auto", *, skip_corrupt: bool = False,
-                  report: SkipReport | None = None, max_record_bytes: int | None = None) -> int:
+                  report: SkipReport | None = None, max_record_bytes: int | None = None,
+                  read_ahead: int = storage.READ_AHEAD_BYTES) -> int:
     """Number of records in a file: from a fresh index when there is one, else by reading the framing.
 
     With ``skip_corrupt``, a damaged tail ends the count (and goes to ``report``) instead of raising.
     """
-    path = Path(path)
     offsets = _fresh_index(path)
     if offsets is not None:
         return len(offsets)
     # Framing only (no CRC of the data): a damaged record still gets caught when it is read.
     return sum(1 for _ in iter_raw_records(path, compression, verify=False, skip_corrupt=skip_corrupt, report=report,
-                                           max_record_bytes=max_record_bytes))
+                                           max_record_bytes=max_record_bytes, read_ahead=read_ahead))
+
+
+# --------------------------------------------------------------------------------------------- file lists
+
+# A dataset's manifest, written last by every writer (scarce.shards.writer): its shards, their counts and sizes.
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def load_manifest(path: str | Path) -> dict:
+    """A manifest's JSON, checked to list its shards as ``{"file", "records", ...}``.
+
+    Raises:
+        DataNotFoundError: No such file or object.
+        ScarceError: Not a readable manifest, naming it.
+    """
+    try:
+        manifest = json.loads(storage.read_bytes(path))
+        shards = manifest["shards"]
+        if not isinstance(shards, list) or not all(isinstance(s, dict) and "file" in s and "records" in s
+                                                   for s in shards):
+            raise ValueError("'shards' is not a list of {file, records, ...}")
+    except FileNotFoundError as err:  # a local file (DataNotFoundError, from storage, is one too)
+        if isinstance(err, ScarceError):
+            raise
+        raise DataNotFoundError(f"{path}: no such manifest") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ScarceError(f"{path}: not a readable manifest ({err}); rewrite the dataset") from err
+    return manifest
+
+
+def _manifest_shards(manifest_path: str, present: Iterable[str] | None = None) -> list[str]:
+    """The shards a manifest lists, as paths next to it; each must be in ``present`` (the folder's names)."""
+    folder = storage.dirname(manifest_path)
+    names = [Path(str(s["file"])).name for s in load_manifest(manifest_path)["shards"]]
+    if present:  # (a folder over plain HTTP may list nothing: then a missing shard is found when it is read)
+        missing = sorted(set(names) - set(present))
+        if missing:
+            raise DataNotFoundError(f"{storage.join(folder, missing[0])}: listed in {manifest_path} but missing; "
+                                    "the dataset changed after it was written: rewrite it")
+    return [storage.join(folder, name) for name in names]
+
+
+def _folder_shards(folder: str) -> list[str]:
+    """A folder's shards: those its manifests list, when it has any (a dataset is what its manifests vouch
+    for: on object storage nothing else is known to be whole), else every ``*.tfrecord*`` file but indexes."""
+    names = storage.listing(folder)
+    manifests = sorted(n for n in names if n.endswith(MANIFEST_SUFFIX) and not n.startswith("."))
+    if manifests:
+        return [p for m in manifests for p in _manifest_shards(storage.join(folder, m), names)]
+    return [storage.join(folder, n) for n in names
+            if ".tfrecord" in n and not n.startswith(".") and not n.endswith(".index")]
 
 
 def expand_files(files: str | Path | Iterable[str | Path]) -> list[str]:
-    """A glob, a folder (all ``*.tfrecord*`` files but indexes), one path or a list of those -> sorted paths."""
+    """Paths or URLs of TFRecord files -> sorted list. Each item is one file, a glob (``*``, ``?``, ``[...]``),
+    a manifest (``NAME.manifest.json``: the shards it lists), or a folder (the shards its manifests list, or with
+    no manifest every ``*.tfrecord*`` file but indexes); local paths, ``file://`` and fsspec URLs alike.
+
+    Raises:
+        DataNotFoundError: Nothing matches an item; a folder holds an unfinished write (a writer's journal);
+            a manifest lists a file that is missing.
+    """
     items = [files] if isinstance(files, (str, Path)) else list(files)
     out: list[str] = []
     for item in items:
         item = str(item)
-        folder = item if os.path.isdir(item) else os.path.dirname(item) or "."
-        if os.path.isdir(folder) and unfinished_writes(folder):
-            raise DataNotFoundError(f"{folder}: a dataset is being written here, or its writer died while renaming "
-                                    f"its files ({unfinished_writes(folder)[0]}); rerun the writer, which cleans up")
-        if os.path.isdir(item):
-            found = [p for p in _glob.glob(os.path.join(item, "*.tfrecord*")) if not p.endswith(".index")]
-        elif any(ch in item for ch in "*?["):
-            found = [p for p in _glob.glob(item) if not p.endswith((".index", ".json"))]
+        is_glob = any(ch in item for ch in "*?[")
+        is_folder = not is_glob and not item.endswith(MANIFEST_SUFFIX) and storage.isdir(item)
+        folder = item if is_folder else storage.dirname(item)
+        journals = unfinished_writes(folder)
+        if journals:
+            raise DataNotFoundError(f"{folder}: a dataset is being written here, or its writer died while committing "
+                                    f"its files ({journals[0]}); rerun the writer, which cleans up")
+        if is_folder:
+            found = _folder_shards(item)
+        elif item.endswith(MANIFEST_SUFFIX):
+            found = _manifest_shards(item, storage.listing(folder))
+        elif is_glob:
+            found = [p for p in storage.glob(item) if not p.endswith((".index", ".json"))]
         else:
-            found = [item] if os.path.isfile(item) else []
+            found = [item] if storage.isfile(item) else []
         if not found:
             raise DataNotFoundError(f"no TFRecord files match {item!r} (a file, a folder of *.tfrecord files, "
-                                    "or a glob such as 'out/train-*.tfrecord')")
+                                    "a manifest, or a glob such as 'out/train-*.tfrecord')")
         out.extend(sorted(found))
     return out
+
+
+def find_shards(root: str | Path, prefix: str) -> list[str]:
+    """The shards of dataset ``prefix`` in folder ``root`` (a path or URL), sorted; ``[]`` when there are none.
+
+    Those its manifest ``{prefix}.manifest.json`` lists when it has one (on object storage nothing else is known
+    to be whole), else the files ``{prefix}-*.tfrecord*`` but indexes.
+
+    Raises:
+        DataNotFoundError: The folder holds an unfinished write; the manifest lists a missing file.
+    """
+    root = str(root)
+    names = storage.listing(root)
+    journals = sorted(n for n in names if TEMP_PATTERN.match(n) and JOURNAL_SUFFIX + ".tmp-" in n)
+    if journals:
+        raise DataNotFoundError(f"{root}: a dataset is being written here, or its writer died while committing "
+                                f"its files ({journals[0]}); rerun the writer, which cleans up")
+    if f"{prefix}{MANIFEST_SUFFIX}" in names:
+        return sorted(_manifest_shards(storage.join(root, f"{prefix}{MANIFEST_SUFFIX}"), names))
+    return sorted(storage.join(root, n) for n in names if n.startswith(f"{prefix}-") and ".tfrecord" in n
+                  and not n.endswith(".index"))

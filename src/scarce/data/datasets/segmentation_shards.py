@@ -16,6 +16,7 @@ from scarce._errors import DataNotFoundError
 from scarce.data.datasets._utils import verify_str_arg
 from scarce.shards.readers import TFRecordDataset
 from scarce.shards.samples import SampleDataset
+from scarce.shards.tfrecord import find_shards
 from scarce.shards.schemas import SEGMENTATION_LAYOUT, decode_segmentation, decode_segmentation_mask
 
 __all__ = ["SegmentationShards"]
@@ -34,7 +35,8 @@ class SegmentationShards(SampleDataset):
             {split}.manifest.json
 
     Args:
-        root: the folder given as ``--out`` to ``scarce data convert``.
+        root: the folder given as ``--out`` to ``scarce data convert`` (a path, or a URL such as
+            ``s3://bucket/prefix``).
         split: ``"train"``, ``"val"`` or ``"test"``.
         transform: called on each image.
         target_transform: called on each mask.
@@ -49,11 +51,11 @@ class SegmentationShards(SampleDataset):
     def __init__(self, root: str | Path, split: str = "train", transform: Callable | None = None,
                  target_transform: Callable | None = None, transforms: Callable | None = None):
         super().__init__(root, verify_str_arg(split, "split", self.splits), transforms, transform, target_transform)
-        files = sorted(p for p in self.root.glob(f"{split}-*.tfrecord*") if not p.name.endswith(".index"))
+        files = find_shards(self.root, split)
         if not files:
             raise DataNotFoundError(f"no {split!r} shards in {str(self.root)!r}. Expected:\n"
                                     + SEGMENTATION_LAYOUT.format(split=split))
-        self.records = TFRecordDataset([str(p) for p in files], compressed="memory")
+        self.records = TFRecordDataset(files, compressed="memory")
         self.files = self.records.files
 
     def __len__(self) -> int:
