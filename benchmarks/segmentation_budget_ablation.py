@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC weights and inputs (model.init_args.channels_last: same arithmetic, faster on CPU)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast for the forward pass, loss in float32 (as trainer.precision bf16-mixed)")
     parser.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7 (FCN8s default 0.5)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -150,7 +152,9 @@ def main(argv=None) -> int:
         x, y = batch()
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(net(x), y, weight=weights)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, weight=weights)
         opt.zero_grad()
         loss.backward()
         opt.step()
