@@ -191,3 +191,36 @@ def test_gan_stopped_by_sigterm_resumes_bit_identical(tmp_path, monkeypatch):
     weights = final(tmp_path / "b")
     for name, value in expected.items():
         assert torch.equal(weights[name], value), name
+
+
+@pytest.mark.parametrize("mode", ["max_size_cycle", "min_size"])
+def test_paired_loaders_resume_at_every_batch_of_an_epoch(mode):
+    """Blobs pairs 31 source batches with 12 target ones. In ``max_size_cycle`` the target runs out twice an epoch
+    and restarts; a resume at any batch continues with exactly the uninterrupted epoch's remaining batches (a resume
+    in the target's last, partial pass once ran on until that pass ended: CI, stop 19), and Lightning is told the
+    epoch's full length. ``min_size`` ends the epoch with the target's 12 batches."""
+    from lightning.pytorch.utilities import CombinedLoader
+
+    from scarce.datamodules.domain_adaptation import BlobsDataModule
+
+    def epoch_batches(data: BlobsDataModule, epoch: int) -> tuple[list, int]:
+        loader: CombinedLoader = data.train_dataloader()
+        for flat in loader.flattened:
+            flat.sampler.set_epoch(epoch)  # what Lightning's fit loop does before each epoch
+        batches = [(pair["source"]["image"], pair["target"]["image"]) for pair, _, _ in loader]
+        return batches, len(loader)
+
+    epoch, length = 2, 31 if mode == "max_size_cycle" else 12
+    data = BlobsDataModule(mode=mode)
+    data.setup("fit")
+    uninterrupted, reported = epoch_batches(data, epoch)
+    assert reported == len(uninterrupted) == length
+    for done in range(1, length):
+        resumed = BlobsDataModule(mode=mode)
+        resumed.setup("fit")
+        resumed.load_state_dict({"epoch": epoch, "batches": done, "world_size": 1, "batch_size": 32})
+        batches, reported = epoch_batches(resumed, epoch)
+        assert reported == length, f"resumed after batch {done}: Lightning told {reported} batches"
+        assert len(batches) == length - done, f"resumed after batch {done}: {len(batches)} batches left"
+        for (source, target), (source_ref, target_ref) in zip(batches, uninterrupted[done:]):
+            assert torch.equal(source, source_ref) and torch.equal(target, target_ref), done

@@ -82,6 +82,11 @@ class ResumableRandomSampler(DistributedSampler):
     ``CombinedLoader`` may iterate a shorter loader several times, each a new pass. :meth:`resume` makes the next
     pass of ``epoch`` number ``pass_index`` start after its first ``consumed`` samples (over all ranks).
 
+    A resumed later pass (``pass_index > 0``) of such a shorter loader is preceded by one empty pass. In the
+    uninterrupted epoch ``max_size_cycle`` had already seen that loader run out once, and it ends the epoch when every
+    loader has run out at least once; a resumed iterator starts with no loader counted as run out, so without the
+    empty pass it would go on past the longest loader's last batch until this loader's pass ended.
+
     Args:
         num_samples: Length of the dataset.
         seed: Seed of the order.
@@ -94,11 +99,13 @@ class ResumableRandomSampler(DistributedSampler):
                          drop_last=True)
         self.dataset_size = num_samples
         self._pass, self._consumed, self._reported_done = 0, 0, 0
+        self._ran_out_before = False
 
     def set_epoch(self, epoch: int) -> None:
         # Called again with the same epoch after a mid-epoch resume: that must not restart the epoch's passes.
         if epoch != self.epoch:
             self.epoch, self._pass, self._consumed, self._reported_done = epoch, 0, 0, 0
+            self._ran_out_before = False
 
     def resume(self, epoch: int, pass_index: int, consumed: int, reported_done: int = 0) -> None:
         """Start the next pass at sample ``consumed`` of pass ``pass_index`` of ``epoch``.
@@ -108,6 +115,7 @@ class ResumableRandomSampler(DistributedSampler):
         the batches it restored plus the ones left, whatever the world size was when the checkpoint was written.
         """
         self.epoch, self._pass, self._consumed, self._reported_done = epoch, pass_index, consumed, reported_done
+        self._ran_out_before = pass_index > 0
 
     def _per_rank(self, remaining: int) -> int:
         return remaining // self.num_replicas
@@ -124,6 +132,9 @@ class ResumableRandomSampler(DistributedSampler):
         return torch.randperm(self.dataset_size, generator=torch.Generator().manual_seed(int(state)))
 
     def __iter__(self):
+        if self._ran_out_before:
+            self._ran_out_before = False
+            return iter(())
         order = self.permutation(self.epoch, self._pass)[self._consumed:]
         self._consumed, self._reported_done = 0, 0
         self._pass += 1
@@ -212,5 +223,7 @@ class ResumableLoaders:
             return  # written after the epoch's last step: the next epoch starts afresh
         for sampler, loader, length in zip(samplers, loaders, saved_lengths):
             pass_index, done = divmod(batches, max(length, 1))
+            # A loader in a later pass is one that max_size_cycle restarts: its length is a full pass, never more
+            # than the epoch's, which the longest loader (in pass 0) gives Lightning.
             sampler.resume(epoch, pass_index, done * (saved_batch or loader.batch_size) * saved_world,
-                           reported_done=batches * loader.batch_size)
+                           reported_done=0 if pass_index else batches * loader.batch_size)
