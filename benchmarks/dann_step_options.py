@@ -25,6 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from scarce.bench import median_range
 from scarce.nets.adversarial import adversarial_pass
 from scarce.nets.dann import dann_digits
 
@@ -85,10 +86,6 @@ def wall_images_per_second(processes: int, threads: int, steps: int) -> float:
     return processes * steps * 64 / (max(e for _, e in spans) - min(s for s, _ in spans))
 
 
-def _summary(values: list[float]) -> str:
-    return f"{statistics.median(values):7.0f}  ({min(values):.0f}-{max(values):.0f})"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="steps per measurement (batch 64 + 64; fewer for "
@@ -123,7 +120,7 @@ def main(argv=None) -> int:
     base = statistics.median(rates["batch 64, NCHW"])
     print(f"\n1. one DANN step, 1 thread: source images per CPU second, median (range) of {args.repeats}")
     for name in variants:
-        print(f"  {name:<40} {_summary(rates[name])}   {statistics.median(rates[name]) / base:.2f}x")
+        print(f"  {name:<40} {median_range(rates[name], '.0f'):>16}   {statistics.median(rates[name]) / base:.2f}x")
 
     layouts = {f"1 process x {args.threads} threads": (1, args.threads),
                f"{args.threads} processes x 1 thread": (args.threads, 1)}
@@ -135,7 +132,7 @@ def main(argv=None) -> int:
           f"all processes, median (range) of {args.repeats}")
     first = statistics.median(walls[next(iter(layouts))])
     for name in layouts:
-        print(f"  {name:<40} {_summary(walls[name])}   {statistics.median(walls[name]) / first:.2f}x")
+        print(f"  {name:<40} {median_range(walls[name], '.0f'):>16}   {statistics.median(walls[name]) / first:.2f}x")
     load = os.getloadavg()
     print(f"\n# load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0

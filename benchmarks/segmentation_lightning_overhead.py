@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from scarce.bench import median_range
 from scarce.bench.render import render_samples
 from scarce.data.datasets.labels import IGNORE_INDEX
 from scarce.lightning_modules.segmentation import Segmentation
@@ -102,10 +102,6 @@ def lightning_fit(dataset: Dataset, steps: int) -> tuple[float, float]:
     return steps / (time.perf_counter() - wall), steps / (time.process_time() - cpu)
 
 
-def _spread(values: list[float], fmt: str = ".2f") -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="training steps per measurement (batch 8)")
@@ -137,9 +133,11 @@ def main(argv=None) -> int:
     print(f"\nFCN-8s (width_divisor 8, batch norm), {SIZE[0]}x{SIZE[1]}, batch {BATCH_SIZE}, {args.steps} steps per "
           f"fit, {args.repeats} repeats alternating, {args.threads} thread(s): median (range)")
     print(f"{'':<34} {'steps/s (wall)':>20} {'steps per CPU s':>20}")
-    print(f"{'plain PyTorch loop (anchor)':<34} {_spread(wall['plain']):>20} {_spread(cpu['plain']):>20}")
-    print(f"{'scarce Segmentation + Lightning':<34} {_spread(wall['lightning']):>20} {_spread(cpu['lightning']):>20}")
-    print(f"{'ratio, per repeat':<34} {_spread(ratio_wall, '.3f'):>20} {_spread(ratio_cpu, '.3f'):>20}")
+    rows = [("plain PyTorch loop (anchor)", wall["plain"], cpu["plain"], ".2f"),
+            ("scarce Segmentation + Lightning", wall["lightning"], cpu["lightning"], ".2f"),
+            ("ratio, per repeat", ratio_wall, ratio_cpu, ".3f")]
+    for name, walls, cpus, fmt in rows:
+        print(f"{name:<34} {median_range(walls, fmt):>20} {median_range(cpus, fmt):>20}")
     print(f"# per repeat (wall): {', '.join(f'{x:.3f}' for x in ratio_wall)}")
     load = os.getloadavg()
     print(f"# load average after {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

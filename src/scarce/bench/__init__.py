@@ -11,3 +11,12 @@ The scripts under ``benchmarks/`` (each ``python benchmarks/NAME.py --help``) re
 - :mod:`scarce.bench.gpu`: the GPU acceptance run (``make gpu-check``), one table; :mod:`scarce.bench.street`
   writes the synthetic JPEG + PNG-mask shards it reads.
 """
+
+import statistics
+
+__all__ = ["median_range"]
+
+
+def median_range(values: list[float], fmt: str = ".1f") -> str:
+    """``median (min-max)`` of repeated measurements, how every benchmark here reports a figure."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"

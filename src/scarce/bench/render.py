@@ -34,13 +34,13 @@ import datetime as _dt
 import os
 import platform
 import queue as queue_module
-import statistics
 import time
 
 import numpy as np
 
 from scarce._errors import ScarceError
 from scarce._progress import progress
+from scarce.bench import median_range
 from scarce.render._gl import import_pyrender, mark_context_created
 from scarce.render.sample_renderer import SampleRenderer
 from scarce.render.renderer import RawFrame
@@ -258,10 +258,6 @@ def measure(rows: dict[str, tuple[str, object]], size: tuple[int, int], workers:
     return results
 
 
-def _spread(values: list[float], fmt: str = ".1f") -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scarce bench render", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", nargs=2, type=int, default=[256, 256], metavar=("H", "W"))
@@ -323,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in rows:
         fps = [m["fps"] for m in results[name]]
         cpu = [m["cpu_ms"] for m in results[name]]
-        print(f"{name:<58} {_spread(fps):>24} {_spread(cpu):>18}")
+        print(f"{name:<58} {median_range(fps):>24} {median_range(cpu):>18}")
     plain = next((n for n in rows if rows[n][0] == "plain"), None)
     if plain is not None:
         for name in rows:
@@ -331,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ratios = [s["fps"] / p["fps"] for s, p in zip(results[name], results[plain])]
             cpu = [p["cpu_ms"] / s["cpu_ms"] for s, p in zip(results[name], results[plain])]
-            print(f"# {name}: {_spread(ratios, '.2f')}x plain pyrender's frames/s per repeat "
-                  f"({', '.join(f'{x:.2f}' for x in ratios)}); CPU per frame {_spread(cpu, '.2f')}x less")
+            print(f"# {name}: {median_range(ratios, '.2f')}x plain pyrender's frames/s per repeat "
+                  f"({', '.join(f'{x:.2f}' for x in ratios)}); CPU per frame {median_range(cpu, '.2f')}x less")
     if args.passes:
         print(f"\n# CPU ms per frame by stage, one process, {args.passes} frames each (best read as ratios)")
         sides = [("plain", config)] if not args.no_anchor else []
