@@ -208,11 +208,13 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
                                 f"background {mean(BACKGROUND, acc):.3f}: {'met' if met else 'NOT met'}")
         unsupervised = [n for n in results if ROWS[n][2]]
         if gap and unsupervised:
-            best = max(unsupervised, key=lambda n: mean(n, "test/miou"))
+            # Chosen on validation (the target's 64 validation scenes), then reported on the held-out scenes: picking
+            # it by held-out mIoU would make the held-out test one more choice.
+            best = max(unsupervised, key=lambda n: mean(n, "val/target_miou"))
             share = (mean(best, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
             met = share >= 0.5 and mean(best, "test/acc") > floor_acc
             ok &= met
-            verdicts.append(f"best unsupervised row {best!r} closes {share:.0%} of the gap (>= 50 %), held-out pixel "
+            verdicts.append(f"best unsupervised row on validation {best!r} closes {share:.0%} of the gap (>= 50 %), held-out pixel "
                             f"acc {mean(best, 'test/acc'):.3f}: {'met' if met else 'NOT met'}")
     return "\n".join(lines + [""] + verdicts), ok
 
