@@ -12,12 +12,12 @@ gap a row closes is ``(row - source_only) / (oracle - source_only)`` on the mean
 Each finished fit leaves ``--results/ROW/seedS.json`` (its figures, seconds, command, machine, date); ``--reuse``
 keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are
 committed). ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit when absent).
-``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N``; ``--rows`` picks rows.
+``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
 Usage:
 
     .venv/bin/python benchmarks/realism_gap.py [--seeds 0 1 2] [--rows background source-only oracle ...]
-        [--jobs 2] [--test-scenes 256] [--reuse] [--out runs/realism_gap] [--results benchmarks/results/realism_gap]
+        [--jobs 2] [--threads 1] [--test-scenes 256] [--reuse] [--out runs/realism_gap] [--results benchmarks/results/realism_gap]
 """
 
 from __future__ import annotations
@@ -225,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="ROW",
                         help=f"rows to run (default all): {', '.join(ROWS)}")
     parser.add_argument("--jobs", type=int, default=1, help="fits run at once")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per fit (default: cores / jobs; 1 is the one-core budget of a fit)")
     parser.add_argument("--test-scenes", type=int, default=256, help="held-out target test scenes")
     parser.add_argument("--reuse", action="store_true", help="keep fits whose result file exists")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "realism_gap", help="run folders")
@@ -237,7 +239,7 @@ def main(argv=None) -> int:
     if args.background:
         _background_child(args.test_scenes)
         return 0
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     # Self-training needs the source-only checkpoint of its seed: run source-only first.
     order = sorted(args.rows, key=lambda n: (n == "self-training", list(ROWS).index(n)))
     with ThreadPoolExecutor(args.jobs) as pool:
