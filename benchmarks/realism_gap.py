@@ -17,7 +17,8 @@ committed). ``self-training`` starts from the ``source-only`` checkpoint of the 
 Usage:
 
     .venv/bin/python benchmarks/realism_gap.py [--seeds 0 1 2] [--rows background source-only oracle ...]
-        [--jobs 2] [--threads 1] [--test-scenes 256] [--reuse] [--out runs/realism_gap] [--results benchmarks/results/realism_gap]
+        [--jobs 2] [--threads 1] [--test-scenes 256] [--reuse] [--out runs/realism_gap]
+        [--results benchmarks/results/realism_gap]
 """
 
 from __future__ import annotations
