@@ -215,8 +215,8 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
             share = (mean(best, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
             met = share >= 0.5 and mean(best, "test/acc") > floor_acc
             ok &= met
-            verdicts.append(f"best unsupervised row on validation {best!r} closes {share:.0%} of the gap (>= 50 %), held-out pixel "
-                            f"acc {mean(best, 'test/acc'):.3f}: {'met' if met else 'NOT met'}")
+            verdicts.append(f"best unsupervised row on validation {best!r} closes {share:.0%} of the gap (>= 50 %), "
+                            f"held-out pixel acc {mean(best, 'test/acc'):.3f}: {'met' if met else 'NOT met'}")
     return "\n".join(lines + [""] + verdicts), ok
 
 
