@@ -4,6 +4,7 @@
 import ast
 import importlib
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,23 @@ def test_realism_gap_table_shares_and_verdicts():
     results["oracle"] = runs("oracle", [0.58, 0.58])  # the oracle below 0.60: the task is not real yet
     text, ok = module.table(results)
     assert not ok and "oracle: test/miou 0.580 (>= 0.60), test/acc 0.950 vs background 0.880: NOT met" in text
+
+
+def test_realism_gap_table_only_reads_the_result_files_and_fits_nothing(tmp_path, capsys):
+    module = _realism_gap()
+    record = {"seconds": 10.0, "val/source_miou": 0.7, "val/source_acc": 0.97, "val/target_miou": 0.3,
+              "val/target_acc": 0.9, "test/miou": 0.3, "test/acc": 0.9}
+    for name, seeds in (("source-only", [0, 1]), ("randomized", [0])):
+        for seed in seeds:
+            path = tmp_path / name / f"seed{seed}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps({**record, "row": name, "seed": seed}))
+    code = module.main(["--table-only", "--results", str(tmp_path), "--out", str(tmp_path / "runs")])
+    text = capsys.readouterr().out
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"row", "---", "source-only", "randomized"}
+    assert rows["source-only"][3] == "0.300 +- 0.000" and rows["randomized"][3] == "0.300"  # one seed: no spread
+    assert rows["randomized"][-1] == "0 |" and code == 0 and not (tmp_path / "runs").exists()
 
 
 def _script(name: str):
