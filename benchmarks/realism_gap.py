@@ -11,8 +11,12 @@ gap a row closes is ``(row - source_only) / (oracle - source_only)`` on the mean
 
 Each finished fit leaves ``--results/ROW/seedS.json`` (its figures, seconds, command, machine, date); ``--reuse``
 keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are
-committed); ``--table-only`` prints the table of the files there, fitting nothing. ``self-training`` starts from
-the ``source-only`` checkpoint of the same seed (refit when absent).
+committed); ``--table-only`` prints the table of the files there, fitting nothing. Each file records the fingerprint
+of the configuration it was fitted with (``config_fingerprint``: the parsed YAML of the row's config and its extra
+arguments, plus the source-only config that background and self-training derive from): a file whose fingerprint is
+not the current configs' is stale, never reused and never put in the table, so changing a budget in ``configs/``
+cannot mix old and new fits. ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit
+when absent).
 ``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
 Usage:
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -59,6 +64,42 @@ ROWS: dict[str, tuple[str | None, list[str], bool]] = {
     "randomized + FDA + AdvEnt": ("advent_fcn8s_rendered.yaml", ["--data.init_args.source.preset=randomized",
                                                                  "--data.init_args.fda_beta=0.05"], True),
 }
+
+
+def config_fingerprint(name: str) -> str:
+    """What defines a row's fit, hashed: its config (parsed, so comments do not count) and its extra arguments.
+
+    Background and self-training also depend on the source-only config (its scenes; the teacher's training).
+    """
+    import yaml
+
+    config, extra, _ = ROWS[name]
+    parts = [config or "", *extra]
+    if name in (BACKGROUND, "self-training"):
+        parts.append(ROWS[SOURCE_ONLY][0])
+    digest = hashlib.sha256()
+    for part in parts:
+        if part.endswith(".yaml"):
+            part = json.dumps(yaml.safe_load((REPO / "configs" / part).read_text()), sort_keys=True)
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def read_results(results: Path, names: list[str], seeds: list[int]) -> tuple[dict[str, list[dict]], list[str]]:
+    """The result files of the current configs, by row, and a note for each stale file (another fingerprint)."""
+    found, stale = {}, []
+    for name in names:
+        current = config_fingerprint(name)
+        for seed in seeds:
+            path = _result_file(results, name, seed)
+            if not path.is_file():
+                continue
+            record = json.loads(path.read_text())
+            if record.get("config_fingerprint") != current:
+                stale.append(f"{name} seed {seed}")
+                continue
+            found.setdefault(name, []).append(record)
+    return found, stale
 
 
 def last_row(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
@@ -133,8 +174,9 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
     """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
     result_file = _result_file(args.results, name, seed)
     run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
-    if args.reuse and result_file.is_file():
-        record = json.loads(result_file.read_text())
+    fingerprint = config_fingerprint(name)
+    if args.reuse and result_file.is_file() and (
+            record := json.loads(result_file.read_text())).get("config_fingerprint") == fingerprint:
         missing = [k for k in VAL_KEYS if k not in record]
         if missing and name != BACKGROUND:  # a result file from before a key was recorded: read it from the run
             record.update(last_row(run_dir, VAL_KEYS))
@@ -149,7 +191,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
             raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
         if name == "self-training":
             teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
-            if teacher is None:
+            if teacher is None or not read_results(args.results, [SOURCE_ONLY], [seed])[0]:  # none, or stale
                 fit_row(SOURCE_ONLY, seed, argparse.Namespace(**{**vars(args), "reuse": False}), threads)
                 teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
@@ -168,7 +210,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
                 run_dir / "test", threads)
         record.update(last_row(run_dir / "test", TEST_KEYS))
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
-                  threads=threads)
+                  threads=threads, config_fingerprint=fingerprint)
     result_file.parent.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{name} seed {seed}: " + ", ".join(f"{k} {record[k]:.3f}" for k in (*VAL_KEYS, *TEST_KEYS)
@@ -244,7 +286,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per fit (default: cores / jobs; 1 is the one-core budget of a fit)")
     parser.add_argument("--test-scenes", type=int, default=256, help="held-out target test scenes")
-    parser.add_argument("--reuse", action="store_true", help="keep fits whose result file exists")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep fits whose result file exists and was fitted with the current configs")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "realism_gap", help="run folders")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "realism_gap",
                         help="one JSON per finished fit (committed)")
@@ -258,11 +301,11 @@ def main(argv=None) -> int:
         _background_child(args.test_scenes)
         return 0
     if args.table_only:
-        results = {name: [json.loads(f.read_text()) for seed in args.seeds
-                          if (f := _result_file(args.results, name, seed)).is_file()] for name in args.rows}
-        results = {name: runs for name, runs in results.items() if runs}
+        results, stale = read_results(args.results, args.rows, args.seeds)
         text, ok = table(results)
         print(text)
+        if stale:
+            print(f"left out, fitted with other configs than the current ones: {', '.join(stale)}")
         return 0 if ok else 1
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     # Self-training needs the source-only checkpoint of its seed: run source-only first.

@@ -96,17 +96,39 @@ def test_realism_gap_table_only_reads_the_result_files_and_fits_nothing(tmp_path
     module = _realism_gap()
     record = {"seconds": 10.0, "val/source_miou": 0.7, "val/source_acc": 0.97, "val/target_miou": 0.3,
               "val/target_acc": 0.9, "test/miou": 0.3, "test/acc": 0.9}
-    for name, seeds in (("source-only", [0, 1]), ("randomized", [0])):
+    for name, seeds in (("source-only", [0, 1]), ("randomized", [0, 1]), ("oracle", [0])):
         for seed in seeds:
             path = tmp_path / name / f"seed{seed}.json"
             path.parent.mkdir(exist_ok=True)
-            path.write_text(json.dumps({**record, "row": name, "seed": seed}))
+            # randomized seed 1 and the oracle were fitted with other configs: stale, left out of the table
+            fingerprint = "0" * 16 if (name, seed) in (("randomized", 1), ("oracle", 0)) else module.config_fingerprint(name)
+            path.write_text(json.dumps({**record, "row": name, "seed": seed, "config_fingerprint": fingerprint}))
     code = module.main(["--table-only", "--results", str(tmp_path), "--out", str(tmp_path / "runs")])
     text = capsys.readouterr().out
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
     assert set(rows) == {"row", "---", "source-only", "randomized"}
     assert rows["source-only"][3] == "0.300 +- 0.000" and rows["randomized"][3] == "0.300"  # one seed: no spread
     assert rows["randomized"][-1] == "0 |" and code == 0 and not (tmp_path / "runs").exists()
+    assert "fitted with other configs than the current ones: oracle seed 0, randomized seed 1" in text
+
+
+def test_realism_gap_config_fingerprint_follows_the_settings_not_the_comments(tmp_path, monkeypatch):
+    module = _realism_gap()
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name in ("fcn8s_rendered.yaml", "fcn8s_rendered_oracle.yaml", "advent_fcn8s_rendered.yaml"):
+        (configs / name).write_text((REPO / "configs" / name).read_text())
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    before = {name: module.config_fingerprint(name)
+              for name in ("source-only", "oracle", "background", "AdvEnt", "randomized + FDA + AdvEnt")}
+    assert len(set(before.values())) == len(before)  # extra arguments and derived rows count
+    source = configs / "fcn8s_rendered.yaml"
+    source.write_text("# a comment\n" + source.read_text())
+    assert module.config_fingerprint("source-only") == before["source-only"]
+    source.write_text(source.read_text().replace("lr: ", "lr: 2"))  # the learning rate changes
+    assert module.config_fingerprint("source-only") != before["source-only"]
+    assert module.config_fingerprint("background") != before["background"]  # derived from source-only's
+    assert module.config_fingerprint("oracle") == before["oracle"]
 
 
 def _script(name: str):
