@@ -174,9 +174,9 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
     """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
     result_file = _result_file(args.results, name, seed)
     run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
-    fingerprint = config_fingerprint(name)
-    if args.reuse and result_file.is_file() and (
-            record := json.loads(result_file.read_text())).get("config_fingerprint") == fingerprint:
+    current = read_results(args.results, [name], [seed])[0]  # the result file, unless absent or stale
+    if args.reuse and current:
+        record = current[name][0]
         missing = [k for k in VAL_KEYS if k not in record]
         if missing and name != BACKGROUND:  # a result file from before a key was recorded: read it from the run
             record.update(last_row(run_dir, VAL_KEYS))
@@ -210,7 +210,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
                 run_dir / "test", threads)
         record.update(last_row(run_dir / "test", TEST_KEYS))
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
-                  threads=threads, config_fingerprint=fingerprint)
+                  threads=threads, config_fingerprint=config_fingerprint(name))
     result_file.parent.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(record, indent=1) + "\n")
     print(f"{name} seed {seed}: " + ", ".join(f"{k} {record[k]:.3f}" for k in (*VAL_KEYS, *TEST_KEYS)
