@@ -10,13 +10,13 @@ and its siblings, tests check the budgets stay equal) with ``--seed_everything=S
 gap a row closes is ``(row - source_only) / (oracle - source_only)`` on the mean held-out target mIoU.
 
 Each finished fit leaves ``--results/ROW/seedS.json`` (its figures, seconds, command, machine, date); ``--reuse``
-keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are
-committed); ``--table-only`` prints the table of the files there, fitting nothing. Each file records the fingerprint
-of the configuration it was fitted with (``config_fingerprint``: the parsed YAML of the row's config and its extra
-arguments, plus the source-only config that background and self-training derive from): a file whose fingerprint is
-not the current configs' is stale, never reused and never put in the table, so changing a budget in ``configs/``
-cannot mix old and new fits. ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit
-when absent).
+keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are committed);
+after its fits a run prints the table of its own rows and writes ``--results/table.md`` from every current file there;
+``--table-only`` prints the table of the files there, fitting nothing. Each file records the fingerprint of the
+configuration it was fitted with (``config_fingerprint``: the parsed YAML of the row's config and its extra arguments,
+plus the source-only config that background and self-training derive from): a file whose fingerprint is not the
+current configs' is stale, never reused and never put in the table, so changing a budget in ``configs/`` cannot mix
+old and new fits. ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit when absent).
 ``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
 Usage:
@@ -102,9 +102,29 @@ def read_results(results: Path, names: list[str], seeds: list[int]) -> tuple[dic
     return found, stale
 
 
+def seeds_on_disk(results: Path) -> list[int]:
+    """Every seed that some row's result file in ``results`` names (``ROW/seedS.json``)."""
+    return sorted({int(f.stem.removeprefix("seed")) for f in results.glob("*/seed*.json")})
+
+
+def write_table(results: Path) -> str:
+    """Write ``results/table.md`` from every current result file there, whichever run fitted it, and return it.
+
+    A run that fits some rows must not drop the rows other runs fitted from the committed table.
+    """
+    found, stale = read_results(results, list(ROWS), seeds_on_disk(results))
+    text = table(found)[0]
+    if stale:
+        text += f"\nleft out, fitted with other configs than the current ones: {', '.join(stale)}"
+    (results / "table.md").write_text(text + "\n")
+    return text
+
+
 def last_row(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
     """The last row of the run's ``metrics.csv`` that has all ``keys``."""
-    files = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"))
+    # Lightning numbers refits version_0, version_1, ...: by number, so version_10 comes after version_9.
+    files = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"),
+                   key=lambda f: (f.parents[2].name, int(f.parent.name.removeprefix("version_"))))
     if not files:
         raise FileNotFoundError(f"no metrics.csv under {run_dir}/runs")
     with open(files[-1]) as f:
@@ -320,7 +340,7 @@ def main(argv=None) -> int:
     results = {name: results[name] for name in ROWS if name in results}
     text, ok = table(results)
     print("\n" + text)
-    (args.results / "table.md").write_text(text + "\n")
+    write_table(args.results)
     return 0 if ok else 1
 
 

@@ -113,6 +113,32 @@ def test_realism_gap_table_only_reads_the_result_files_and_fits_nothing(tmp_path
     assert "fitted with other configs than the current ones: oracle seed 0, randomized seed 1" in text
 
 
+def test_realism_gap_table_md_holds_every_current_result_file_whichever_run_fitted_it(tmp_path):
+    module = _realism_gap()
+    record = {"seconds": 10.0, "val/source_miou": 0.7, "val/source_acc": 0.97, "val/target_miou": 0.3,
+              "val/target_acc": 0.9, "test/miou": 0.3, "test/acc": 0.9}
+    # Two earlier runs: source-only seeds 0 and 1, randomized seed 4 (stale: fitted with another config).
+    for name, seed, fingerprint in (("source-only", 0, None), ("source-only", 1, None), ("randomized", 4, "0" * 16)):
+        path = tmp_path / name / f"seed{seed}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({**record, "row": name, "seed": seed,
+                                    "config_fingerprint": fingerprint or module.config_fingerprint(name)}))
+    assert module.seeds_on_disk(tmp_path) == [0, 1, 4]
+    module.write_table(tmp_path)
+    text = (tmp_path / "table.md").read_text()
+    assert "| source-only | 0.700 +- 0.000 |" in text and "| 0 1 |" in text
+    assert "| randomized |" not in text and "other configs than the current ones: randomized seed 4" in text
+
+
+def test_realism_gap_last_row_reads_the_newest_version_by_number(tmp_path):
+    module = _realism_gap()
+    for version, miou in ((2, "0.2"), (9, "0.9"), (10, "0.1")):  # as strings, version_9 would sort last
+        folder = tmp_path / "runs" / "fit" / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(f"step,test/miou,test/acc\n5,{miou},0.5\n")
+    assert module.last_row(tmp_path, ("test/miou", "test/acc")) == {"test/miou": 0.1, "test/acc": 0.5}
+
+
 def test_realism_gap_config_fingerprint_follows_the_settings_not_the_comments(tmp_path, monkeypatch):
     module = _realism_gap()
     configs = tmp_path / "configs"
