@@ -107,15 +107,21 @@ def seeds_on_disk(results: Path) -> list[int]:
     return sorted({int(f.stem.removeprefix("seed")) for f in results.glob("*/seed*.json")})
 
 
+def results_table(results: Path, names: list[str], seeds: list[int]) -> tuple[str, bool]:
+    """The table of the current result files of ``names`` and ``seeds``, naming the stale ones it leaves out."""
+    found, stale = read_results(results, names, seeds)
+    text, ok = table(found)
+    if stale:
+        text += f"\nleft out, fitted with other configs than the current ones: {', '.join(stale)}"
+    return text, ok
+
+
 def write_table(results: Path) -> str:
     """Write ``results/table.md`` from every current result file there, whichever run fitted it, and return it.
 
     A run that fits some rows must not drop the rows other runs fitted from the committed table.
     """
-    found, stale = read_results(results, list(ROWS), seeds_on_disk(results))
-    text = table(found)[0]
-    if stale:
-        text += f"\nleft out, fitted with other configs than the current ones: {', '.join(stale)}"
+    text = results_table(results, list(ROWS), seeds_on_disk(results))[0]
     (results / "table.md").write_text(text + "\n")
     return text
 
@@ -321,11 +327,8 @@ def main(argv=None) -> int:
         _background_child(args.test_scenes)
         return 0
     if args.table_only:
-        results, stale = read_results(args.results, args.rows, args.seeds)
-        text, ok = table(results)
+        text, ok = results_table(args.results, args.rows, args.seeds)
         print(text)
-        if stale:
-            print(f"left out, fitted with other configs than the current ones: {', '.join(stale)}")
         return 0 if ok else 1
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     # Self-training needs the source-only checkpoint of its seed: run source-only first.
