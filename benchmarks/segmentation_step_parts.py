@@ -83,8 +83,9 @@ def main(argv=None) -> int:
     mask = torch.randint(0, args.num_classes, (args.batch_size, args.size, args.size))
     with torch.no_grad():
         pool5 = network().forward_features(image)["pool5"]
+    anchor = "whole step, Adam for-loop (anchor)"
     variants: dict[str, Callable[[], Callable[[], None]]] = {
-        "whole step, Adam for-loop (anchor)": lambda: whole_step(network(), image, mask, fused=False),
+        anchor: lambda: whole_step(network(), image, mask, fused=False),
         "whole step, Adam fused": lambda: whole_step(network(), image, mask, fused=True),
         "fc6 + fc7 alone (forward, backward, Adam)": lambda: fc_step(network(), pool5.clone().requires_grad_()),
     }
@@ -94,7 +95,6 @@ def main(argv=None) -> int:
     print(f"FCN-8s 1/{args.width_divisor} width, vgg16_bn, channels_last, {args.batch_size}x3x{args.size}x{args.size}, "
           f"{args.threads} thread(s); pool5 {tuple(pool5.shape[1:])}; fc6 + fc7 hold {fc_params / 1e6:.2f}M of "
           f"{all_params / 1e6:.2f}M parameters; median CPU ms per step of {args.steps} steps per round")
-    anchor = "whole step, Adam for-loop (anchor)"
     results: dict[str, list[float]] = {name: [] for name in variants}
     rng = random.Random(0)
     for r in range(args.rounds):
