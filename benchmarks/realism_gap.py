@@ -10,7 +10,12 @@ and its siblings, tests check the budgets stay equal) with ``--seed_everything=S
 gap a row closes is ``(row - source_only) / (oracle - source_only)`` on the mean held-out target mIoU.
 
 Each finished fit leaves ``--results/ROW/seedS.json`` (its figures, seconds, command, machine, date); ``--reuse``
-keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are committed);
+keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are committed).
+A fit stopped before its result file (SIGKILL, SIGTERM: the script passes SIGTERM on to its fits, which save
+``last.ckpt`` and stop) resumes from its ``last.ckpt`` under ``--reuse`` when its run folder's ``fit.json`` says it
+was started with the current configs and the same seed; any other fit starts over in an emptied run folder. The
+seconds of a resumed fit add each stopped attempt's seconds up to its last checkpoint write (the work kept);
+``attempts`` in the result file counts the starts.
 after its fits a run prints the table of its own rows and writes ``--results/table.md`` from every current file there;
 ``--table-only`` prints the table of the files there, fitting nothing. Each file records the fingerprint of the
 configuration it was fitted with (``config_fingerprint``: the parsed YAML of the row's config and its extra arguments,
@@ -35,9 +40,12 @@ import hashlib
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -122,30 +130,65 @@ def write_table(results: Path) -> str:
     A run that fits some rows must not drop the rows other runs fitted from the committed table.
     """
     text = results_table(results, list(ROWS), seeds_on_disk(results))[0]
+    results.mkdir(parents=True, exist_ok=True)
     (results / "table.md").write_text(text + "\n")
     return text
 
 
 def last_row(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
-    """The last row of the run's ``metrics.csv`` that has all ``keys``."""
+    """The last row that has all ``keys`` in the newest of the run's ``metrics.csv`` files that has one.
+
+    Each start of a fit, resumes included, logs to a new ``version_N``; a resume that had nothing left to train
+    (stopped after its last write) logs no validation, so the figures are in the newest version that has them.
+    """
     # Lightning numbers refits version_0, version_1, ...: by number, so version_10 comes after version_9.
     files = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"),
                    key=lambda f: (f.parents[2].name, int(f.parent.name.removeprefix("version_"))))
     if not files:
         raise FileNotFoundError(f"no metrics.csv under {run_dir}/runs")
-    with open(files[-1]) as f:
-        rows = [r for r in csv.DictReader(f) if all(r.get(k) for k in keys)]
-    if not rows:
-        raise ValueError(f"{files[-1]} has no row with {keys}")
-    return {k: float(rows[-1][k]) for k in keys}
+    for path in reversed(files):
+        with open(path) as f:
+            rows = [r for r in csv.DictReader(f) if all(r.get(k) for k in keys)]
+        if rows:
+            return {k: float(rows[-1][k]) for k in keys}
+    raise ValueError(f"no metrics.csv under {run_dir}/runs has a row with {keys}")
+
+
+class Stopped(Exception):
+    """A fit stopped by SIGTERM after saving its ``last.ckpt``: ``--reuse`` resumes it."""
+
+
+_children: set[subprocess.Popen] = set()  # the running `scarce` processes, which SIGTERM is passed on to
+_children_lock = threading.Lock()
+_sigterm = threading.Event()  # set once SIGTERM arrived: no fit starts after it
+SIGTERM_EXIT = 128 + signal.SIGTERM  # what `scarce fit` exits with when SIGTERM stopped it after saving last.ckpt
+
+
+def _pass_sigterm_on(signum, frame) -> None:
+    with _children_lock:
+        _sigterm.set()
+        for child in _children:
+            child.send_signal(signal.SIGTERM)
 
 
 def _scarce(args: list[str], run_dir: Path, threads: int) -> list[str]:
+    """Run ``scarce ARGS`` in ``run_dir``, its output appended to ``run_dir/log.txt`` (a resumed fit adds to it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(SCARCE), *args, "--trainer.enable_progress_bar=false"]
-    with open(run_dir / "log.txt", "w") as log:
-        proc = subprocess.run(cmd, check=False, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS=str(threads)))
+    with open(run_dir / "log.txt", "a") as log:
+        with _children_lock:
+            if _sigterm.is_set():
+                raise Stopped(f"SIGTERM arrived before {' '.join(cmd)} started")
+            proc = subprocess.Popen(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+                                    env=dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS=str(threads)))
+            _children.add(proc)
+        try:
+            proc.wait()
+        finally:
+            with _children_lock:
+                _children.discard(proc)
+    if proc.returncode == SIGTERM_EXIT or (proc.returncode and _sigterm.is_set()):
+        raise Stopped(f"{' '.join(cmd)} stopped by SIGTERM; see {run_dir / 'log.txt'}")
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {run_dir / 'log.txt'}")
     return cmd
@@ -154,6 +197,45 @@ def _scarce(args: list[str], run_dir: Path, threads: int) -> list[str]:
 def _checkpoint(run_dir: Path) -> Path | None:
     found = sorted(run_dir.glob("runs/*/**/checkpoints/last.ckpt"))
     return found[-1].resolve() if found else None
+
+
+FIT_STATE = "fit.json"  # in a run folder: the fingerprint and seed it was started with, its attempts, whether done
+
+
+def start_fit(run_dir: Path, name: str, seed: int, reuse: bool) -> dict:
+    """The state of the fit about to start in ``run_dir``, saved: a resume of the stopped fit there, or a new fit.
+
+    A resume needs ``reuse``, a ``fit.json`` with the current fingerprint and the same seed, and a ``last.ckpt`` or a
+    finished fit (``done``: only its test is left). Anything else empties ``run_dir``: a ``last.ckpt`` of other configs
+    must never be resumed, nor mixed into a new fit's folder.
+    """
+    fingerprint, now = config_fingerprint(name), time.time()
+    path = run_dir / FIT_STATE
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    checkpoint = _checkpoint(run_dir)
+    if (reuse and state.get("config_fingerprint") == fingerprint and state.get("seed") == seed
+            and (state.get("done") or checkpoint)):
+        if not state["done"]:
+            stopped = state["attempts"][-1]
+            # A stopped attempt's seconds count up to its last write of last.ckpt; the batches after it are redone.
+            stopped["kept_seconds"] = max(0.0, checkpoint.stat().st_mtime - stopped["started"])
+            state["attempts"].append({"started": now, "resume_from": str(checkpoint)})
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        state = {"config_fingerprint": fingerprint, "seed": seed, "done": False, "attempts": [{"started": now}]}
+    path.write_text(json.dumps(state, indent=1) + "\n")
+    return state
+
+
+def finish_fit(run_dir: Path, state: dict) -> float:
+    """Mark the fit in ``run_dir`` done; the seconds of all its attempts (stopped ones up to their last write)."""
+    if not state["done"]:
+        last = state["attempts"][-1]
+        last["kept_seconds"] = time.time() - last["started"]
+        state["done"] = True
+        (run_dir / FIT_STATE).write_text(json.dumps(state, indent=1) + "\n")
+    return sum(attempt["kept_seconds"] for attempt in state["attempts"])
 
 
 def background_figures(test_scenes: int) -> dict[str, float]:
@@ -198,6 +280,8 @@ def _result_file(results: Path, name: str, seed: int) -> Path:
 
 def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
     """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
+    if _sigterm.is_set():
+        raise Stopped(f"SIGTERM arrived before {name} seed {seed} started")
     result_file = _result_file(args.results, name, seed)
     run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
     current = read_results(args.results, [name], [seed])[0]  # the result file, unless absent or stale
@@ -221,13 +305,15 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
                 fit_row(SOURCE_ONLY, seed, argparse.Namespace(**{**vars(args), "reuse": False}), threads)
                 teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
-        start = time.perf_counter()
-        cmd = _scarce(["fit", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}", *extra],
-                      run_dir, threads)
-        seconds = time.perf_counter() - start
-        record = {"row": name, "seed": seed, "seconds": round(seconds, 1),
-                  "command": " ".join(["scarce", *cmd[1:]]).replace(str(REPO) + "/", ""),
-                  **last_row(run_dir, VAL_KEYS)}
+        fit = ["fit", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}", *extra]
+        state = start_fit(run_dir, name, seed, args.reuse)
+        if not state["done"]:
+            resume = state["attempts"][-1].get("resume_from")
+            _scarce([*fit, f"--ckpt_path={resume}"] if resume else fit, run_dir, threads)
+        seconds = finish_fit(run_dir, state)
+        record = {"row": name, "seed": seed, "seconds": round(seconds, 1), "attempts": len(state["attempts"]),
+                  "command": " ".join(["scarce", *fit[1:], "--trainer.enable_progress_bar=false"])
+                  .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
         checkpoint = _checkpoint(run_dir)
         if checkpoint is None:
             raise FileNotFoundError(f"no last.ckpt under {run_dir}")
@@ -313,7 +399,8 @@ def main(argv=None) -> int:
                         help="torch threads per fit (default: cores / jobs; 1 is the one-core budget of a fit)")
     parser.add_argument("--test-scenes", type=int, default=256, help="held-out target test scenes")
     parser.add_argument("--reuse", action="store_true",
-                        help="keep fits whose result file exists and was fitted with the current configs")
+                        help="keep fits whose result file exists and was fitted with the current configs; resume "
+                             "stopped fits of the current configs from their last.ckpt")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "realism_gap", help="run folders")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "realism_gap",
                         help="one JSON per finished fit (committed)")
@@ -331,15 +418,23 @@ def main(argv=None) -> int:
         print(text)
         return 0 if ok else 1
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    _sigterm.clear()  # a SIGTERM that stopped an earlier main() in this process does not stop this one
+    signal.signal(signal.SIGTERM, _pass_sigterm_on)
     # Self-training needs the source-only checkpoint of its seed: run source-only first.
     order = sorted(args.rows, key=lambda n: (n == "self-training", list(ROWS).index(n)))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {name: [pool.submit(fit_row, name, seed, args, threads) for seed in args.seeds] for name in order
-                   if name != "self-training"}
-        results = {name: [f.result() for f in runs] for name, runs in futures.items()}
-        if "self-training" in order:
-            results["self-training"] = list(pool.map(lambda s: fit_row("self-training", s, args, threads),
-                                                     args.seeds))
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = {name: [pool.submit(fit_row, name, seed, args, threads) for seed in args.seeds]
+                       for name in order if name != "self-training"}
+            results = {name: [f.result() for f in runs] for name, runs in futures.items()}
+            if "self-training" in order:
+                results["self-training"] = list(pool.map(lambda s: fit_row("self-training", s, args, threads),
+                                                         args.seeds))
+    except Stopped:
+        write_table(args.results)  # the fits that finished before SIGTERM
+        print("realism_gap: stopped by SIGTERM; the same command with --reuse resumes the stopped fits",
+              file=sys.stderr)
+        return SIGTERM_EXIT
     results = {name: results[name] for name in ROWS if name in results}
     text, ok = table(results)
     print("\n" + text)

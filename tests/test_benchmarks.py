@@ -2,12 +2,19 @@
 `python benchmarks/NAME.py` (scripts reproducing benchmarks/RESULTS.md); every one of them answers `--help`."""
 
 import ast
+import csv
 import importlib
 import importlib.util
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from scarce.cli import BENCHMARKS
 
@@ -137,6 +144,122 @@ def test_realism_gap_last_row_reads_the_newest_version_by_number(tmp_path):
         folder.mkdir(parents=True)
         (folder / "metrics.csv").write_text(f"step,test/miou,test/acc\n5,{miou},0.5\n")
     assert module.last_row(tmp_path, ("test/miou", "test/acc")) == {"test/miou": 0.1, "test/acc": 0.5}
+
+
+def test_realism_gap_last_row_reads_the_newest_version_that_has_the_keys(tmp_path):
+    """A resume with nothing left to train logs no validation: the figures are in the version before it."""
+    module = _realism_gap()
+    for version, text in ((0, "step,val/a\n5,0.3\n9,0.4\n"), (1, "step,train/loss\n10,0.5\n")):
+        folder = tmp_path / "runs" / "fit" / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(text)
+    assert module.last_row(tmp_path, ("val/a",)) == {"val/a": 0.4}
+    with pytest.raises(ValueError, match="has a row with"):
+        module.last_row(tmp_path, ("val/b",))
+
+
+def _last_ckpt(run_dir: Path, mtime: float) -> Path:
+    path = run_dir / "runs" / "fcn8s_rendered" / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"weights")
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_realism_gap_resumes_only_a_stopped_fit_of_the_current_configs_and_seed(tmp_path):
+    module = _realism_gap()
+    run_dir = tmp_path / "seed0"
+    state = module.start_fit(run_dir, "source-only", 0, reuse=True)  # nothing there: a new fit
+    assert state["attempts"][0].get("resume_from") is None and not state["done"]
+    # Started 200 s ago, stopped (SIGKILL: no word from it) after writing last.ckpt 100 s in; its later batches are lost.
+    state["attempts"][0]["started"] -= 200
+    (run_dir / "fit.json").write_text(json.dumps(state))
+    checkpoint = _last_ckpt(run_dir, time.time() - 100)
+    state = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    assert state["attempts"][0]["kept_seconds"] == pytest.approx(100, abs=1)
+    assert state["attempts"][1]["resume_from"] == str(checkpoint.resolve())
+    # The resume is stopped before it writes a checkpoint: it adds nothing; the next resume starts from the same file.
+    state = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    assert state["attempts"][1]["kept_seconds"] == 0 and len(state["attempts"]) == 3
+    state["attempts"][2]["started"] -= 50  # the third attempt runs 50 s to the end
+    assert module.finish_fit(run_dir, state) == pytest.approx(150, abs=1)
+    # Done: a rerun (killed during its test) trains no more and keeps the seconds.
+    again = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    assert again["done"] and len(again["attempts"]) == 3 and checkpoint.is_file()
+    assert module.finish_fit(run_dir, again) == pytest.approx(150, abs=1)
+    # Another seed, another row's fingerprint, or no --reuse: the folder is emptied and the fit starts over.
+    for name, seed, reuse in (("source-only", 1, True), ("oracle", 0, True), ("source-only", 0, False)):
+        _last_ckpt(run_dir, time.time())
+        state = module.start_fit(run_dir, name, seed, reuse=reuse)
+        assert len(state["attempts"]) == 1 and not checkpoint.exists(), (name, seed, reuse)
+        assert json.loads((run_dir / "fit.json").read_text())["seed"] == seed
+    # Stopped before its first last.ckpt: nothing to resume from, so it starts over.
+    state = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    assert len(state["attempts"]) == 1 and "resume_from" not in state["attempts"][0]
+
+
+def _tiny_source_only(configs: Path) -> None:
+    """configs/fcn8s_rendered.yaml shrunk to 10 epochs of 4 batches of 32x32 scenes, last.ckpt every 4 batches."""
+    config = yaml.safe_load((REPO / "configs/fcn8s_rendered.yaml").read_text())
+    config["trainer"].update(max_epochs=10, log_every_n_steps=1, enable_model_summary=False)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("ResumeCheckpoint"):
+            callback["init_args"]["every_n_batches"] = 4
+    config["model"]["init_args"]["width_divisor"] = 16
+    data = config["data"]["init_args"]
+    data.update(size=[32, 32], batch_size=2, num_workers=0)
+    for domain in ("source", "target"):
+        data[domain].update(num_train=8, num_val=2)
+    configs.mkdir()
+    for other in (REPO / "configs").glob("*.yaml"):  # the table reads every row's fingerprint
+        (configs / other.name).write_text(other.read_text())
+    (configs / "fcn8s_rendered.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeypatch, capsys):
+    """The script passes SIGTERM on to its fit, which saves last.ckpt; the same command with --reuse resumes it (real
+    `scarce fit` processes, a tiny source-only config) instead of starting over."""
+    module = _realism_gap()
+    _tiny_source_only(tmp_path / "configs")
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    run_dir, results = tmp_path / "runs" / "source-only" / "seed0", tmp_path / "results"
+    argv = ["--rows", "source-only", "--seeds", "0", "--threads", "1", "--test-scenes", "2", "--reuse",
+            "--out", str(tmp_path / "runs"), "--results", str(results)]
+
+    def stop_at_the_first_checkpoint():
+        deadline = time.monotonic() + 300
+        while not list(run_dir.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would; main() handles it in this (the main) thread
+
+    previous = signal.getsignal(signal.SIGTERM)
+    watcher = threading.Thread(target=stop_at_the_first_checkpoint, daemon=True)
+    try:
+        watcher.start()
+        assert module.main(argv) == 143
+        watcher.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "stopped by SIGTERM; the same command with --reuse resumes" in capsys.readouterr().err
+    assert not (results / "source-only" / "seed0.json").exists()
+    state = json.loads((run_dir / "fit.json").read_text())
+    assert not state["done"] and len(state["attempts"]) == 1
+    steps_saved = torch.load(next(run_dir.glob("runs/*/checkpoints/last.ckpt")), weights_only=False)["global_step"]
+    assert 4 <= steps_saved < 40
+
+    try:
+        assert module.main(argv) == 0  # no background row, so no verdict; not the 143 of a stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    record = json.loads((results / "source-only" / "seed0.json").read_text())
+    assert record["attempts"] == 2 and record["seconds"] > 0 and "--ckpt_path" not in record["command"]
+    assert {"val/source_miou", "test/miou"} <= record.keys()
+    # It resumed: the second start logged no step before the one saved, and ran to the end.
+    versions = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"))
+    assert len(versions) == 2
+    steps = [int(row["step"]) for row in csv.DictReader(versions[1].open())]
+    assert min(steps) >= steps_saved - 1 and max(steps) >= 39, (steps_saved, steps[:3], steps[-3:])
+    assert (run_dir / "log.txt").read_text().count("stopped by SIGTERM") == 1
 
 
 def test_realism_gap_config_fingerprint_follows_the_settings_not_the_comments(tmp_path, monkeypatch):
