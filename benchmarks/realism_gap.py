@@ -15,7 +15,8 @@ A fit stopped before its result file (SIGKILL, SIGTERM: the script passes SIGTER
 ``last.ckpt`` and stop) resumes from its ``last.ckpt`` under ``--reuse`` when its run folder's ``fit.json`` says it
 was started with the current configs and the same seed; any other fit starts over in an emptied run folder. The
 seconds of a resumed fit add each stopped attempt's seconds up to its last checkpoint write (the work kept);
-``attempts`` in the result file counts the starts.
+``attempts`` in the result file counts the starts and ``cpu_seconds`` sums the CPU time of every attempt's ``scarce
+fit`` process and its data workers (absent when an attempt was killed outright, leaving no account).
 after its fits a run prints the table of its own rows and writes ``--results/table.md`` from every current file there;
 ``--table-only`` prints the table of the files there, fitting nothing. Each file records the fingerprint of the
 configuration it was fitted with (``config_fingerprint``: the parsed YAML of the row's config and its extra arguments,
@@ -157,6 +158,10 @@ def last_row(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:
 class Stopped(Exception):
     """A fit stopped by SIGTERM after saving its ``last.ckpt``: ``--reuse`` resumes it."""
 
+    def __init__(self, message: str, cpu_seconds: float = 0.0) -> None:
+        super().__init__(message)
+        self.cpu_seconds = cpu_seconds  # of the stopped process; 0 when it never started
+
 
 _children: set[subprocess.Popen] = set()  # the running `scarce` processes, which SIGTERM is passed on to
 _children_lock = threading.Lock()
@@ -171,8 +176,11 @@ def _pass_sigterm_on(signum, frame) -> None:
             child.send_signal(signal.SIGTERM)
 
 
-def _scarce(args: list[str], run_dir: Path, threads: int) -> list[str]:
-    """Run ``scarce ARGS`` in ``run_dir``, its output appended to ``run_dir/log.txt`` (a resumed fit adds to it)."""
+def _scarce(args: list[str], run_dir: Path, threads: int) -> float:
+    """Run ``scarce ARGS`` in ``run_dir``, its output appended to ``run_dir/log.txt`` (a resumed fit adds to it).
+
+    Returns the CPU seconds (user + system) of the process and the children it waited for (its data workers).
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(SCARCE), *args, "--trainer.enable_progress_bar=false"]
     with open(run_dir / "log.txt", "a") as log:
@@ -183,15 +191,18 @@ def _scarce(args: list[str], run_dir: Path, threads: int) -> list[str]:
                                     env=dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS=str(threads)))
             _children.add(proc)
         try:
-            proc.wait()
+            # wait4, not wait: the resource usage of this child alone (others may run beside it in this process).
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
         finally:
             with _children_lock:
                 _children.discard(proc)
     if proc.returncode == SIGTERM_EXIT or (proc.returncode and _sigterm.is_set()):
-        raise Stopped(f"{' '.join(cmd)} stopped by SIGTERM; see {run_dir / 'log.txt'}")
+        raise Stopped(f"{' '.join(cmd)} stopped by SIGTERM; see {run_dir / 'log.txt'}",
+                      usage.ru_utime + usage.ru_stime)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {run_dir / 'log.txt'}")
-    return cmd
+    return usage.ru_utime + usage.ru_stime
 
 
 def _checkpoint(run_dir: Path) -> Path | None:
@@ -224,8 +235,12 @@ def start_fit(run_dir: Path, name: str, seed: int, reuse: bool) -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         state = {"config_fingerprint": fingerprint, "seed": seed, "done": False, "attempts": [{"started": now}]}
-    path.write_text(json.dumps(state, indent=1) + "\n")
+    _save_state(run_dir, state)
     return state
+
+
+def _save_state(run_dir: Path, state: dict) -> None:
+    (run_dir / FIT_STATE).write_text(json.dumps(state, indent=1) + "\n")
 
 
 def finish_fit(run_dir: Path, state: dict) -> float:
@@ -234,7 +249,7 @@ def finish_fit(run_dir: Path, state: dict) -> float:
         last = state["attempts"][-1]
         last["kept_seconds"] = time.time() - last["started"]
         state["done"] = True
-        (run_dir / FIT_STATE).write_text(json.dumps(state, indent=1) + "\n")
+        _save_state(run_dir, state)
     return sum(attempt["kept_seconds"] for attempt in state["attempts"])
 
 
@@ -309,11 +324,19 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         state = start_fit(run_dir, name, seed, args.reuse)
         if not state["done"]:
             resume = state["attempts"][-1].get("resume_from")
-            _scarce([*fit, f"--ckpt_path={resume}"] if resume else fit, run_dir, threads)
+            try:
+                cpu_seconds = _scarce([*fit, f"--ckpt_path={resume}"] if resume else fit, run_dir, threads)
+            except Stopped as stop:
+                state["attempts"][-1]["cpu_seconds"] = stop.cpu_seconds
+                _save_state(run_dir, state)
+                raise
+            state["attempts"][-1]["cpu_seconds"] = cpu_seconds
         seconds = finish_fit(run_dir, state)
         record = {"row": name, "seed": seed, "seconds": round(seconds, 1), "attempts": len(state["attempts"]),
                   "command": " ".join(["scarce", *fit[1:], "--trainer.enable_progress_bar=false"])
                   .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
+        if all("cpu_seconds" in attempt for attempt in state["attempts"]):  # unknown for an attempt killed outright
+            record["cpu_seconds"] = round(sum(attempt["cpu_seconds"] for attempt in state["attempts"]), 1)
         checkpoint = _checkpoint(run_dir)
         if checkpoint is None:
             raise FileNotFoundError(f"no last.ckpt under {run_dir}")

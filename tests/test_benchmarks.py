@@ -243,7 +243,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     assert "stopped by SIGTERM; the same command with --reuse resumes" in capsys.readouterr().err
     assert not (results / "source-only" / "seed0.json").exists()
     state = json.loads((run_dir / "fit.json").read_text())
-    assert not state["done"] and len(state["attempts"]) == 1
+    assert not state["done"] and len(state["attempts"]) == 1 and state["attempts"][0]["cpu_seconds"] > 0
     steps_saved = torch.load(next(run_dir.glob("runs/*/checkpoints/last.ckpt")), weights_only=False)["global_step"]
     assert 4 <= steps_saved < 40
 
@@ -253,6 +253,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
         signal.signal(signal.SIGTERM, previous)
     record = json.loads((results / "source-only" / "seed0.json").read_text())
     assert record["attempts"] == 2 and record["seconds"] > 0 and "--ckpt_path" not in record["command"]
+    assert record["cpu_seconds"] > state["attempts"][0]["cpu_seconds"]  # both attempts' processes
     assert {"val/source_miou", "test/miou"} <= record.keys()
     # It resumed: the second start logged no step before the one saved, and ran to the end.
     versions = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"))
