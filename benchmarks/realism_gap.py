@@ -13,7 +13,8 @@ Each finished fit leaves ``--results/ROW/seedS.json`` (its figures, seconds, com
 keeps those and runs only what is missing, so the table can be built over several runs (the JSON files are committed).
 A fit stopped before its result file (SIGKILL, SIGTERM: the script passes SIGTERM on to its fits, which save
 ``last.ckpt`` and stop) resumes from its ``last.ckpt`` under ``--reuse`` when its run folder's ``fit.json`` says it
-was started with the current configs and the same seed; any other fit starts over in an emptied run folder. The
+was started with the current configs and the same seed; any other fit starts over in an emptied run folder. A run
+folder stays locked while a fit runs in it, even one a killed script left running: a rerun then stops and says so. The
 seconds of a resumed fit add each stopped attempt's seconds up to its last checkpoint write (the work kept);
 ``attempts`` in the result file counts the starts and ``cpu_seconds`` sums the CPU time of every attempt's ``scarce
 fit`` process and its data workers (absent when an attempt was killed outright, leaving no account).
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -176,10 +178,11 @@ def _pass_sigterm_on(signum, frame) -> None:
             child.send_signal(signal.SIGTERM)
 
 
-def _scarce(args: list[str], run_dir: Path, threads: int) -> float:
+def _scarce(args: list[str], run_dir: Path, threads: int, lock: int) -> float:
     """Run ``scarce ARGS`` in ``run_dir``, its output appended to ``run_dir/log.txt`` (a resumed fit adds to it).
 
-    Returns the CPU seconds (user + system) of the process and the children it waited for (its data workers).
+    ``lock`` (from :func:`hold_run_lock`) is passed on: the lock is held while the process lives, even if this one is
+    killed. Returns the CPU seconds (user + system) of the process and the children it waited for (its data workers).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [str(SCARCE), *args, "--trainer.enable_progress_bar=false"]
@@ -187,7 +190,7 @@ def _scarce(args: list[str], run_dir: Path, threads: int) -> float:
         with _children_lock:
             if _sigterm.is_set():
                 raise Stopped(f"SIGTERM arrived before {' '.join(cmd)} started")
-            proc = subprocess.Popen(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock,),
                                     env=dict(os.environ, PYOPENGL_PLATFORM="egl", OMP_NUM_THREADS=str(threads)))
             _children.add(proc)
         try:
@@ -211,6 +214,24 @@ def _checkpoint(run_dir: Path) -> Path | None:
 
 
 FIT_STATE = "fit.json"  # in a run folder: the fingerprint and seed it was started with, its attempts, whether done
+
+
+def hold_run_lock(run_dir: Path) -> int:
+    """Lock ``run_dir`` for one fit, or say that a fit still runs there; returns the lock's file descriptor.
+
+    The lock (``flock`` on ``RUN_DIR.lock`` beside the folder, which a new fit empties) is handed to the ``scarce``
+    processes, so a fit left running by a killed script still holds it: resuming next to it would have two processes
+    write one ``last.ckpt``.
+    """
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir.with_name(run_dir.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RuntimeError(f"{run_dir}: a fit still runs there (another realism_gap.py, or a `scarce` process left "
+                           f"by a killed one: `pgrep -af {run_dir.parent.name}`); stop it, then rerun") from None
+    return fd
 
 
 def start_fit(run_dir: Path, name: str, seed: int, reuse: bool) -> dict:
@@ -293,6 +314,37 @@ def _result_file(results: Path, name: str, seed: int) -> Path:
     return results / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}.json"
 
 
+def _fit_and_test(name: str, seed: int, config_and_extra: list[str], run_dir: Path, args: argparse.Namespace,
+                  threads: int, lock: int) -> dict:
+    """Fit (or resume) one row's seed in ``run_dir`` and test its last checkpoint: its record, less machine and date."""
+    config, *extra = config_and_extra
+    fit = ["fit", "--config", config, f"--seed_everything={seed}", *extra]
+    state = start_fit(run_dir, name, seed, args.reuse)
+    if not state["done"]:
+        resume = state["attempts"][-1].get("resume_from")
+        try:
+            cpu_seconds = _scarce([*fit, f"--ckpt_path={resume}"] if resume else fit, run_dir, threads, lock)
+        except Stopped as stop:
+            state["attempts"][-1]["cpu_seconds"] = stop.cpu_seconds
+            _save_state(run_dir, state)
+            raise
+        state["attempts"][-1]["cpu_seconds"] = cpu_seconds
+    seconds = finish_fit(run_dir, state)
+    record = {"row": name, "seed": seed, "seconds": round(seconds, 1), "attempts": len(state["attempts"]),
+              "command": " ".join(["scarce", *fit, "--trainer.enable_progress_bar=false"])
+              .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
+    if all("cpu_seconds" in attempt for attempt in state["attempts"]):  # unknown for an attempt killed outright
+        record["cpu_seconds"] = round(sum(attempt["cpu_seconds"] for attempt in state["attempts"]), 1)
+    checkpoint = _checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no last.ckpt under {run_dir}")
+    _scarce(["test", "--config", config, f"--seed_everything={seed}",
+             f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra],
+            run_dir / "test", threads, lock)
+    record.update(last_row(run_dir / "test", TEST_KEYS))
+    return record
+
+
 def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
     """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
     if _sigterm.is_set():
@@ -320,30 +372,11 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
                 fit_row(SOURCE_ONLY, seed, argparse.Namespace(**{**vars(args), "reuse": False}), threads)
                 teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
-        fit = ["fit", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}", *extra]
-        state = start_fit(run_dir, name, seed, args.reuse)
-        if not state["done"]:
-            resume = state["attempts"][-1].get("resume_from")
-            try:
-                cpu_seconds = _scarce([*fit, f"--ckpt_path={resume}"] if resume else fit, run_dir, threads)
-            except Stopped as stop:
-                state["attempts"][-1]["cpu_seconds"] = stop.cpu_seconds
-                _save_state(run_dir, state)
-                raise
-            state["attempts"][-1]["cpu_seconds"] = cpu_seconds
-        seconds = finish_fit(run_dir, state)
-        record = {"row": name, "seed": seed, "seconds": round(seconds, 1), "attempts": len(state["attempts"]),
-                  "command": " ".join(["scarce", *fit[1:], "--trainer.enable_progress_bar=false"])
-                  .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
-        if all("cpu_seconds" in attempt for attempt in state["attempts"]):  # unknown for an attempt killed outright
-            record["cpu_seconds"] = round(sum(attempt["cpu_seconds"] for attempt in state["attempts"]), 1)
-        checkpoint = _checkpoint(run_dir)
-        if checkpoint is None:
-            raise FileNotFoundError(f"no last.ckpt under {run_dir}")
-        _scarce(["test", "--config", str(REPO / "configs" / config), f"--seed_everything={seed}",
-                 f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra],
-                run_dir / "test", threads)
-        record.update(last_row(run_dir / "test", TEST_KEYS))
+        lock = hold_run_lock(run_dir)
+        try:
+            record = _fit_and_test(name, seed, [str(REPO / "configs" / config), *extra], run_dir, args, threads, lock)
+        finally:
+            os.close(lock)
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
                   threads=threads, config_fingerprint=config_fingerprint(name))
     result_file.parent.mkdir(parents=True, exist_ok=True)

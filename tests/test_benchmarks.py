@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -198,6 +199,25 @@ def test_realism_gap_resumes_only_a_stopped_fit_of_the_current_configs_and_seed(
     assert len(state["attempts"]) == 1 and "resume_from" not in state["attempts"][0]
 
 
+def test_realism_gap_run_lock_is_held_while_a_fit_it_started_lives(tmp_path):
+    """A fit left running by a killed script keeps its run folder locked: a rerun says so instead of resuming next to
+    it (two processes writing one last.ckpt)."""
+    module = _realism_gap()
+    run_dir = tmp_path / "AdvEnt" / "seed0"
+    lock = module.hold_run_lock(run_dir)
+    with pytest.raises(RuntimeError, match="AdvEnt/seed0: a fit still runs there"):
+        module.hold_run_lock(run_dir)
+    child = subprocess.Popen(["sleep", "30"], pass_fds=(lock,))  # as _scarce hands the lock to `scarce fit`
+    try:
+        os.close(lock)  # the script is gone; its fit is not
+        with pytest.raises(RuntimeError, match="a fit still runs there"):
+            module.hold_run_lock(run_dir)
+    finally:
+        child.kill()
+        child.wait()
+    os.close(module.hold_run_lock(run_dir))  # the fit is gone too: free
+
+
 def _tiny_source_only(configs: Path) -> None:
     """configs/fcn8s_rendered.yaml shrunk to 10 epochs of 4 batches of 32x32 scenes, last.ckpt every 4 batches."""
     config = yaml.safe_load((REPO / "configs/fcn8s_rendered.yaml").read_text())
@@ -252,7 +272,10 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     finally:
         signal.signal(signal.SIGTERM, previous)
     record = json.loads((results / "source-only" / "seed0.json").read_text())
-    assert record["attempts"] == 2 and record["seconds"] > 0 and "--ckpt_path" not in record["command"]
+    assert record["attempts"] == 2 and record["seconds"] > 0
+    # The command that reproduces the fit, not the resume of it.
+    assert record["command"] == ("scarce fit --config configs/fcn8s_rendered.yaml --seed_everything=0 "
+                                 "--trainer.enable_progress_bar=false")
     assert record["cpu_seconds"] > state["attempts"][0]["cpu_seconds"]  # both attempts' processes
     assert {"val/source_miou", "test/miou"} <= record.keys()
     # It resumed: the second start logged no step before the one saved, and ran to the end.
