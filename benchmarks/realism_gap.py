@@ -53,6 +53,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from scarce.cli import SIGTERM_EXIT  # what `scarce fit` exits with when SIGTERM stopped it after saving last.ckpt
+
 REPO = Path(__file__).resolve().parents[1]
 SCARCE = Path(sys.executable).with_name("scarce")
 VAL_KEYS = ("val/source_miou", "val/source_acc", "val/target_miou", "val/target_acc")
@@ -168,7 +170,6 @@ class Stopped(Exception):
 _children: set[subprocess.Popen] = set()  # the running `scarce` processes, which SIGTERM is passed on to
 _children_lock = threading.Lock()
 _sigterm = threading.Event()  # set once SIGTERM arrived: no fit starts after it
-SIGTERM_EXIT = 128 + signal.SIGTERM  # what `scarce fit` exits with when SIGTERM stopped it after saving last.ckpt
 
 
 def _pass_sigterm_on(signum, frame) -> None:
@@ -314,10 +315,9 @@ def _result_file(results: Path, name: str, seed: int) -> Path:
     return results / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}.json"
 
 
-def _fit_and_test(name: str, seed: int, config_and_extra: list[str], run_dir: Path, args: argparse.Namespace,
+def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: Path, args: argparse.Namespace,
                   threads: int, lock: int) -> dict:
     """Fit (or resume) one row's seed in ``run_dir`` and test its last checkpoint: its record, less machine and date."""
-    config, *extra = config_and_extra
     fit = ["fit", "--config", config, f"--seed_everything={seed}", *extra]
     state = start_fit(run_dir, name, seed, args.reuse)
     if not state["done"]:
@@ -374,7 +374,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
         lock = hold_run_lock(run_dir)
         try:
-            record = _fit_and_test(name, seed, [str(REPO / "configs" / config), *extra], run_dir, args, threads, lock)
+            record = _fit_and_test(name, seed, str(REPO / "configs" / config), extra, run_dir, args, threads, lock)
         finally:
             os.close(lock)
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
