@@ -26,11 +26,23 @@ current configs' is stale, never reused and never put in the table, so changing 
 old and new fits. ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit when absent).
 ``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
+Choosing a setting (``--validation-only``): the same fits, stopped at their validation figures, never tested on the
+held-out scenes, so that choices are made on validation alone and the held-out test is run once, with the committed
+configs. ``--set KEY=VALUE`` (repeatable; only with ``--validation-only``) adds ``--KEY=VALUE`` to the row's ``scarce
+fit`` (``--set model.init_args.entropy_weight=0.01``). Each set of settings is a variant of its own, fitted in
+``--out/validation/ROW/SETTINGS/seedS`` with its result in ``--results/validation/ROW/SETTINGS/seedS.json`` (its
+fingerprint includes the settings; SETTINGS is ``committed`` when there are none); ``--reuse`` resumes and keeps
+them as it does the rows. The run prints each row's variants with their validation figures and the best by mean
+validation target mIoU; ``--table-only --validation-only`` prints that table from the files. Carry the chosen value
+into the config, then fit the row.
+
 Usage:
 
     .venv/bin/python benchmarks/realism_gap.py [--seeds 0 1 2] [--rows background source-only oracle ...]
         [--jobs 2] [--threads 1] [--test-scenes 256] [--reuse] [--out runs/realism_gap]
         [--results benchmarks/results/realism_gap]
+    .venv/bin/python benchmarks/realism_gap.py --validation-only --rows MinEnt \\
+        --set model.init_args.entropy_weight=0.01 [--seeds 0 1] [--jobs 2] [--threads 1] [--reuse]
 """
 
 from __future__ import annotations
@@ -61,6 +73,7 @@ VAL_KEYS = ("val/source_miou", "val/source_acc", "val/target_miou", "val/target_
 TEST_KEYS = ("test/miou", "test/acc")
 SOURCE_ONLY, ORACLE, BACKGROUND = "source-only", "oracle", "background"
 SEEDS_NEEDED = 3  # the issue's targets are means over 3 seeds
+VALIDATION = "validation"  # the folder, under --out and --results, of the fits that choose settings
 
 # name -> (config, extra `scarce fit` arguments, unsupervised: counts for "the best unsupervised row")
 ROWS: dict[str, tuple[str | None, list[str], bool]] = {
@@ -79,15 +92,16 @@ ROWS: dict[str, tuple[str | None, list[str], bool]] = {
 }
 
 
-def config_fingerprint(name: str) -> str:
-    """What defines a row's fit, hashed: its config (parsed, so comments do not count) and its extra arguments.
+def config_fingerprint(name: str, settings: list[str] | tuple[str, ...] = ()) -> str:
+    """What defines a row's fit, hashed: its config (parsed, so comments do not count), its extra arguments and the
+    ``--set`` ``settings`` of a validation variant.
 
     Background and self-training also depend on the source-only config (its scenes; the teacher's training).
     """
     import yaml
 
     config, extra, _ = ROWS[name]
-    parts = [config or "", *extra]
+    parts = [config or "", *extra, *_set_arguments(settings)]
     if name in (BACKGROUND, "self-training"):
         parts.append(ROWS[SOURCE_ONLY][0])
     digest = hashlib.sha256()
@@ -96,6 +110,20 @@ def config_fingerprint(name: str) -> str:
             part = json.dumps(yaml.safe_load((REPO / "configs" / part).read_text()), sort_keys=True)
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def _set_arguments(settings: list[str] | tuple[str, ...]) -> list[str]:
+    """``--set KEY=VALUE`` settings as the ``scarce fit`` arguments ``--KEY=VALUE``."""
+    return [f"--{setting}" for setting in settings]
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace("+", "plus")
+
+
+def settings_slug(settings: list[str] | tuple[str, ...]) -> str:
+    """The folder name of a validation variant: its settings in order, ``committed`` when there are none."""
+    return ",".join(setting.replace("/", "_") for setting in settings) or "committed"
 
 
 def read_results(results: Path, names: list[str], seeds: list[int]) -> tuple[dict[str, list[dict]], list[str]]:
@@ -137,6 +165,35 @@ def write_table(results: Path) -> str:
     text = results_table(results, list(ROWS), seeds_on_disk(results))[0]
     results.mkdir(parents=True, exist_ok=True)
     (results / "table.md").write_text(text + "\n")
+    return text
+
+
+def validation_table(results: Path, names: list[str]) -> str:
+    """The validation figures of every current variant of ``names`` under ``results/validation``, by row, and each
+    row's best variant by mean validation target mIoU (a stale file, of other configs, is named and left out)."""
+    lines = ["| row | settings | source mIoU | target mIoU | target pixel acc | seconds per fit | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    best, stale = [], []
+    for name in names:
+        variants = {}
+        for path in sorted(_folder(results, name, []).parent.glob("*/seed*.json")):
+            record = json.loads(path.read_text())
+            if record.get("config_fingerprint") != config_fingerprint(name, record["settings"]):
+                stale.append(f"{name} {path.parent.name} seed {record['seed']}")
+                continue
+            variants.setdefault(path.parent.name, []).append(record)
+        for slug, runs in variants.items():
+            lines.append(f"| {name} | {slug} | {_mean_std([r['val/source_miou'] for r in runs])} | "
+                         f"{_mean_std([r['val/target_miou'] for r in runs])} | "
+                         f"{_mean_std([r['val/target_acc'] for r in runs])} | "
+                         f"{statistics.mean(r['seconds'] for r in runs):.0f} | "
+                         f"{' '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} |")
+        if variants:
+            top = max(variants, key=lambda v: statistics.mean(r["val/target_miou"] for r in variants[v]))
+            best.append(f"{name}: best on validation target mIoU: {top}")
+    text = "\n".join(lines + [""] + best)
+    if stale:
+        text += f"\nleft out, fitted with other configs than the current ones: {', '.join(stale)}"
     return text
 
 
@@ -235,14 +292,14 @@ def hold_run_lock(run_dir: Path) -> int:
     return fd
 
 
-def start_fit(run_dir: Path, name: str, seed: int, reuse: bool) -> dict:
+def start_fit(run_dir: Path, fingerprint: str, seed: int, reuse: bool) -> dict:
     """The state of the fit about to start in ``run_dir``, saved: a resume of the stopped fit there, or a new fit.
 
     A resume needs ``reuse``, a ``fit.json`` with the current fingerprint and the same seed, and a ``last.ckpt`` or a
     finished fit (``done``: only its test is left). Anything else empties ``run_dir``: a ``last.ckpt`` of other configs
-    must never be resumed, nor mixed into a new fit's folder.
+    must never be resumed, nor mixed into a new fit's folder. ``fingerprint``: :func:`config_fingerprint` of the fit.
     """
-    fingerprint, now = config_fingerprint(name), time.time()
+    now = time.time()
     path = run_dir / FIT_STATE
     state = json.loads(path.read_text()) if path.is_file() else {}
     checkpoint = _checkpoint(run_dir)
@@ -311,15 +368,24 @@ def _background_child(test_scenes: int) -> None:
     print(json.dumps(figures))
 
 
-def _result_file(results: Path, name: str, seed: int) -> Path:
-    return results / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}.json"
+def _folder(base: Path, name: str, settings: list[str] | None = None) -> Path:
+    """A row's folder under ``base`` (``--out`` or ``--results``); with ``settings`` (a list, maybe empty), that of
+    the row's validation variant."""
+    if settings is None:
+        return base / _slug(name)
+    return base / VALIDATION / _slug(name) / settings_slug(settings)
+
+
+def _result_file(results: Path, name: str, seed: int, settings: list[str] | None = None) -> Path:
+    return _folder(results, name, settings) / f"seed{seed}.json"
 
 
 def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: Path, args: argparse.Namespace,
-                  threads: int, lock: int) -> dict:
-    """Fit (or resume) one row's seed in ``run_dir`` and test its last checkpoint: its record, less machine and date."""
+                  threads: int, lock: int, fingerprint: str, test: bool = True) -> dict:
+    """Fit (or resume) one row's seed in ``run_dir`` and, when ``test``, test its last checkpoint on the held-out
+    scenes: its record, less machine and date."""
     fit = ["fit", "--config", config, f"--seed_everything={seed}", *extra]
-    state = start_fit(run_dir, name, seed, args.reuse)
+    state = start_fit(run_dir, fingerprint, seed, args.reuse)
     if not state["done"]:
         resume = state["attempts"][-1].get("resume_from")
         try:
@@ -335,6 +401,8 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
               .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
     if all("cpu_seconds" in attempt for attempt in state["attempts"]):  # unknown for an attempt killed outright
         record["cpu_seconds"] = round(sum(attempt["cpu_seconds"] for attempt in state["attempts"]), 1)
+    if not test:
+        return record
     checkpoint = _checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"no last.ckpt under {run_dir}")
@@ -346,12 +414,21 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
 
 
 def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
-    """Fit and test one row for one seed (or read its result file with ``--reuse``)."""
+    """Fit and test one row for one seed (or read its result file with ``--reuse``); with ``--validation-only``, fit
+    the row's variant with the ``--set`` settings and stop at its validation figures."""
     if _sigterm.is_set():
         raise Stopped(f"SIGTERM arrived before {name} seed {seed} started")
-    result_file = _result_file(args.results, name, seed)
-    run_dir = args.out / name.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
-    current = read_results(args.results, [name], [seed])[0]  # the result file, unless absent or stale
+    settings = list(args.set) if args.validation_only else None
+    fingerprint = config_fingerprint(name, settings or ())
+    result_file = _result_file(args.results, name, seed, settings)
+    run_dir = _folder(args.out, name, settings) / f"seed{seed}"
+    if settings is not None:  # the variant's result file, unless absent or stale
+        record = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        if args.reuse and record.get("config_fingerprint") == fingerprint:
+            return record
+        current = None
+    else:
+        current = read_results(args.results, [name], [seed])[0]  # the result file, unless absent or stale
     if args.reuse and current:
         record = current[name][0]
         missing = [k for k in VAL_KEYS if k not in record]
@@ -369,20 +446,27 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         if name == "self-training":
             teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
             if teacher is None or not read_results(args.results, [SOURCE_ONLY], [seed])[0]:  # none, or stale
-                fit_row(SOURCE_ONLY, seed, argparse.Namespace(**{**vars(args), "reuse": False}), threads)
+                # The committed source-only row (held-out test included), whatever this run's settings.
+                fit_row(SOURCE_ONLY, seed, argparse.Namespace(
+                    **{**vars(args), "reuse": False, "validation_only": False, "set": []}), threads)
                 teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
         lock = hold_run_lock(run_dir)
         try:
-            record = _fit_and_test(name, seed, str(REPO / "configs" / config), extra, run_dir, args, threads, lock)
+            record = _fit_and_test(name, seed, str(REPO / "configs" / config),
+                                   [*extra, *_set_arguments(settings or ())], run_dir, args, threads, lock,
+                                   fingerprint, test=settings is None)
         finally:
             os.close(lock)
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
-                  threads=threads, config_fingerprint=config_fingerprint(name))
+                  threads=threads, config_fingerprint=fingerprint)
+    if settings is not None:
+        record["settings"] = settings
     result_file.parent.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{name} seed {seed}: " + ", ".join(f"{k} {record[k]:.3f}" for k in (*VAL_KEYS, *TEST_KEYS)
-                                               if k in record) + f" ({record['seconds']:.0f} s)", flush=True)
+    label = name if settings is None else f"{name} {settings_slug(settings)}"
+    print(f"{label} seed {seed}: " + ", ".join(f"{k} {record[k]:.3f}" for k in (*VAL_KEYS, *TEST_KEYS) if k in record)
+          + f" ({record['seconds']:.0f} s)", flush=True)
     return record
 
 
@@ -448,7 +532,7 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="ROW",
+    parser.add_argument("--rows", nargs="+", default=None, choices=list(ROWS), metavar="ROW",
                         help=f"rows to run (default all): {', '.join(ROWS)}")
     parser.add_argument("--jobs", type=int, default=1, help="fits run at once")
     parser.add_argument("--threads", type=int, default=None,
@@ -462,12 +546,32 @@ def main(argv=None) -> int:
                         help="one JSON per finished fit (committed)")
     parser.add_argument("--table-only", action="store_true",
                         help="fit nothing: the table of the result files already in --results")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="choose settings: fit to the validation figures, no held-out test; results under "
+                             "--results/validation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --validation-only: add --KEY=VALUE to each fit (repeatable), e.g. "
+                             "model.init_args.entropy_weight=0.01")
     parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.test_scenes < 1:
         parser.error(f"--jobs and --test-scenes must be >= 1 (got {args.jobs}, {args.test_scenes})")
+    if args.set and not args.validation_only:
+        parser.error("--set changes a row's settings, which is for choosing them on validation: add --validation-only "
+                     "(the held-out test runs once, on the committed configs)")
+    for setting in args.set:
+        key, equals, value = setting.partition("=")
+        if not (equals and key and value) or key.startswith("-"):
+            parser.error(f"--set {setting!r}: expected KEY=VALUE with a config key such as "
+                         "model.init_args.entropy_weight=0.01")
+    if args.validation_only and args.rows and BACKGROUND in args.rows:
+        parser.error("--validation-only: the background row has no fit and no settings; leave it out of --rows")
+    args.rows = args.rows or [name for name in ROWS if not (args.validation_only and name == BACKGROUND)]
     if args.background:
         _background_child(args.test_scenes)
+        return 0
+    if args.table_only and args.validation_only:
+        print(validation_table(args.results, args.rows))
         return 0
     if args.table_only:
         text, ok = results_table(args.results, args.rows, args.seeds)
@@ -487,10 +591,14 @@ def main(argv=None) -> int:
                 results["self-training"] = list(pool.map(lambda s: fit_row("self-training", s, args, threads),
                                                          args.seeds))
     except Stopped:
-        write_table(args.results)  # the fits that finished before SIGTERM
+        if not args.validation_only:
+            write_table(args.results)  # the fits that finished before SIGTERM
         print("realism_gap: stopped by SIGTERM; the same command with --reuse resumes the stopped fits",
               file=sys.stderr)
         return SIGTERM_EXIT
+    if args.validation_only:
+        print("\n" + validation_table(args.results, args.rows))
+        return 0
     results = {name: results[name] for name in ROWS if name in results}
     text, ok = table(results)
     print("\n" + text)

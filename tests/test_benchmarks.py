@@ -169,33 +169,33 @@ def _last_ckpt(run_dir: Path, mtime: float) -> Path:
 
 def test_realism_gap_resumes_only_a_stopped_fit_of_the_current_configs_and_seed(tmp_path):
     module = _realism_gap()
-    run_dir = tmp_path / "seed0"
-    state = module.start_fit(run_dir, "source-only", 0, reuse=True)  # nothing there: a new fit
+    run_dir, source_only = tmp_path / "seed0", module.config_fingerprint("source-only")
+    state = module.start_fit(run_dir, source_only, 0, reuse=True)  # nothing there: a new fit
     assert state["attempts"][0].get("resume_from") is None and not state["done"]
     # Started 200 s ago, stopped (SIGKILL: no word from it) after writing last.ckpt 100 s in; its later batches are lost.
     state["attempts"][0]["started"] -= 200
     (run_dir / "fit.json").write_text(json.dumps(state))
     checkpoint = _last_ckpt(run_dir, time.time() - 100)
-    state = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    state = module.start_fit(run_dir, source_only, 0, reuse=True)
     assert state["attempts"][0]["kept_seconds"] == pytest.approx(100, abs=1)
     assert state["attempts"][1]["resume_from"] == str(checkpoint.resolve())
     # The resume is stopped before it writes a checkpoint: it adds nothing; the next resume starts from the same file.
-    state = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    state = module.start_fit(run_dir, source_only, 0, reuse=True)
     assert state["attempts"][1]["kept_seconds"] == 0 and len(state["attempts"]) == 3
     state["attempts"][2]["started"] -= 50  # the third attempt runs 50 s to the end
     assert module.finish_fit(run_dir, state) == pytest.approx(150, abs=1)
     # Done: a rerun (killed during its test) trains no more and keeps the seconds.
-    again = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    again = module.start_fit(run_dir, source_only, 0, reuse=True)
     assert again["done"] and len(again["attempts"]) == 3 and checkpoint.is_file()
     assert module.finish_fit(run_dir, again) == pytest.approx(150, abs=1)
     # Another seed, another row's fingerprint, or no --reuse: the folder is emptied and the fit starts over.
     for name, seed, reuse in (("source-only", 1, True), ("oracle", 0, True), ("source-only", 0, False)):
         _last_ckpt(run_dir, time.time())
-        state = module.start_fit(run_dir, name, seed, reuse=reuse)
+        state = module.start_fit(run_dir, module.config_fingerprint(name), seed, reuse=reuse)
         assert len(state["attempts"]) == 1 and not checkpoint.exists(), (name, seed, reuse)
         assert json.loads((run_dir / "fit.json").read_text())["seed"] == seed
     # Stopped before its first last.ckpt: nothing to resume from, so it starts over.
-    state = module.start_fit(run_dir, "source-only", 0, reuse=True)
+    state = module.start_fit(run_dir, source_only, 0, reuse=True)
     assert len(state["attempts"]) == 1 and "resume_from" not in state["attempts"][0]
 
 
@@ -284,6 +284,78 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     steps = [int(row["step"]) for row in csv.DictReader(versions[1].open())]
     assert min(steps) >= steps_saved - 1 and max(steps) >= 39, (steps_saved, steps[:3], steps[-3:])
     assert (run_dir / "log.txt").read_text().count("stopped by SIGTERM") == 1
+
+
+def test_realism_gap_validation_only_fits_a_setting_without_touching_the_held_out_scenes(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """--validation-only --set fits the row with the setting (a real tiny `scarce fit`), records its validation figures
+    as a variant of its own and never runs the held-out test; the committed row's results stay untouched."""
+    module = _realism_gap()
+    _tiny_source_only(tmp_path / "configs")
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    results, out = tmp_path / "results", tmp_path / "runs"
+    lr = "model.init_args.optimizer.init_args.lr=0.01"
+    argv = ["--validation-only", "--rows", "source-only", "--seeds", "0", "--threads", "1", "--set", lr, "--reuse",
+            "--out", str(out), "--results", str(results)]
+    assert module.main(argv) == 0
+    variant = results / "validation" / "source-only" / lr / "seed0.json"
+    record = json.loads(variant.read_text())
+    assert record["settings"] == [lr]
+    assert record["config_fingerprint"] == module.config_fingerprint("source-only", [lr])
+    assert record["config_fingerprint"] != module.config_fingerprint("source-only")
+    assert record["command"].endswith(f"--seed_everything=0 --{lr} --trainer.enable_progress_bar=false")
+    assert {"val/source_miou", "val/target_miou", "val/target_acc"} <= record.keys()
+    assert not any(key.startswith("test/") for key in record)
+    run_dir = out / "validation" / "source-only" / lr / "seed0"
+    assert not (run_dir / "test").exists() and not (results / "source-only").exists()
+    assert "Testing" not in (run_dir / "log.txt").read_text()
+    # The fit ran with the setting: LightningCLI's saved config has it.
+    saved = yaml.safe_load(next(run_dir.glob("runs/*/csv/version_0/config.yaml")).read_text())
+    assert saved["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.01
+    printed = capsys.readouterr().out
+    assert f"| source-only | {lr} | " in printed and f"source-only: best on validation target mIoU: {lr}" in printed
+    # --reuse keeps the variant (no second fit); --table-only --validation-only prints it from the file.
+    assert module.main(argv) == 0
+    assert len(list(run_dir.glob("runs/*/csv/version_*"))) == 1
+    assert module.main(["--validation-only", "--table-only", "--results", str(results)]) == 0
+    assert f"| source-only | {lr} | {record['val/source_miou']:.3f} |" in capsys.readouterr().out
+
+
+def test_realism_gap_validation_table_ranks_variants_and_leaves_out_stale_ones(tmp_path, monkeypatch):
+    module = _realism_gap()
+    weights = {"0.001": (0.30, 0.31), "0.01": (0.35, 0.33), "0.1": (0.12, 0.12)}
+    for weight, target_mious in weights.items():
+        settings = [f"model.init_args.entropy_weight={weight}"]
+        for seed, target_miou in enumerate(target_mious):
+            path = tmp_path / "validation" / "MinEnt" / module.settings_slug(settings) / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fingerprint = "0" * 16 if (weight, seed) == ("0.1", 1) else module.config_fingerprint("MinEnt", settings)
+            path.write_text(json.dumps({"row": "MinEnt", "seed": seed, "settings": settings, "seconds": 10.0,
+                                        "config_fingerprint": fingerprint, "val/source_miou": 0.8,
+                                        "val/source_acc": 0.9, "val/target_miou": target_miou,
+                                        "val/target_acc": 0.9}))
+    text = module.validation_table(tmp_path, ["MinEnt", "AdvEnt"])
+    assert "| MinEnt | model.init_args.entropy_weight=0.01 | 0.800 +- 0.000 | 0.340 +- 0.014 | 0.900 +- 0.000 | 10 | " \
+           "0 1 |" in text
+    assert "| MinEnt | model.init_args.entropy_weight=0.1 | 0.800 | 0.120 | 0.900 | 10 | 0 |" in text  # seed 1 stale
+    assert "MinEnt: best on validation target mIoU: model.init_args.entropy_weight=0.01" in text
+    assert "left out, fitted with other configs than the current ones: MinEnt model.init_args.entropy_weight=0.1 " \
+           "seed 1" in text
+    assert "AdvEnt" not in text.split("left out")[0].replace("MinEnt", "")  # a row without variants has no line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "model.init_args.entropy_weight=0.01"], "add --validation-only"),
+    (["--validation-only", "--set", "entropy_weight"], "expected KEY=VALUE"),
+    (["--validation-only", "--set=--model.init_args.entropy_weight=0.01"], "expected KEY=VALUE"),
+    (["--validation-only", "--rows", "background"], "the background row has no fit"),
+])
+def test_realism_gap_validation_arguments_are_checked_before_any_fit(argv, message, tmp_path, capsys):
+    module = _realism_gap()
+    with pytest.raises(SystemExit) as info:
+        module.main([*argv, "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_realism_gap_config_fingerprint_follows_the_settings_not_the_comments(tmp_path, monkeypatch):
