@@ -1,5 +1,5 @@
 """The embedded realism gap, every method on one budget: source-only, oracle, domain randomization, DANN, ADVENT,
-FDA, self-training and a combination, over seeds, with a held-out test.
+FDA, self-training and combinations, over seeds, with a held-out test.
 
 Every row is a plain ``scarce fit`` of a repository config (same network, data, budget: ``configs/fcn8s_rendered.yaml``
 and its siblings, tests check the budgets stay equal) with ``--seed_everything=SEED``, in its own folder under
@@ -21,9 +21,11 @@ fit`` process and its data workers (absent when an attempt was killed outright, 
 after its fits a run prints the table of its own rows and writes ``--results/table.md`` from every current file there;
 ``--table-only`` prints the table of the files there, fitting nothing. Each file records the fingerprint of the
 configuration it was fitted with (``config_fingerprint``: the parsed YAML of the row's config and its extra arguments,
-plus the source-only config that background and self-training derive from): a file whose fingerprint is not the
-current configs' is stale, never reused and never put in the table, so changing a budget in ``configs/`` cannot mix
-old and new fits. ``self-training`` starts from the ``source-only`` checkpoint of the same seed (refit when absent).
+plus the source-only config that background derives from and the teacher row's config and arguments of a second
+stage): a file whose fingerprint is not the current configs' is stale, never reused and never put in the table, so
+changing a budget in ``configs/`` cannot mix old and new fits. A second stage (``TEACHERS``) starts from its teacher
+row's checkpoint of the same seed (refit when absent): ``self-training`` from ``source-only``'s, ``randomized + FDA +
+AdvEnt + self-training`` from ``randomized + FDA + AdvEnt``'s.
 ``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
 Choosing a setting (``--validation-only``): the same fits, stopped at their validation figures, never tested on the
@@ -75,6 +77,9 @@ SOURCE_ONLY, ORACLE, BACKGROUND = "source-only", "oracle", "background"
 SEEDS_NEEDED = 3  # the issue's targets are means over 3 seeds
 VALIDATION = "validation"  # the folder, under --out and --results, of the fits that choose settings
 
+COMBINATION = "randomized + FDA + AdvEnt"
+# The combination's source: randomized scenes with the photos' low frequencies swapped in (FDA, beta 0.05).
+RANDOMIZED_FDA = ["--data.init_args.source.preset=randomized", "--data.init_args.fda_beta=0.05"]
 # name -> (config, extra `scarce fit` arguments, unsupervised: counts for "the best unsupervised row")
 ROWS: dict[str, tuple[str | None, list[str], bool]] = {
     BACKGROUND: (None, [], False),
@@ -87,23 +92,30 @@ ROWS: dict[str, tuple[str | None, list[str], bool]] = {
     "AdvEnt": ("advent_fcn8s_rendered.yaml", [], True),
     "FDA": ("fda_fcn8s_rendered.yaml", [], True),
     "self-training": ("self_training_fcn8s_rendered.yaml", [], True),
-    "randomized + FDA + AdvEnt": ("advent_fcn8s_rendered.yaml", ["--data.init_args.source.preset=randomized",
-                                                                 "--data.init_args.fda_beta=0.05"], True),
+    COMBINATION: ("advent_fcn8s_rendered.yaml", RANDOMIZED_FDA, True),
+    # CBST from the combination's checkpoint, on the combination's source: a teacher that already segments the photos.
+    f"{COMBINATION} + self-training": ("self_training_fcn8s_rendered.yaml", RANDOMIZED_FDA, True),
 }
+# Second stages: row -> the row whose last.ckpt of the same seed it starts from (fitted first, or refit when absent).
+TEACHERS = {"self-training": SOURCE_ONLY, f"{COMBINATION} + self-training": COMBINATION}
 
 
 def config_fingerprint(name: str, settings: list[str] | tuple[str, ...] = ()) -> str:
     """What defines a row's fit, hashed: its config (parsed, so comments do not count), its extra arguments and the
     ``--set`` ``settings`` of a validation variant.
 
-    Background and self-training also depend on the source-only config (its scenes; the teacher's training).
+    Background also depends on the source-only config (its scenes), a second stage on its teacher's config and
+    arguments (the teacher's training).
     """
     import yaml
 
     config, extra, _ = ROWS[name]
     parts = [config or "", *extra, *_set_arguments(settings)]
-    if name in (BACKGROUND, "self-training"):
+    if name == BACKGROUND:
         parts.append(ROWS[SOURCE_ONLY][0])
+    if name in TEACHERS:
+        teacher_config, teacher_extra, _ = ROWS[TEACHERS[name]]
+        parts += [teacher_config, *teacher_extra]
     digest = hashlib.sha256()
     for part in parts:
         if part.endswith(".yaml"):
@@ -443,13 +455,14 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         config, extra, _ = ROWS[name]
         if not (REPO / "configs" / config).is_file():
             raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
-        if name == "self-training":
-            teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
-            if teacher is None or not read_results(args.results, [SOURCE_ONLY], [seed])[0]:  # none, or stale
-                # The committed source-only row (held-out test included), whatever this run's settings.
-                fit_row(SOURCE_ONLY, seed, argparse.Namespace(
+        if name in TEACHERS:
+            teacher_folder = _folder(args.out, TEACHERS[name]) / f"seed{seed}"
+            teacher = _checkpoint(teacher_folder)
+            if teacher is None or not read_results(args.results, [TEACHERS[name]], [seed])[0]:  # none, or stale
+                # The committed teacher row (held-out test included), whatever this run's settings.
+                fit_row(TEACHERS[name], seed, argparse.Namespace(
                     **{**vars(args), "reuse": False, "validation_only": False, "set": []}), threads)
-                teacher = _checkpoint(args.out / SOURCE_ONLY / f"seed{seed}")
+                teacher = _checkpoint(teacher_folder)
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
         lock = hold_run_lock(run_dir)
         try:
@@ -580,16 +593,14 @@ def main(argv=None) -> int:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
     _sigterm.clear()  # a SIGTERM that stopped an earlier main() in this process does not stop this one
     signal.signal(signal.SIGTERM, _pass_sigterm_on)
-    # Self-training needs the source-only checkpoint of its seed: run source-only first.
-    order = sorted(args.rows, key=lambda n: (n == "self-training", list(ROWS).index(n)))
     try:
         with ThreadPoolExecutor(args.jobs) as pool:
-            futures = {name: [pool.submit(fit_row, name, seed, args, threads) for seed in args.seeds]
-                       for name in order if name != "self-training"}
-            results = {name: [f.result() for f in runs] for name, runs in futures.items()}
-            if "self-training" in order:
-                results["self-training"] = list(pool.map(lambda s: fit_row("self-training", s, args, threads),
-                                                         args.seeds))
+            results = {}
+            # A second stage needs its teacher's checkpoint of the same seed: the first stages finish first.
+            for stage in ([n for n in args.rows if n not in TEACHERS], [n for n in args.rows if n in TEACHERS]):
+                futures = {name: [pool.submit(fit_row, name, seed, args, threads) for seed in args.seeds]
+                           for name in stage}
+                results.update({name: [f.result() for f in runs] for name, runs in futures.items()})
     except Stopped:
         if not args.validation_only:
             write_table(args.results)  # the fits that finished before SIGTERM

@@ -218,22 +218,26 @@ def test_realism_gap_run_lock_is_held_while_a_fit_it_started_lives(tmp_path):
     os.close(module.hold_run_lock(run_dir))  # the fit is gone too: free
 
 
-def _tiny_source_only(configs: Path) -> None:
-    """configs/fcn8s_rendered.yaml shrunk to 10 epochs of 4 batches of 32x32 scenes, last.ckpt every 4 batches."""
-    config = yaml.safe_load((REPO / "configs/fcn8s_rendered.yaml").read_text())
-    config["trainer"].update(max_epochs=10, log_every_n_steps=1, enable_model_summary=False)
-    for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("ResumeCheckpoint"):
-            callback["init_args"]["every_n_batches"] = 4
-    config["model"]["init_args"]["width_divisor"] = 16
-    data = config["data"]["init_args"]
-    data.update(size=[32, 32], batch_size=2, num_workers=0)
-    for domain in ("source", "target"):
-        data[domain].update(num_train=8, num_val=2)
+def _tiny_source_only(configs: Path, epochs: int = 10, shrink: tuple[str, ...] = ("fcn8s_rendered.yaml",)) -> None:
+    """The configs, with ``shrink`` (configs/fcn8s_rendered.yaml) shrunk to ``epochs`` epochs of 4 batches of 32x32
+    scenes, last.ckpt every 4 batches."""
     configs.mkdir()
     for other in (REPO / "configs").glob("*.yaml"):  # the table reads every row's fingerprint
         (configs / other.name).write_text(other.read_text())
-    (configs / "fcn8s_rendered.yaml").write_text(yaml.safe_dump(config))
+    for name in shrink:
+        config = yaml.safe_load((REPO / "configs" / name).read_text())
+        config["trainer"].update(max_epochs=epochs, log_every_n_steps=1, enable_model_summary=False)
+        for callback in config["trainer"]["callbacks"]:
+            if callback["class_path"].endswith("ResumeCheckpoint"):
+                callback["init_args"]["every_n_batches"] = 4
+        config["model"]["init_args"]["width_divisor"] = 16
+        if "threshold_samples" in config["model"]["init_args"]:
+            config["model"]["init_args"]["threshold_samples"] = 4
+        data = config["data"]["init_args"]
+        data.update(size=[32, 32], batch_size=2, num_workers=0)
+        for domain in ("source", "target"):
+            data[domain].update(num_train=8, num_val=2)
+        (configs / name).write_text(yaml.safe_dump(config))
 
 
 def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeypatch, capsys):
@@ -321,6 +325,28 @@ def test_realism_gap_validation_only_fits_a_setting_without_touching_the_held_ou
     assert f"| source-only | {lr} | {record['val/source_miou']:.3f} |" in capsys.readouterr().out
 
 
+def test_realism_gap_second_stage_starts_from_its_teacher_rows_checkpoint_fitted_first(tmp_path, monkeypatch, capsys):
+    """``--rows self-training`` with no source-only result: the script fits and tests the teacher row first (real
+    tiny `scarce fit`s), then the second stage from the teacher's last.ckpt of the same seed."""
+    module = _realism_gap()
+    _tiny_source_only(tmp_path / "configs", epochs=2,
+                      shrink=("fcn8s_rendered.yaml", "self_training_fcn8s_rendered.yaml"))
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    results, out = tmp_path / "results", tmp_path / "runs"
+    argv = ["--rows", "self-training", "--seeds", "0", "--threads", "1", "--test-scenes", "2",
+            "--out", str(out), "--results", str(results)]
+    assert module.main(argv) == 0
+    teacher = json.loads((results / "source-only" / "seed0.json").read_text())
+    student = json.loads((results / "self-training" / "seed0.json").read_text())
+    assert {"val/target_miou", "test/miou"} <= teacher.keys() & student.keys()
+    checkpoint = next((out / "source-only" / "seed0").glob("runs/*/checkpoints/last.ckpt"))
+    # The command as run from the repository (the REPO the script was given).
+    assert f"--model.init_args.init_checkpoint={checkpoint.relative_to(tmp_path)} " in student["command"]
+    assert student["config_fingerprint"] == module.config_fingerprint("self-training")
+    printed = capsys.readouterr().out
+    assert printed.index("source-only seed 0:") < printed.index("self-training seed 0:")
+
+
 def test_realism_gap_validation_table_ranks_variants_and_leaves_out_stale_ones(tmp_path, monkeypatch):
     module = _realism_gap()
     weights = {"0.001": (0.30, 0.31), "0.01": (0.35, 0.33), "0.1": (0.12, 0.12)}
@@ -362,11 +388,13 @@ def test_realism_gap_config_fingerprint_follows_the_settings_not_the_comments(tm
     module = _realism_gap()
     configs = tmp_path / "configs"
     configs.mkdir()
-    for name in ("fcn8s_rendered.yaml", "fcn8s_rendered_oracle.yaml", "advent_fcn8s_rendered.yaml"):
+    for name in ("fcn8s_rendered.yaml", "fcn8s_rendered_oracle.yaml", "advent_fcn8s_rendered.yaml",
+                 "self_training_fcn8s_rendered.yaml"):
         (configs / name).write_text((REPO / "configs" / name).read_text())
     monkeypatch.setattr(module, "REPO", tmp_path)
-    before = {name: module.config_fingerprint(name)
-              for name in ("source-only", "oracle", "background", "AdvEnt", "randomized + FDA + AdvEnt")}
+    rows = ("source-only", "oracle", "background", "AdvEnt", "randomized + FDA + AdvEnt", "self-training",
+            "randomized + FDA + AdvEnt + self-training")
+    before = {name: module.config_fingerprint(name) for name in rows}
     assert len(set(before.values())) == len(before)  # extra arguments and derived rows count
     source = configs / "fcn8s_rendered.yaml"
     source.write_text("# a comment\n" + source.read_text())
@@ -374,7 +402,16 @@ def test_realism_gap_config_fingerprint_follows_the_settings_not_the_comments(tm
     source.write_text(source.read_text().replace("lr: ", "lr: 2"))  # the learning rate changes
     assert module.config_fingerprint("source-only") != before["source-only"]
     assert module.config_fingerprint("background") != before["background"]  # derived from source-only's
+    assert module.config_fingerprint("self-training") != before["self-training"]  # its teacher's training changed
     assert module.config_fingerprint("oracle") == before["oracle"]
+    assert module.config_fingerprint("randomized + FDA + AdvEnt + self-training") == before[
+        "randomized + FDA + AdvEnt + self-training"]
+    self_training = module.config_fingerprint("self-training")
+    advent = configs / "advent_fcn8s_rendered.yaml"
+    advent.write_text(advent.read_text().replace("lr: ", "lr: 2"))  # the combination, its teacher, changes
+    assert module.config_fingerprint("randomized + FDA + AdvEnt + self-training") != before[
+        "randomized + FDA + AdvEnt + self-training"]
+    assert module.config_fingerprint("self-training") == self_training
 
 
 def _script(name: str):
