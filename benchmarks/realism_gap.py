@@ -533,12 +533,20 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
         unsupervised = [n for n in results if ROWS[n][2]]
         if gap and unsupervised:
             # Chosen on validation (the target's 64 validation scenes), then reported on the held-out scenes: picking
-            # it by held-out mIoU would make the held-out test one more choice.
-            best = max(unsupervised, key=lambda n: mean(n, "val/target_miou"))
+            # it by held-out mIoU would make the held-out test one more choice. Chosen among the rows with all their
+            # seeds, when there are any: a mean of fewer seeds is not yet the row's figure.
+            complete = [n for n in unsupervised if len(results[n]) >= SEEDS_NEEDED] or unsupervised
+            best = max(complete, key=lambda n: mean(n, "val/target_miou"))
             share = (mean(best, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
             met = share >= 0.5 and mean(best, "test/acc") > floor_acc
             verdicts.append(f"best unsupervised row on validation {best!r} closes {share:.0%} of the gap (>= 50 %), "
                             f"held-out pixel acc {mean(best, 'test/acc'):.3f}: {judge(best, met)}")
+            for name in unsupervised:
+                if name not in complete and mean(name, "val/target_miou") > mean(best, "val/target_miou"):
+                    share = (mean(name, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
+                    verdicts.append(f"pending: {name!r} scores higher on validation with {len(results[name])} of "
+                                    f"{SEEDS_NEEDED} seeds (closes {share:.0%} of the gap so far); it is judged "
+                                    "when its seeds are in")
     return "\n".join(lines + [""] + verdicts), ok
 
 

@@ -86,6 +86,12 @@ def test_realism_gap_table_shares_and_verdicts():
     two_seeds = {name: runs[:2] for name, runs in results.items()}
     text, ok = module.table(two_seeds)
     assert not ok and "met on 2 of 3 seeds, not judged yet" in text
+    # A row better on validation with fewer seeds does not displace the judged row: it is named as pending.
+    partial = {**results, "AdvEnt": runs("AdvEnt", [0.50, 0.52])}
+    text, ok = module.table(partial)
+    assert ok and "'MinEnt' closes 50%" in text
+    assert "pending: 'AdvEnt' scores higher on validation with 2 of 3 seeds (closes 65% of the gap so far)" in text
+    assert "pending" not in module.table({**results, "AdvEnt": runs("AdvEnt", [0.30, 0.32])})[0]
     # The best row is chosen on validation: a row that only the held-out scenes favour is not picked.
     results["FDA"] = [dict(run, **{"test/miou": 0.9}) for run in runs("FDA", [0.20, 0.22, 0.24])]
     assert "'MinEnt' closes 50%" in module.table(results)[0]
