@@ -78,6 +78,7 @@ SEEDS_NEEDED = 3  # the issue's targets are means over 3 seeds
 VALIDATION = "validation"  # the folder, under --out and --results, of the fits that choose settings
 
 COMBINATION = "randomized + FDA + AdvEnt"
+COMBINATION_SELF_TRAINED = f"{COMBINATION} + self-training"
 # The combination's source: randomized scenes with the photos' low frequencies swapped in (FDA, beta 0.05).
 RANDOMIZED_FDA = ["--data.init_args.source.preset=randomized", "--data.init_args.fda_beta=0.05"]
 # name -> (config, extra `scarce fit` arguments, unsupervised: counts for "the best unsupervised row")
@@ -94,10 +95,10 @@ ROWS: dict[str, tuple[str | None, list[str], bool]] = {
     "self-training": ("self_training_fcn8s_rendered.yaml", [], True),
     COMBINATION: ("advent_fcn8s_rendered.yaml", RANDOMIZED_FDA, True),
     # CBST from the combination's checkpoint, on the combination's source: a teacher that already segments the photos.
-    f"{COMBINATION} + self-training": ("self_training_fcn8s_rendered.yaml", RANDOMIZED_FDA, True),
+    COMBINATION_SELF_TRAINED: ("self_training_fcn8s_rendered.yaml", RANDOMIZED_FDA, True),
 }
 # Second stages: row -> the row whose last.ckpt of the same seed it starts from (fitted first, or refit when absent).
-TEACHERS = {"self-training": SOURCE_ONLY, f"{COMBINATION} + self-training": COMBINATION}
+TEACHERS = {"self-training": SOURCE_ONLY, COMBINATION_SELF_TRAINED: COMBINATION}
 
 
 def config_fingerprint(name: str, settings: list[str] | tuple[str, ...] = ()) -> str:
@@ -456,11 +457,12 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         if not (REPO / "configs" / config).is_file():
             raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
         if name in TEACHERS:
-            teacher_folder = _folder(args.out, TEACHERS[name]) / f"seed{seed}"
+            teacher_row = TEACHERS[name]
+            teacher_folder = _folder(args.out, teacher_row) / f"seed{seed}"
             teacher = _checkpoint(teacher_folder)
-            if teacher is None or not read_results(args.results, [TEACHERS[name]], [seed])[0]:  # none, or stale
+            if teacher is None or not read_results(args.results, [teacher_row], [seed])[0]:  # none, or stale
                 # The committed teacher row (held-out test included), whatever this run's settings.
-                fit_row(TEACHERS[name], seed, argparse.Namespace(
+                fit_row(teacher_row, seed, argparse.Namespace(
                     **{**vars(args), "reuse": False, "validation_only": False, "set": []}), threads)
                 teacher = _checkpoint(teacher_folder)
             extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
@@ -497,12 +499,16 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
     gap = None
     if SOURCE_ONLY in results and ORACLE in results:
         gap = mean(ORACLE, "test/miou") - mean(SOURCE_ONLY, "test/miou")
+
+    def share_closed(name: str) -> float:
+        """(row - source_only) / (oracle - source_only) on the mean held-out target mIoU."""
+        return (mean(name, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
     lines = ["| row | source mIoU | target mIoU | held-out target mIoU | held-out target pixel acc "
              "| share of gap closed | seconds per fit | seeds |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, runs in results.items():
         share = "-"
         if gap and name not in (SOURCE_ONLY, ORACLE, BACKGROUND):
-            share = f"{(mean(name, 'test/miou') - mean(SOURCE_ONLY, 'test/miou')) / gap:.0%}"
+            share = f"{share_closed(name):.0%}"
         source = "-" if name == ORACLE else _mean_std([r["val/source_miou"] for r in runs])
         lines.append(f"| {name} | {source} | {_mean_std([r['val/target_miou'] for r in runs])} | "
                      f"{_mean_std([r['test/miou'] for r in runs])} | {_mean_std([r['test/acc'] for r in runs])} | "
@@ -537,16 +543,15 @@ def table(results: dict[str, list[dict]]) -> tuple[str, bool]:
             # seeds, when there are any: a mean of fewer seeds is not yet the row's figure.
             complete = [n for n in unsupervised if len(results[n]) >= SEEDS_NEEDED] or unsupervised
             best = max(complete, key=lambda n: mean(n, "val/target_miou"))
-            share = (mean(best, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
+            share = share_closed(best)
             met = share >= 0.5 and mean(best, "test/acc") > floor_acc
             verdicts.append(f"best unsupervised row on validation {best!r} closes {share:.0%} of the gap (>= 50 %), "
                             f"held-out pixel acc {mean(best, 'test/acc'):.3f}: {judge(best, met)}")
             for name in unsupervised:
                 if name not in complete and mean(name, "val/target_miou") > mean(best, "val/target_miou"):
-                    share = (mean(name, "test/miou") - mean(SOURCE_ONLY, "test/miou")) / gap
                     verdicts.append(f"pending: {name!r} scores higher on validation with {len(results[name])} of "
-                                    f"{SEEDS_NEEDED} seeds (closes {share:.0%} of the gap so far); it is judged "
-                                    "when its seeds are in")
+                                    f"{SEEDS_NEEDED} seeds (closes {share_closed(name):.0%} of the gap so far); "
+                                    "it is judged when its seeds are in")
     return "\n".join(lines + [""] + verdicts), ok
 
 

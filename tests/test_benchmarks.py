@@ -224,9 +224,9 @@ def test_realism_gap_run_lock_is_held_while_a_fit_it_started_lives(tmp_path):
     os.close(module.hold_run_lock(run_dir))  # the fit is gone too: free
 
 
-def _tiny_source_only(configs: Path, epochs: int = 10, shrink: tuple[str, ...] = ("fcn8s_rendered.yaml",)) -> None:
-    """The configs, with ``shrink`` (configs/fcn8s_rendered.yaml) shrunk to ``epochs`` epochs of 4 batches of 32x32
-    scenes, last.ckpt every 4 batches."""
+def _tiny_configs(configs: Path, epochs: int = 10, shrink: tuple[str, ...] = ("fcn8s_rendered.yaml",)) -> None:
+    """Copy the configs to ``configs``, each of ``shrink`` (default: fcn8s_rendered.yaml) shrunk to ``epochs`` epochs
+    of 4 batches of 32x32 scenes, last.ckpt every 4 batches."""
     configs.mkdir()
     for other in (REPO / "configs").glob("*.yaml"):  # the table reads every row's fingerprint
         (configs / other.name).write_text(other.read_text())
@@ -250,7 +250,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     """The script passes SIGTERM on to its fit, which saves last.ckpt; the same command with --reuse resumes it (real
     `scarce fit` processes, a tiny source-only config) instead of starting over."""
     module = _realism_gap()
-    _tiny_source_only(tmp_path / "configs")
+    _tiny_configs(tmp_path / "configs")
     monkeypatch.setattr(module, "REPO", tmp_path)
     run_dir, results = tmp_path / "runs" / "source-only" / "seed0", tmp_path / "results"
     argv = ["--rows", "source-only", "--seeds", "0", "--threads", "1", "--test-scenes", "2", "--reuse",
@@ -301,7 +301,7 @@ def test_realism_gap_validation_only_fits_a_setting_without_touching_the_held_ou
     """--validation-only --set fits the row with the setting (a real tiny `scarce fit`), records its validation figures
     as a variant of its own and never runs the held-out test; the committed row's results stay untouched."""
     module = _realism_gap()
-    _tiny_source_only(tmp_path / "configs")
+    _tiny_configs(tmp_path / "configs")
     monkeypatch.setattr(module, "REPO", tmp_path)
     results, out = tmp_path / "results", tmp_path / "runs"
     lr = "model.init_args.optimizer.init_args.lr=0.01"
@@ -335,7 +335,7 @@ def test_realism_gap_second_stage_starts_from_its_teacher_rows_checkpoint_fitted
     """``--rows self-training`` with no source-only result: the script fits and tests the teacher row first (real
     tiny `scarce fit`s), then the second stage from the teacher's last.ckpt of the same seed."""
     module = _realism_gap()
-    _tiny_source_only(tmp_path / "configs", epochs=2,
+    _tiny_configs(tmp_path / "configs", epochs=2,
                       shrink=("fcn8s_rendered.yaml", "self_training_fcn8s_rendered.yaml"))
     monkeypatch.setattr(module, "REPO", tmp_path)
     results, out = tmp_path / "results", tmp_path / "runs"
