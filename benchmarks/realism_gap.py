@@ -24,8 +24,10 @@ configuration it was fitted with (``config_fingerprint``: the parsed YAML of the
 plus the source-only config that background derives from and the teacher row's config and arguments of a second
 stage): a file whose fingerprint is not the current configs' is stale, never reused and never put in the table, so
 changing a budget in ``configs/`` cannot mix old and new fits. A second stage (``TEACHERS``) starts from its teacher
-row's checkpoint of the same seed (refit when absent): ``self-training`` from ``source-only``'s, ``randomized + FDA +
-AdvEnt + self-training`` from ``randomized + FDA + AdvEnt``'s.
+row's checkpoint of the same seed: ``self-training`` from ``source-only``'s, ``randomized + FDA + AdvEnt +
+self-training`` from ``randomized + FDA + AdvEnt``'s. Only a finished teacher fit of the current configs counts
+(its ``fit.json`` says done); a stopped one is resumed first under ``--reuse``, an absent or stale one is fitted
+first, and a stopped second stage resumes only from the very teacher checkpoint it started from.
 ``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
 Choosing a setting (``--validation-only``): the same fits, stopped at their validation figures, never tested on the
@@ -97,7 +99,8 @@ ROWS: dict[str, tuple[str | None, list[str], bool]] = {
     # CBST from the combination's checkpoint, on the combination's source: a teacher that already segments the photos.
     COMBINATION_SELF_TRAINED: ("self_training_fcn8s_rendered.yaml", RANDOMIZED_FDA, True),
 }
-# Second stages: row -> the row whose last.ckpt of the same seed it starts from (fitted first, or refit when absent).
+# Second stages: row -> the row whose finished last.ckpt of the same seed it starts from (fitted or resumed first
+# when absent, stale or stopped).
 TEACHERS = {"self-training": SOURCE_ONLY, COMBINATION_SELF_TRAINED: COMBINATION}
 
 
@@ -284,6 +287,22 @@ def _checkpoint(run_dir: Path) -> Path | None:
     return found[-1].resolve() if found else None
 
 
+def finished_checkpoint(run_dir: Path, fingerprint: str, seed: int) -> Path | None:
+    """The ``last.ckpt`` of a fit in ``run_dir`` that ran to its end with these configs and seed, else ``None``: a
+    stopped fit's ``last.ckpt`` is a half-trained network, which a second stage must not start from."""
+    path = run_dir / FIT_STATE
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    if state.get("done") and state.get("config_fingerprint") == fingerprint and state.get("seed") == seed:
+        return _checkpoint(run_dir)
+    return None
+
+
+def teacher_identity(checkpoint: Path) -> dict:
+    """What a second stage records of the teacher checkpoint it starts from: a refit or resumed teacher rewrites
+    the file, so a stopped second stage of the old teacher is not resumed on top of the new one."""
+    return {"checkpoint": str(checkpoint), "mtime_ns": checkpoint.stat().st_mtime_ns}
+
+
 FIT_STATE = "fit.json"  # in a run folder: the fingerprint and seed it was started with, its attempts, whether done
 
 
@@ -305,19 +324,21 @@ def hold_run_lock(run_dir: Path) -> int:
     return fd
 
 
-def start_fit(run_dir: Path, fingerprint: str, seed: int, reuse: bool) -> dict:
+def start_fit(run_dir: Path, fingerprint: str, seed: int, reuse: bool, teacher: dict | None = None) -> dict:
     """The state of the fit about to start in ``run_dir``, saved: a resume of the stopped fit there, or a new fit.
 
-    A resume needs ``reuse``, a ``fit.json`` with the current fingerprint and the same seed, and a ``last.ckpt`` or a
-    finished fit (``done``: only its test is left). Anything else empties ``run_dir``: a ``last.ckpt`` of other configs
-    must never be resumed, nor mixed into a new fit's folder. ``fingerprint``: :func:`config_fingerprint` of the fit.
+    A resume needs ``reuse``, a ``fit.json`` with the current fingerprint, the same seed and the same ``teacher``
+    (:func:`teacher_identity` of a second stage's starting checkpoint, ``None`` for a first stage), and a
+    ``last.ckpt`` or a finished fit (``done``: only its test is left). Anything else empties ``run_dir``: a
+    ``last.ckpt`` of other configs or another teacher must never be resumed, nor mixed into a new fit's folder.
+    ``fingerprint``: :func:`config_fingerprint` of the fit.
     """
     now = time.time()
     path = run_dir / FIT_STATE
     state = json.loads(path.read_text()) if path.is_file() else {}
     checkpoint = _checkpoint(run_dir)
     if (reuse and state.get("config_fingerprint") == fingerprint and state.get("seed") == seed
-            and (state.get("done") or checkpoint)):
+            and state.get("teacher") == teacher and (state.get("done") or checkpoint)):
         if not state["done"]:
             stopped = state["attempts"][-1]
             # A stopped attempt's seconds count up to its last write of last.ckpt; the batches after it are redone.
@@ -327,6 +348,8 @@ def start_fit(run_dir: Path, fingerprint: str, seed: int, reuse: bool) -> dict:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
         state = {"config_fingerprint": fingerprint, "seed": seed, "done": False, "attempts": [{"started": now}]}
+        if teacher is not None:
+            state["teacher"] = teacher
     _save_state(run_dir, state)
     return state
 
@@ -394,11 +417,11 @@ def _result_file(results: Path, name: str, seed: int, settings: list[str] | None
 
 
 def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: Path, args: argparse.Namespace,
-                  threads: int, lock: int, fingerprint: str, test: bool = True) -> dict:
+                  threads: int, lock: int, fingerprint: str, test: bool = True, teacher: dict | None = None) -> dict:
     """Fit (or resume) one row's seed in ``run_dir`` and, when ``test``, test its last checkpoint on the held-out
-    scenes: its record, less machine and date."""
+    scenes: its record, less machine and date. ``teacher``: see :func:`start_fit`."""
     fit = ["fit", "--config", config, f"--seed_everything={seed}", *extra]
-    state = start_fit(run_dir, fingerprint, seed, args.reuse)
+    state = start_fit(run_dir, fingerprint, seed, args.reuse, teacher)
     if not state["done"]:
         resume = state["attempts"][-1].get("resume_from")
         try:
@@ -426,9 +449,9 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
     return record
 
 
-def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dict:
-    """Fit and test one row for one seed (or read its result file with ``--reuse``); with ``--validation-only``, fit
-    the row's variant with the ``--set`` settings and stop at its validation figures."""
+def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int, keep_result: bool = True) -> dict:
+    """Fit and test one row for one seed (or, with ``--reuse`` and ``keep_result``, read its result file); with
+    ``--validation-only``, fit the row's variant with the ``--set`` settings and stop at its validation figures."""
     if _sigterm.is_set():
         raise Stopped(f"SIGTERM arrived before {name} seed {seed} started")
     settings = list(args.set) if args.validation_only else None
@@ -442,7 +465,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         current = None
     else:
         current = read_results(args.results, [name], [seed])[0]  # the result file, unless absent or stale
-    if args.reuse and current:
+    if args.reuse and keep_result and current:
         record = current[name][0]
         missing = [k for k in VAL_KEYS if k not in record]
         if missing and name != BACKGROUND:  # a result file from before a key was recorded: read it from the run
@@ -456,21 +479,28 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int) -> dic
         config, extra, _ = ROWS[name]
         if not (REPO / "configs" / config).is_file():
             raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
+        teacher = None
         if name in TEACHERS:
             teacher_row = TEACHERS[name]
             teacher_folder = _folder(args.out, teacher_row) / f"seed{seed}"
-            teacher = _checkpoint(teacher_folder)
-            if teacher is None or not read_results(args.results, [teacher_row], [seed])[0]:  # none, or stale
-                # The committed teacher row (held-out test included), whatever this run's settings.
-                fit_row(teacher_row, seed, argparse.Namespace(
-                    **{**vars(args), "reuse": False, "validation_only": False, "set": []}), threads)
-                teacher = _checkpoint(teacher_folder)
-            extra = [*extra, f"--model.init_args.init_checkpoint={teacher}"]
+            teacher_fingerprint = config_fingerprint(teacher_row)
+            checkpoint = finished_checkpoint(teacher_folder, teacher_fingerprint, seed)
+            if checkpoint is None or not read_results(args.results, [teacher_row], [seed])[0]:
+                # No finished fit of the teacher's current configs, or no current result of it: fit it (resume a
+                # stopped one under --reuse), with its held-out test, as the committed row whatever this run's
+                # settings, and rewrite its result file from this fit.
+                fit_row(teacher_row, seed, argparse.Namespace(**{**vars(args), "validation_only": False, "set": []}),
+                        threads, keep_result=False)
+                checkpoint = finished_checkpoint(teacher_folder, teacher_fingerprint, seed)
+                if checkpoint is None:
+                    raise FileNotFoundError(f"{teacher_folder}: the teacher's fit did not finish")
+            teacher = teacher_identity(checkpoint)
+            extra = [*extra, f"--model.init_args.init_checkpoint={checkpoint}"]
         lock = hold_run_lock(run_dir)
         try:
             record = _fit_and_test(name, seed, str(REPO / "configs" / config),
                                    [*extra, *_set_arguments(settings or ())], run_dir, args, threads, lock,
-                                   fingerprint, test=settings is None)
+                                   fingerprint, test=settings is None, teacher=teacher)
         finally:
             os.close(lock)
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),

@@ -205,6 +205,32 @@ def test_realism_gap_resumes_only_a_stopped_fit_of_the_current_configs_and_seed(
     assert len(state["attempts"]) == 1 and "resume_from" not in state["attempts"][0]
 
 
+def test_realism_gap_second_stage_resumes_only_from_the_teacher_checkpoint_it_started_from(tmp_path):
+    module = _realism_gap()
+    teacher_dir, student_dir = tmp_path / "source-only" / "seed0", tmp_path / "self-training" / "seed0"
+    source_only, self_training = module.config_fingerprint("source-only"), module.config_fingerprint("self-training")
+    # A stopped teacher is not a teacher: its last.ckpt is half-trained.
+    state = module.start_fit(teacher_dir, source_only, 0, reuse=True)
+    teacher = _last_ckpt(teacher_dir, time.time() - 100)
+    assert module.finished_checkpoint(teacher_dir, source_only, 0) is None
+    module.finish_fit(teacher_dir, state)
+    assert module.finished_checkpoint(teacher_dir, source_only, 0) == teacher.resolve()
+    assert module.finished_checkpoint(teacher_dir, source_only, 1) is None  # another seed's
+    assert module.finished_checkpoint(teacher_dir, self_training, 0) is None  # another row's configs
+    first = module.teacher_identity(teacher.resolve())
+    module.start_fit(student_dir, self_training, 0, reuse=True, teacher=first)
+    _last_ckpt(student_dir, time.time())
+    state = module.start_fit(student_dir, self_training, 0, reuse=True, teacher=first)
+    assert state["attempts"][-1]["resume_from"] and state["teacher"] == first
+    # The teacher was fitted again (its last.ckpt rewritten): the stopped student of the old one starts over.
+    _last_ckpt(teacher_dir, time.time())
+    second = module.teacher_identity(teacher.resolve())
+    assert second != first
+    state = module.start_fit(student_dir, self_training, 0, reuse=True, teacher=second)
+    assert len(state["attempts"]) == 1 and "resume_from" not in state["attempts"][0]
+    assert state["teacher"] == second and module._checkpoint(student_dir) is None
+
+
 def test_realism_gap_run_lock_is_held_while_a_fit_it_started_lives(tmp_path):
     """A fit left running by a killed script keeps its run folder locked: a rerun says so instead of resuming next to
     it (two processes writing one last.ckpt)."""
@@ -351,6 +377,54 @@ def test_realism_gap_second_stage_starts_from_its_teacher_rows_checkpoint_fitted
     assert student["config_fingerprint"] == module.config_fingerprint("self-training")
     printed = capsys.readouterr().out
     assert printed.index("source-only seed 0:") < printed.index("self-training seed 0:")
+
+
+def test_realism_gap_second_stage_resumes_a_stopped_teacher_before_starting(tmp_path, monkeypatch, capsys):
+    """A fresh clone has the teacher row's result file but not its run: the teacher is fitted again, and when that
+    fit is stopped (SIGTERM), its half-trained last.ckpt must not pass for the teacher. The rerun with --reuse resumes
+    the teacher to its end (real tiny `scarce fit`s), rewrites its result file, then starts the second stage from it."""
+    module = _realism_gap()
+    epochs = 3
+    _tiny_configs(tmp_path / "configs", epochs=epochs,
+                  shrink=("fcn8s_rendered.yaml", "self_training_fcn8s_rendered.yaml"))
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    results, out = tmp_path / "results", tmp_path / "runs"
+    teacher_dir = out / "source-only" / "seed0"
+    committed = {"row": "source-only", "seed": 0, "seconds": 1.0, "command": "an earlier fit",
+                 "config_fingerprint": module.config_fingerprint("source-only"), "val/source_miou": 0.5,
+                 "val/source_acc": 0.9, "val/target_miou": 0.1, "val/target_acc": 0.5, "test/miou": 0.1,
+                 "test/acc": 0.5}
+    (results / "source-only").mkdir(parents=True)
+    (results / "source-only" / "seed0.json").write_text(json.dumps(committed))
+    argv = ["--rows", "self-training", "--seeds", "0", "--threads", "1", "--test-scenes", "2", "--reuse",
+            "--out", str(out), "--results", str(results)]
+
+    def stop_at_the_teachers_first_checkpoint():
+        deadline = time.monotonic() + 300
+        while not list(teacher_dir.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    watcher = threading.Thread(target=stop_at_the_teachers_first_checkpoint, daemon=True)
+    try:
+        watcher.start()
+        assert module.main(argv) == 143
+        watcher.join()
+        assert not (out / "self-training").exists()  # the stopped teacher started nothing
+        stopped = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
+        assert torch.load(stopped, weights_only=False)["global_step"] < 4 * epochs
+        assert module.main(argv) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    teacher = json.loads((results / "source-only" / "seed0.json").read_text())
+    assert teacher["attempts"] == 2 and teacher["command"] != "an earlier fit"  # resumed, and the file rewritten
+    checkpoint = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 4 * epochs
+    student = json.loads((results / "self-training" / "seed0.json").read_text())
+    assert f"--model.init_args.init_checkpoint={checkpoint.relative_to(tmp_path)} " in student["command"]
+    state = json.loads((out / "self-training" / "seed0" / "fit.json").read_text())
+    assert state["teacher"] == module.teacher_identity(checkpoint.resolve())
 
 
 def test_realism_gap_validation_table_ranks_variants_and_leaves_out_stale_ones(tmp_path, monkeypatch):
