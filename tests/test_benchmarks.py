@@ -272,6 +272,25 @@ def _tiny_configs(configs: Path, epochs: int = 10, shrink: tuple[str, ...] = ("f
         (configs / name).write_text(yaml.safe_dump(config))
 
 
+def _run_stopped_at_first_checkpoint(module, argv: list[str], run_dir: Path) -> None:
+    """Run the script's ``main(argv)`` and SIGTERM it (as `kill PID` would; main() handles it in this, the main,
+    thread) once a last.ckpt appears under ``run_dir``; it must exit 143."""
+    def stop_at_the_first_checkpoint():
+        deadline = time.monotonic() + 300
+        while not list(run_dir.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    watcher = threading.Thread(target=stop_at_the_first_checkpoint, daemon=True)
+    try:
+        watcher.start()
+        assert module.main(argv) == 143
+        watcher.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeypatch, capsys):
     """The script passes SIGTERM on to its fit, which saves last.ckpt; the same command with --reuse resumes it (real
     `scarce fit` processes, a tiny source-only config) instead of starting over."""
@@ -282,20 +301,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     argv = ["--rows", "source-only", "--seeds", "0", "--threads", "1", "--test-scenes", "2", "--reuse",
             "--out", str(tmp_path / "runs"), "--results", str(results)]
 
-    def stop_at_the_first_checkpoint():
-        deadline = time.monotonic() + 300
-        while not list(run_dir.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would; main() handles it in this (the main) thread
-
-    previous = signal.getsignal(signal.SIGTERM)
-    watcher = threading.Thread(target=stop_at_the_first_checkpoint, daemon=True)
-    try:
-        watcher.start()
-        assert module.main(argv) == 143
-        watcher.join()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    _run_stopped_at_first_checkpoint(module, argv, run_dir)
     assert "stopped by SIGTERM; the same command with --reuse resumes" in capsys.readouterr().err
     assert not (results / "source-only" / "seed0.json").exists()
     state = json.loads((run_dir / "fit.json").read_text())
@@ -303,6 +309,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     steps_saved = torch.load(next(run_dir.glob("runs/*/checkpoints/last.ckpt")), weights_only=False)["global_step"]
     assert 4 <= steps_saved < 40
 
+    previous = signal.getsignal(signal.SIGTERM)  # main() installs its own handler
     try:
         assert module.main(argv) == 0  # no background row, so no verdict; not the 143 of a stop
     finally:
@@ -399,21 +406,12 @@ def test_realism_gap_second_stage_resumes_a_stopped_teacher_before_starting(tmp_
     argv = ["--rows", "self-training", "--seeds", "0", "--threads", "1", "--test-scenes", "2", "--reuse",
             "--out", str(out), "--results", str(results)]
 
-    def stop_at_the_teachers_first_checkpoint():
-        deadline = time.monotonic() + 300
-        while not list(teacher_dir.glob("runs/*/checkpoints/last.ckpt")) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)
-
+    _run_stopped_at_first_checkpoint(module, argv, teacher_dir)
+    assert not (out / "self-training").exists()  # the stopped teacher started nothing
+    stopped = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
+    assert torch.load(stopped, weights_only=False)["global_step"] < 4 * epochs
     previous = signal.getsignal(signal.SIGTERM)
-    watcher = threading.Thread(target=stop_at_the_teachers_first_checkpoint, daemon=True)
     try:
-        watcher.start()
-        assert module.main(argv) == 143
-        watcher.join()
-        assert not (out / "self-training").exists()  # the stopped teacher started nothing
-        stopped = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
-        assert torch.load(stopped, weights_only=False)["global_step"] < 4 * epochs
         assert module.main(argv) == 0
     finally:
         signal.signal(signal.SIGTERM, previous)
