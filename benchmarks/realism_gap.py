@@ -287,11 +287,19 @@ def _checkpoint(run_dir: Path) -> Path | None:
     return found[-1].resolve() if found else None
 
 
+FIT_STATE = "fit.json"  # in a run folder: the fingerprint and seed it was started with, its attempts, whether done
+
+
+def _load_state(run_dir: Path) -> dict:
+    """The run folder's ``fit.json`` (empty when there is none)."""
+    path = run_dir / FIT_STATE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def finished_checkpoint(run_dir: Path, fingerprint: str, seed: int) -> Path | None:
     """The ``last.ckpt`` of a fit in ``run_dir`` that ran to its end with these configs and seed, else ``None``: a
     stopped fit's ``last.ckpt`` is a half-trained network, which a second stage must not start from."""
-    path = run_dir / FIT_STATE
-    state = json.loads(path.read_text()) if path.is_file() else {}
+    state = _load_state(run_dir)
     if state.get("done") and state.get("config_fingerprint") == fingerprint and state.get("seed") == seed:
         return _checkpoint(run_dir)
     return None
@@ -301,9 +309,6 @@ def teacher_identity(checkpoint: Path) -> dict:
     """What a second stage records of the teacher checkpoint it starts from: a refit or resumed teacher rewrites
     the file, so a stopped second stage of the old teacher is not resumed on top of the new one."""
     return {"checkpoint": str(checkpoint), "mtime_ns": checkpoint.stat().st_mtime_ns}
-
-
-FIT_STATE = "fit.json"  # in a run folder: the fingerprint and seed it was started with, its attempts, whether done
 
 
 def hold_run_lock(run_dir: Path) -> int:
@@ -334,8 +339,7 @@ def start_fit(run_dir: Path, fingerprint: str, seed: int, reuse: bool, teacher: 
     ``fingerprint``: :func:`config_fingerprint` of the fit.
     """
     now = time.time()
-    path = run_dir / FIT_STATE
-    state = json.loads(path.read_text()) if path.is_file() else {}
+    state = _load_state(run_dir)
     checkpoint = _checkpoint(run_dir)
     if (reuse and state.get("config_fingerprint") == fingerprint and state.get("seed") == seed
             and state.get("teacher") == teacher and (state.get("done") or checkpoint)):

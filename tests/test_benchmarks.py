@@ -272,6 +272,15 @@ def _tiny_configs(configs: Path, epochs: int = 10, shrink: tuple[str, ...] = ("f
         (configs / name).write_text(yaml.safe_dump(config))
 
 
+def _main(module, argv: list[str]) -> int:
+    """The script's ``main(argv)``, with pytest's SIGTERM handler put back after it (main() installs its own)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return module.main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_stopped_at_first_checkpoint(module, argv: list[str], run_dir: Path) -> None:
     """Run the script's ``main(argv)`` and SIGTERM it (as `kill PID` would; main() handles it in this, the main,
     thread) once a last.ckpt appears under ``run_dir``; it must exit 143."""
@@ -281,14 +290,10 @@ def _run_stopped_at_first_checkpoint(module, argv: list[str], run_dir: Path) -> 
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    previous = signal.getsignal(signal.SIGTERM)
     watcher = threading.Thread(target=stop_at_the_first_checkpoint, daemon=True)
-    try:
-        watcher.start()
-        assert module.main(argv) == 143
-        watcher.join()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    watcher.start()
+    assert _main(module, argv) == 143
+    watcher.join()
 
 
 def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeypatch, capsys):
@@ -309,11 +314,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     steps_saved = torch.load(next(run_dir.glob("runs/*/checkpoints/last.ckpt")), weights_only=False)["global_step"]
     assert 4 <= steps_saved < 40
 
-    previous = signal.getsignal(signal.SIGTERM)  # main() installs its own handler
-    try:
-        assert module.main(argv) == 0  # no background row, so no verdict; not the 143 of a stop
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    assert _main(module, argv) == 0  # no background row, so no verdict; not the 143 of a stop
     record = json.loads((results / "source-only" / "seed0.json").read_text())
     assert record["attempts"] == 2 and record["seconds"] > 0
     # The command that reproduces the fit, not the resume of it.
@@ -410,11 +411,7 @@ def test_realism_gap_second_stage_resumes_a_stopped_teacher_before_starting(tmp_
     assert not (out / "self-training").exists()  # the stopped teacher started nothing
     stopped = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
     assert torch.load(stopped, weights_only=False)["global_step"] < 4 * epochs
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        assert module.main(argv) == 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    assert _main(module, argv) == 0
     teacher = json.loads((results / "source-only" / "seed0.json").read_text())
     assert teacher["attempts"] == 2 and teacher["command"] != "an earlier fit"  # resumed, and the file rewritten
     checkpoint = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
