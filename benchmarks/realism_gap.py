@@ -36,9 +36,11 @@ configs. ``--set KEY=VALUE`` (repeatable; only with ``--validation-only``) adds 
 fit`` (``--set model.init_args.entropy_weight=0.01``). Each set of settings is a variant of its own, fitted in
 ``--out/validation/ROW/SETTINGS/seedS`` with its result in ``--results/validation/ROW/SETTINGS/seedS.json`` (its
 fingerprint includes the settings; SETTINGS is ``committed`` when there are none); ``--reuse`` resumes and keeps
-them as it does the rows. The run prints each row's variants with their validation figures and the best by mean
-validation target mIoU; ``--table-only --validation-only`` prints that table from the files. Carry the chosen value
-into the config, then fit the row.
+them as it does the rows. The row's own fits (``--results/ROW/seedS.json``) count as its ``committed`` variant, so
+the committed configs are not fitted twice. The run prints each row's variants with their validation figures and
+the best by mean validation target mIoU over the seeds every variant has (on a tie the committed configs stay);
+``--table-only --validation-only`` prints that table from the files. Carry the chosen value into the config, then
+fit the row.
 
 Usage:
 
@@ -186,7 +188,13 @@ def write_table(results: Path) -> str:
 
 def validation_table(results: Path, names: list[str]) -> str:
     """The validation figures of every current variant of ``names`` under ``results/validation``, by row, and each
-    row's best variant by mean validation target mIoU (a stale file, of other configs, is named and left out)."""
+    row's best variant by mean validation target mIoU (a stale file, of other configs, is named and left out).
+
+    The row's own fits (``results/ROW/seedS.json``, the committed configs) are its ``committed`` variant: the same
+    fits a ``--validation-only`` run without ``--set`` would make, so none is made twice. Variants are compared on
+    the seeds they all have, so that one seed of a setting is not set against the mean of three of another; on a
+    tie the committed configs stay.
+    """
     lines = ["| row | settings | source mIoU | target mIoU | target pixel acc | seconds per fit | seeds |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     best, stale = [], []
@@ -198,15 +206,31 @@ def validation_table(results: Path, names: list[str]) -> str:
                 stale.append(f"{name} {path.parent.name} seed {record['seed']}")
                 continue
             variants.setdefault(path.parent.name, []).append(record)
+        committed, row_stale = read_results(results, [name], seeds_on_disk(results))
+        stale += [f"{note} (the row's own fit)" for note in row_stale]
+        own = variants.pop(settings_slug([]), [])
+        own += [r for r in committed.get(name, []) if r["seed"] not in {r["seed"] for r in own}]
+        # The committed variant first: on a tie it stays, a setting has to beat it to be chosen.
+        variants = {slug: sorted(runs, key=lambda r: r["seed"])
+                    for slug, runs in {settings_slug([]): own, **variants}.items() if runs}
         for slug, runs in variants.items():
             lines.append(f"| {name} | {slug} | {_mean_std([r['val/source_miou'] for r in runs])} | "
                          f"{_mean_std([r['val/target_miou'] for r in runs])} | "
                          f"{_mean_std([r['val/target_acc'] for r in runs])} | "
                          f"{statistics.mean(r['seconds'] for r in runs):.0f} | "
-                         f"{' '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} |")
-        if variants:
-            top = max(variants, key=lambda v: statistics.mean(r["val/target_miou"] for r in variants[v]))
-            best.append(f"{name}: best on validation target mIoU: {top}")
+                         f"{' '.join(str(r['seed']) for r in runs)} |")
+        if len(variants) == 1:
+            best.append(f"{name}: one variant so far: {next(iter(variants))}")
+        elif variants:
+            shared = set.intersection(*({r["seed"] for r in runs} for runs in variants.values()))
+            if not shared:
+                best.append(f"{name}: no seed fitted with every variant; nothing to compare yet")
+                continue
+            score = {slug: statistics.mean(r["val/target_miou"] for r in runs if r["seed"] in shared)
+                     for slug, runs in variants.items()}
+            top = max(score, key=score.get)
+            best.append(f"{name}: best on validation target mIoU (seeds {' '.join(map(str, sorted(shared)))}): "
+                        f"{top} ({', '.join(f'{slug} {value:.3f}' for slug, value in score.items())})")
     text = "\n".join(lines + [""] + best)
     if stale:
         text += f"\nleft out, fitted with other configs than the current ones: {', '.join(stale)}"
