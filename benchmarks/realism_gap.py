@@ -198,6 +198,7 @@ def validation_table(results: Path, names: list[str]) -> str:
     lines = ["| row | settings | source mIoU | target mIoU | target pixel acc | seconds per fit | seeds |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     best, stale = [], []
+    seeds = seeds_on_disk(results)  # of the rows' own result files, globbed once for every row
     for name in names:
         variants = {}
         for path in sorted(_folder(results, name, []).parent.glob("*/seed*.json")):
@@ -206,10 +207,11 @@ def validation_table(results: Path, names: list[str]) -> str:
                 stale.append(f"{name} {path.parent.name} seed {record['seed']}")
                 continue
             variants.setdefault(path.parent.name, []).append(record)
-        committed, row_stale = read_results(results, [name], seeds_on_disk(results))
+        committed, row_stale = read_results(results, [name], seeds)
         stale += [f"{note} (the row's own fit)" for note in row_stale]
         own = variants.pop(settings_slug([]), [])
-        own += [r for r in committed.get(name, []) if r["seed"] not in {r["seed"] for r in own}]
+        fitted = {r["seed"] for r in own}
+        own += [r for r in committed.get(name, []) if r["seed"] not in fitted]
         # The committed variant first: on a tie it stays, a setting has to beat it to be chosen.
         variants = {slug: sorted(runs, key=lambda r: r["seed"])
                     for slug, runs in {settings_slug([]): own, **variants}.items() if runs}

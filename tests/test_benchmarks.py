@@ -388,8 +388,8 @@ def test_realism_gap_validation_table_compares_settings_with_the_rows_own_fits_o
         path.mkdir(parents=True, exist_ok=True)
         (path / f"seed{seed}.json").write_text(json.dumps({
             "row": "MinEnt", "seed": seed, "seconds": 100.0, "val/source_miou": 0.7, "val/target_miou": target,
-            "val/target_acc": 0.9, "settings": settings, "config_fingerprint": module.config_fingerprint("MinEnt")
-            if not settings else module.config_fingerprint("MinEnt", settings)}))
+            "val/target_acc": 0.9, "settings": settings,
+            "config_fingerprint": module.config_fingerprint("MinEnt", settings)}))
 
     write(tmp_path / "MinEnt", 0, 0.20, [])
     write(tmp_path / "MinEnt", 1, 0.60, [])
