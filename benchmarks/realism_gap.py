@@ -233,10 +233,29 @@ def validation_table(results: Path, names: list[str]) -> str:
             top = max(score, key=score.get)
             best.append(f"{name}: best on validation target mIoU (seeds {' '.join(map(str, sorted(shared)))}): "
                         f"{top} ({', '.join(f'{slug} {value:.3f}' for slug, value in score.items())})")
+            best += _against_committed(name, variants)
     text = "\n".join(lines + [""] + best)
     if stale:
         text += f"\nleft out, fitted with other configs than the current ones: {', '.join(stale)}"
     return text
+
+
+def _against_committed(name: str, variants: dict[str, list[dict]]) -> list[str]:
+    """Each setting against the committed configs on every seed the two share, seed by seed: the ranking above uses
+    only the seeds all variants have, so a setting fitted on more seeds than the others is also judged on all of
+    them, and whether it leads on each seed or on the mean of a lucky one shows."""
+    committed = {r["seed"]: r["val/target_miou"] for r in variants.get(settings_slug([]), [])}
+    lines = []
+    for slug, runs in variants.items():
+        pairs = [(r["val/target_miou"], committed[r["seed"]]) for r in runs if r["seed"] in committed]
+        if slug == settings_slug([]) or not pairs:
+            continue
+        seeds = " ".join(str(r["seed"]) for r in runs if r["seed"] in committed)
+        ahead = sum(mine > theirs for mine, theirs in pairs)
+        lines.append(f"{name}: {slug} against committed (seeds {seeds}): "
+                     f"{statistics.mean(m for m, _ in pairs):.3f} vs {statistics.mean(c for _, c in pairs):.3f}, "
+                     f"ahead on {ahead} of {len(pairs)} seeds")
+    return lines
 
 
 def last_row(run_dir: Path, keys: tuple[str, ...]) -> dict[str, float]:

@@ -398,6 +398,17 @@ def test_realism_gap_validation_table_compares_settings_with_the_rows_own_fits_o
     assert "| MinEnt | committed | 0.700 +- 0.000 | 0.400 +- 0.283 | 0.900 +- 0.000 | 100 | 0 1 |" in text
     assert f"| MinEnt | {weight} | 0.700 | 0.300 | 0.900 | 100 | 0 |" in text
     assert f"MinEnt: best on validation target mIoU (seeds 0): {weight} (committed 0.200, {weight} 0.300)" in text
+    assert f"MinEnt: {weight} against committed (seeds 0): 0.300 vs 0.200, ahead on 1 of 1 seeds" in text
+    # A second seed of the setting: judged against the committed seeds 0 and 1 seed by seed, where the ranking
+    # (which also has a variant fitted on seed 0 alone) still uses seed 0.
+    write(tmp_path / "validation" / "MinEnt" / weight, 1, 0.50, [weight])
+    write(tmp_path / "validation" / "MinEnt" / "model.init_args.entropy_weight=0.1", 0, 0.10,
+          ["model.init_args.entropy_weight=0.1"])
+    text = module.validation_table(tmp_path, ["MinEnt"])
+    assert f"MinEnt: best on validation target mIoU (seeds 0): {weight} (" in text
+    assert f"MinEnt: {weight} against committed (seeds 0 1): 0.400 vs 0.400, ahead on 1 of 2 seeds" in text
+    assert "MinEnt: model.init_args.entropy_weight=0.1 against committed (seeds 0): 0.100 vs 0.200, ahead on 0 of " \
+           "1 seeds" in text
     write(tmp_path / "validation" / "MinEnt" / weight, 0, 0.20, [weight])
     assert "MinEnt: best on validation target mIoU (seeds 0): committed (" in module.validation_table(tmp_path,
                                                                                                       ["MinEnt"])
