@@ -40,7 +40,11 @@ them as it does the rows. The row's own fits (``--results/ROW/seedS.json``) coun
 the committed configs are not fitted twice. The run prints each row's variants with their validation figures and
 the best by mean validation target mIoU over the seeds every variant has (on a tie the committed configs stay);
 ``--table-only --validation-only`` prints that table from the files. Carry the chosen value into the config, then
-fit the row.
+fit the row. A second stage's variant starts from its teacher row's own finished fit of the same seed when the run
+folder has it; otherwise from the teacher's ``committed`` variant, fitted first under ``--out/validation/TEACHER/
+committed`` with no held-out test, so choosing a second stage's settings neither runs the held-out test nor changes
+the table. Fit the second stage's own ``committed`` variant too (``--validation-only`` without ``--set``): it then
+starts from the same teacher as the settings it is compared with.
 
 Usage:
 
@@ -498,6 +502,33 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
     return record
 
 
+def teacher_checkpoint(teacher_row: str, seed: int, args: argparse.Namespace, threads: int) -> Path:
+    """The finished ``last.ckpt`` of ``teacher_row``'s seed that a second stage starts from, fitted first when there
+    is none (a stopped fit resumed under ``--reuse``).
+
+    The row's own fit counts when it finished with the current configs and its result file is current. Otherwise a
+    table run fits the row again, held-out test and all, and rewrites its result file from that fit; a
+    ``--validation-only`` run instead fits the committed configs as the row's ``committed`` validation variant
+    (``--out/validation/ROW/committed``, no held-out test), so that choosing a second stage's settings never runs the
+    held-out test nor changes the table.
+    """
+    fingerprint = config_fingerprint(teacher_row)
+    folder = _folder(args.out, teacher_row) / f"seed{seed}"
+    checkpoint = finished_checkpoint(folder, fingerprint, seed)
+    if checkpoint is not None and read_results(args.results, [teacher_row], [seed])[0]:
+        return checkpoint
+    if args.validation_only:
+        folder = _folder(args.out, teacher_row, []) / f"seed{seed}"
+        checkpoint = finished_checkpoint(folder, fingerprint, seed)
+        if checkpoint is not None:
+            return checkpoint
+    fit_row(teacher_row, seed, argparse.Namespace(**{**vars(args), "set": []}), threads, keep_result=False)
+    checkpoint = finished_checkpoint(folder, fingerprint, seed)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{folder}: the teacher's fit did not finish")
+    return checkpoint
+
+
 def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int, keep_result: bool = True) -> dict:
     """Fit and test one row for one seed (or, with ``--reuse`` and ``keep_result``, read its result file); with
     ``--validation-only``, fit the row's variant with the ``--set`` settings and stop at its validation figures."""
@@ -509,7 +540,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int, keep_r
     run_dir = _folder(args.out, name, settings) / f"seed{seed}"
     if settings is not None:  # the variant's result file, unless absent or stale
         record = json.loads(result_file.read_text()) if result_file.is_file() else {}
-        if args.reuse and record.get("config_fingerprint") == fingerprint:
+        if args.reuse and keep_result and record.get("config_fingerprint") == fingerprint:
             return record
         current = None
     else:
@@ -530,19 +561,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int, keep_r
             raise FileNotFoundError(f"row {name!r}: configs/{config} does not exist")
         teacher = None
         if name in TEACHERS:
-            teacher_row = TEACHERS[name]
-            teacher_folder = _folder(args.out, teacher_row) / f"seed{seed}"
-            teacher_fingerprint = config_fingerprint(teacher_row)
-            checkpoint = finished_checkpoint(teacher_folder, teacher_fingerprint, seed)
-            if checkpoint is None or not read_results(args.results, [teacher_row], [seed])[0]:
-                # No finished fit of the teacher's current configs, or no current result of it: fit it (resume a
-                # stopped one under --reuse), with its held-out test, as the committed row whatever this run's
-                # settings, and rewrite its result file from this fit.
-                fit_row(teacher_row, seed, argparse.Namespace(**{**vars(args), "validation_only": False, "set": []}),
-                        threads, keep_result=False)
-                checkpoint = finished_checkpoint(teacher_folder, teacher_fingerprint, seed)
-                if checkpoint is None:
-                    raise FileNotFoundError(f"{teacher_folder}: the teacher's fit did not finish")
+            checkpoint = teacher_checkpoint(TEACHERS[name], seed, args, threads)
             teacher = teacher_identity(checkpoint)
             extra = [*extra, f"--model.init_args.init_checkpoint={checkpoint}"]
         lock = hold_run_lock(run_dir)

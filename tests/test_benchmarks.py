@@ -471,6 +471,48 @@ def test_realism_gap_second_stage_resumes_a_stopped_teacher_before_starting(tmp_
     assert state["teacher"] == module.teacher_identity(checkpoint.resolve())
 
 
+def test_realism_gap_validation_only_second_stage_fits_its_teacher_without_the_held_out_test(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """A clone with the teacher row's result file but not its run: choosing a second stage's setting fits the teacher
+    as its committed validation variant (real tiny `scarce fit`s), with no held-out test and the teacher's result
+    file untouched, starts the setting from that teacher, and the second stage's own committed variant from the same
+    one without fitting the teacher again."""
+    module = _realism_gap()
+    _tiny_configs(tmp_path / "configs", epochs=2,
+                  shrink=("fcn8s_rendered.yaml", "self_training_fcn8s_rendered.yaml"))
+    monkeypatch.setattr(module, "REPO", tmp_path)
+    results, out = tmp_path / "results", tmp_path / "runs"
+    committed = {"row": "source-only", "seed": 0, "seconds": 1.0, "command": "an earlier fit",
+                 "config_fingerprint": module.config_fingerprint("source-only"), "val/source_miou": 0.5,
+                 "val/source_acc": 0.9, "val/target_miou": 0.1, "val/target_acc": 0.5, "test/miou": 0.1,
+                 "test/acc": 0.5}
+    (results / "source-only").mkdir(parents=True)
+    (results / "source-only" / "seed0.json").write_text(json.dumps(committed))
+    portion = "model.init_args.portion=0.5"
+    argv = ["--validation-only", "--rows", "self-training", "--seeds", "0", "--threads", "1", "--reuse",
+            "--out", str(out), "--results", str(results)]
+    assert module.main([*argv, "--set", portion]) == 0
+
+    assert json.loads((results / "source-only" / "seed0.json").read_text()) == committed
+    assert not (out / "source-only").exists()
+    teacher_dir = out / "validation" / "source-only" / "committed" / "seed0"
+    assert "Testing" not in (teacher_dir / "log.txt").read_text() and not (teacher_dir / "test").exists()
+    teacher = json.loads((results / "validation" / "source-only" / "committed" / "seed0.json").read_text())
+    assert teacher["settings"] == [] and not any(key.startswith("test/") for key in teacher)
+    checkpoint = next(teacher_dir.glob("runs/*/checkpoints/last.ckpt"))
+    variant = json.loads((results / "validation" / "self-training" / portion / "seed0.json").read_text())
+    assert f"--model.init_args.init_checkpoint={checkpoint.relative_to(tmp_path)} " in variant["command"]
+    assert not any(key.startswith("test/") for key in variant)
+    assert not (results / "self-training").exists()
+    # The second stage's committed variant: from the same teacher checkpoint, which is not fitted a second time.
+    assert module.main(argv) == 0
+    own = json.loads((results / "validation" / "self-training" / "committed" / "seed0.json").read_text())
+    assert f"--model.init_args.init_checkpoint={checkpoint.relative_to(tmp_path)} " in own["command"]
+    assert len(list(teacher_dir.glob("runs/*/csv/version_*"))) == 1
+    printed = capsys.readouterr().out
+    assert f"self-training: {portion} against committed (seeds 0): " in printed
+
+
 def test_realism_gap_validation_table_ranks_variants_and_leaves_out_stale_ones(tmp_path, monkeypatch):
     module = _realism_gap()
     weights = {"0.001": (0.30, 0.31), "0.01": (0.35, 0.33), "0.1": (0.12, 0.12)}
