@@ -436,6 +436,18 @@ def test_realism_gap_second_stage_starts_from_its_teacher_rows_checkpoint_fitted
     assert printed.index("source-only seed 0:") < printed.index("self-training seed 0:")
 
 
+def _committed_teacher_result(module, results: Path) -> dict:
+    """Write source-only's seed-0 result file of the current configs, as a fresh clone has it without the run that
+    made it; returns the record."""
+    committed = {"row": "source-only", "seed": 0, "seconds": 1.0, "command": "an earlier fit",
+                 "config_fingerprint": module.config_fingerprint("source-only"), "val/source_miou": 0.5,
+                 "val/source_acc": 0.9, "val/target_miou": 0.1, "val/target_acc": 0.5, "test/miou": 0.1,
+                 "test/acc": 0.5}
+    (results / "source-only").mkdir(parents=True)
+    (results / "source-only" / "seed0.json").write_text(json.dumps(committed))
+    return committed
+
+
 def test_realism_gap_second_stage_resumes_a_stopped_teacher_before_starting(tmp_path, monkeypatch, capsys):
     """A fresh clone has the teacher row's result file but not its run: the teacher is fitted again, and when that
     fit is stopped (SIGTERM), its half-trained last.ckpt must not pass for the teacher. The rerun with --reuse resumes
@@ -447,12 +459,7 @@ def test_realism_gap_second_stage_resumes_a_stopped_teacher_before_starting(tmp_
     monkeypatch.setattr(module, "REPO", tmp_path)
     results, out = tmp_path / "results", tmp_path / "runs"
     teacher_dir = out / "source-only" / "seed0"
-    committed = {"row": "source-only", "seed": 0, "seconds": 1.0, "command": "an earlier fit",
-                 "config_fingerprint": module.config_fingerprint("source-only"), "val/source_miou": 0.5,
-                 "val/source_acc": 0.9, "val/target_miou": 0.1, "val/target_acc": 0.5, "test/miou": 0.1,
-                 "test/acc": 0.5}
-    (results / "source-only").mkdir(parents=True)
-    (results / "source-only" / "seed0.json").write_text(json.dumps(committed))
+    _committed_teacher_result(module, results)
     argv = ["--rows", "self-training", "--seeds", "0", "--threads", "1", "--test-scenes", "2", "--reuse",
             "--out", str(out), "--results", str(results)]
 
@@ -482,12 +489,7 @@ def test_realism_gap_validation_only_second_stage_fits_its_teacher_without_the_h
                   shrink=("fcn8s_rendered.yaml", "self_training_fcn8s_rendered.yaml"))
     monkeypatch.setattr(module, "REPO", tmp_path)
     results, out = tmp_path / "results", tmp_path / "runs"
-    committed = {"row": "source-only", "seed": 0, "seconds": 1.0, "command": "an earlier fit",
-                 "config_fingerprint": module.config_fingerprint("source-only"), "val/source_miou": 0.5,
-                 "val/source_acc": 0.9, "val/target_miou": 0.1, "val/target_acc": 0.5, "test/miou": 0.1,
-                 "test/acc": 0.5}
-    (results / "source-only").mkdir(parents=True)
-    (results / "source-only" / "seed0.json").write_text(json.dumps(committed))
+    committed = _committed_teacher_result(module, results)
     portion = "model.init_args.portion=0.5"
     argv = ["--validation-only", "--rows", "self-training", "--seeds", "0", "--threads", "1", "--reuse",
             "--out", str(out), "--results", str(results)]
