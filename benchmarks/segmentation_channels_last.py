@@ -1,4 +1,4 @@
-"""FCN-8s training steps per second on the CPU: the NCHW layout (anchor) against channels_last (and bf16 autocast).
+"""FCN-8s training steps per second on the CPU: the NCHW layout (anchor) against channels_last (bf16, torch.compile).
 
 One training step is what `Segmentation` does per batch of the embedded configs: FCN-8s forward, pixel-wise
 cross-entropy, backward, Adam step, on the same random batch in both layouts. The anchor is the same network in
@@ -11,6 +11,7 @@ Usage:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation_channels_last.py            # the embedded config
     .venv/bin/python benchmarks/segmentation_channels_last.py --threads 2 --bf16 --rounds 5
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/segmentation_channels_last.py --width-divisor 4 --compile
 """
 
 from __future__ import annotations
@@ -28,23 +29,36 @@ from scarce.nets.fcn8s import FCN8s
 
 
 def step_times(net: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, steps: int, warmup: int,
-               channels_last: bool, bf16: bool) -> list[float]:
-    """Seconds per training step (forward, loss, backward, Adam), ``steps`` of them after ``warmup``."""
+               channels_last: bool, bf16: bool, compiled: bool = False) -> tuple[list[float], float]:
+    """Seconds per training step (forward, loss, backward, Adam), ``steps`` of them after ``warmup``, and the
+    seconds of the first warm-up step (where ``torch.compile`` compiles)."""
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    times = []
+    forward = torch.compile(net) if compiled else net
+    times, first = [], 0.0
     for i in range(warmup + steps):
         start = time.perf_counter()
         x = image.contiguous(memory_format=torch.channels_last) if channels_last else image
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(net(x).float(), mask)
+            loss = F.cross_entropy(forward(x).float(), mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if i == 0:
+            first = time.perf_counter() - start
         if i >= warmup:
             times.append(time.perf_counter() - start)
-    return times
+    return times, first
+
+
+def largest_difference(net: torch.nn.Module, image: torch.Tensor, reference: torch.Tensor,
+                       compiled: bool = False) -> float:
+    """Largest |logit difference| of ``net`` in channels_last (compiled or not) against the NCHW ``reference``."""
+    nhwc = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+    forward = torch.compile(nhwc) if compiled else nhwc
+    with torch.no_grad():
+        return (forward(image.contiguous(memory_format=torch.channels_last)) - reference).abs().max().item()
 
 
 def main(argv=None) -> int:
@@ -58,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="also time channels_last + bf16 autocast")
+    parser.add_argument("--compile", action="store_true", help="also time channels_last under torch.compile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -67,17 +82,20 @@ def main(argv=None) -> int:
 
     with torch.no_grad():
         reference = copy.deepcopy(net).eval()(image)
-        nhwc = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
-        diff = (nhwc(image.contiguous(memory_format=torch.channels_last)) - reference).abs().max().item()
     scale = reference.abs().max().item()
-    print(f"same logits: max |NHWC - NCHW| = {diff:.2e} (logits up to {scale:.2f})")
-    if not diff <= 1e-4 * max(1.0, scale):
-        print("FAILED: the layouts disagree beyond float summation order")
-        return 1
+    checks = {"NHWC": False, "compiled NHWC": True} if args.compile else {"NHWC": False}
+    for label, compiled in checks.items():
+        diff = largest_difference(net, image, reference, compiled)
+        print(f"same logits: max |{label} - NCHW| = {diff:.2e} (logits up to {scale:.2f})")
+        if not diff <= 1e-4 * max(1.0, scale):
+            print(f"FAILED: {label} and NCHW disagree beyond float summation order")
+            return 1
 
-    variants = {"NCHW (anchor)": (False, False), "channels_last": (True, False)}
+    variants = {"NCHW (anchor)": (False, False, False), "channels_last": (True, False, False)}
     if args.bf16:
-        variants["channels_last + bf16"] = (True, True)
+        variants["channels_last + bf16"] = (True, True, False)
+    if args.compile:
+        variants["channels_last + torch.compile"] = (True, False, True)
     medians: dict[str, list[float]] = {name: [] for name in variants}
     rng = random.Random(0)
     print(f"FCN-8s 1/{args.width_divisor} width, batch_norm, {args.batch_size}x3x{args.size}x{args.size}, "
@@ -86,8 +104,10 @@ def main(argv=None) -> int:
         order = list(variants)
         rng.shuffle(order)
         for name in order:
-            times = step_times(copy.deepcopy(net), image, mask, args.steps, args.warmup, *variants[name])
+            times, first = step_times(copy.deepcopy(net), image, mask, args.steps, args.warmup, *variants[name])
             medians[name].append(statistics.median(times))
+            if variants[name][2]:
+                print(f"round {r}: {name}: first step (compiling) {first:.1f} s")
         anchor = medians["NCHW (anchor)"][-1]
         print(f"round {r}: " + ", ".join(f"{name} {medians[name][-1] * 1e3:.1f} ms ({anchor / medians[name][-1]:.2f}x)"
                                         for name in variants))
