@@ -104,9 +104,11 @@ def main(argv=None) -> int:
         order = list(variants)
         rng.shuffle(order)
         for name in order:
-            times, first = step_times(copy.deepcopy(net), image, mask, args.steps, args.warmup, *variants[name])
+            channels_last, bf16, compiled = variants[name]
+            times, first = step_times(copy.deepcopy(net), image, mask, args.steps, args.warmup,
+                                      channels_last, bf16, compiled)
             medians[name].append(statistics.median(times))
-            if variants[name][2]:
+            if compiled:
                 print(f"round {r}: {name}: first step (compiling) {first:.1f} s")
         anchor = medians["NCHW (anchor)"][-1]
         print(f"round {r}: " + ", ".join(f"{name} {medians[name][-1] * 1e3:.1f} ms ({anchor / medians[name][-1]:.2f}x)"
