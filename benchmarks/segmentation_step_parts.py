@@ -6,7 +6,8 @@ vgg16_bn layout, channels_last, pixel-wise cross-entropy, backward, Adam). The p
 it: fc6 and fc7 (forward, backward and their Adam update) on an input of pool5's shape. Each figure is the median
 CPU time per step of `--steps` steps after `--warmup`, per round; rounds alternate the order. CPU time, not wall
 time, so other jobs on a shared machine disturb it little (the memory bandwidth they take still shows). At 128x128
-pool5 is 4x4, so fc6's 7x7 kernel mostly meets its own zero padding, yet fc6 and fc7 hold most of the weights.
+pool5 is 4x4 and fc6 and fc7 hold most of the weights; fc6 skips the products with its zero padding there
+(`SameConv2d`; `benchmarks/segmentation_fc6.py` times it against an ordinary convolution).
 
 Usage:
 

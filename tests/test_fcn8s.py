@@ -1,4 +1,4 @@
-"""FCN-8s: wiring, output size, parameter count, bilinear upsampling, VGG16 weight loading."""
+"""FCN-8s: wiring, output size, parameter count, bilinear upsampling, VGG16 weight loading, fc6 on small maps."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import torchvision
 
 from scarce.nets import fcn8s as fcn_module
-from scarce.nets.fcn8s import FCN8s, bilinear_kernel
+from scarce.nets.fcn8s import FCN8s, SameConv2d, bilinear_kernel
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -64,6 +64,61 @@ def test_fc6_and_fc7_are_on_the_path():
     feats = net.forward_features(x)
     assert feats["pool5"].shape[-2:] == (2, 2) and feats["fc7"].shape[-2:] == (2, 2)
     assert feats["pool4"].shape[-2:] == (4, 4) and feats["pool3"].shape[-2:] == (8, 8)
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (2, 4), (4, 4), (3, 1), (5, 5), (4, 9), (8, 16)])
+def test_same_conv_computes_the_padded_convolution_and_its_gradients(kernel, size):
+    # Maps up to half the kernel take the kernel-as-images path, larger ones nn.Conv2d's: both must be the function
+    # F.conv2d(x, w, b, padding=k // 2) with its gradients, in double so that only the summation order differs.
+    torch.manual_seed(0)
+    conv = SameConv2d(5, 6, kernel).double()
+    x = torch.randn(3, 5, *size, dtype=torch.double, requires_grad=True)
+    ours = conv(x)
+    reference = F.conv2d(x, conv.weight, conv.bias, padding=kernel // 2)
+    assert ours.shape == reference.shape == (3, 6, *size)
+    torch.testing.assert_close(ours, reference)
+    grad = torch.randn_like(reference)
+    inputs = (x, conv.weight, conv.bias)
+    for got, want in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(reference, inputs, grad)):
+        torch.testing.assert_close(got, want)
+
+
+def test_same_conv_skips_the_products_with_its_padding():
+    # On a 2x2 map a 7x7 kernel's taps more than one step from its centre meet only zero padding. Poisoned with NaN,
+    # they spoil nn.Conv2d's output (NaN * 0 is NaN) and must leave SameConv2d's untouched.
+    torch.manual_seed(0)
+    conv = SameConv2d(4, 3, 7)
+    x = torch.randn(2, 4, 2, 2)
+    clean = conv(x)
+    with torch.no_grad():
+        ring = torch.ones(7, 7, dtype=torch.bool)
+        ring[2:5, 2:5] = False
+        conv.weight[..., ring] = float("nan")
+    assert F.conv2d(x, conv.weight, conv.bias, padding=3).isnan().all()
+    torch.testing.assert_close(conv(x), clean)
+    assert conv(torch.randn(2, 4, 5, 5)).isnan().any()  # a map wider than half the kernel: the ordinary convolution
+
+
+def test_same_conv_keeps_the_input_layout_and_autocast_dtype():
+    torch.manual_seed(0)
+    conv = SameConv2d(8, 16, 7).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    out = conv(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, F.conv2d(x, conv.weight, conv.bias, padding=3))
+    assert conv(x.contiguous()).is_contiguous()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(x).dtype == F.conv2d(x, conv.weight, conv.bias, padding=3).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        SameConv2d(8, 16, 4)
+
+
+def test_fc6_is_a_same_conv_with_the_state_dict_keys_of_a_conv():
+    net = FCN8s(3, width_divisor=16)
+    assert isinstance(net.fc6[0], SameConv2d)
+    assert net.fc6[0].padding == (3, 3) and net.fc6[0].kernel_size == (7, 7)
+    assert {"fc6.0.weight", "fc6.0.bias"} <= set(net.state_dict())
 
 
 def test_skips_feed_the_output():

@@ -2,7 +2,8 @@
 
 The head is wired as in the paper: pool5 -> fc6 (7x7 conv, 4096) -> fc7 (1x1 conv, 4096) -> score, then
 two x2 upsamplings fused with the pool4 and pool3 scores and a final x8 upsampling. (The book's first
-version fed pool5 straight to the score layer and used 4086 filters; neither is copied here.)
+version fed pool5 straight to the score layer and used 4086 filters; neither is copied here.) fc6 is a
+:class:`SameConv2d`: on the small pool5 maps of small inputs it skips the products with its zero padding.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 from torchvision.models.vgg import cfgs as _VGG_CFGS
 from torchvision.models.vgg import make_layers
 
-__all__ = ["FCN8s", "backbone_weights_path", "bilinear_kernel"]
+__all__ = ["FCN8s", "SameConv2d", "backbone_weights_path", "bilinear_kernel"]
 
 # ImageNet statistics: the backbone sees the same input distribution as torchvision's VGG16 weights.
 _MEAN = (0.485, 0.456, 0.406)
@@ -96,6 +97,40 @@ def backbone_weights_path(spec: str | Path, batch_norm: bool = False) -> Path:
     return path
 
 
+class SameConv2d(nn.Conv2d):
+    """A stride-1 convolution with "same" zero padding (odd kernel ``kh x kw``, padding ``ph = kh // 2``,
+    ``pw = kw // 2``), such as fc6 (7x7, padding 3), that skips the products with its padding on small maps.
+
+    On a map of ``H <= ph + 1`` rows and ``W <= pw + 1`` columns every output sees every input: ``out[b, o, y, x] =
+    sum_{c, i, j} w[o, c, i - y + ph, j - x + pw] * in[b, c, i, j]``. An ordinary convolution computes ``kh * kw``
+    products per output and channel, most of them with zero padding (pool5 of a 128x128 input is 4x4: 49 against
+    16), which made fc6 about half of a CPU training step at the embedded budget. The same sums, and nothing else,
+    are the correlation of the kernel window ``w[..., ph - H + 1 : ph + H, pw - W + 1 : pw + W]``, read as a batch
+    of ``out_channels`` images, with the input, read as ``B`` filters: its ``(H - 1 - y, W - 1 - x)`` entry is the
+    output at ``(y, x)``. Same parameters, same state dict, same function (float summation order aside); larger maps
+    take the ordinary convolution. ``benchmarks/segmentation_fc6.py`` times a training step against ``nn.Conv2d``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
+        if kernel_size % 2 == 0:
+            raise ValueError(f"SameConv2d: kernel_size must be odd, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        h, w = x.shape[-2:]
+        if x.dim() != 4 or h > kh // 2 + 1 or w > kw // 2 + 1:
+            return super().forward(x)
+        top, left = kh // 2 - h + 1, kw // 2 - w + 1
+        window = self.weight[..., top:top + 2 * h - 1, left:left + 2 * w - 1]
+        out = F.conv2d(window, x).flip(-2, -1).transpose(0, 1)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)[:, None, None]
+        # In the input's memory layout, as nn.Conv2d returns it: what follows (and dropout's mask) sees the same strides.
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return out.contiguous(memory_format=layout)
+
+
 def _upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
     # kernel 2f, stride f, padding f/2: output is exactly f times the input, aligned like the bilinear kernel.
     up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
@@ -152,7 +187,7 @@ class FCN8s(nn.Module):
         pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
         # Indices of the pooling layers after which pool3 and pool4 come out (pool5 is the last layer).
         self._pool3, self._pool4 = pools[2], pools[3]
-        self.fc6 = nn.Sequential(nn.Conv2d(c5, fc, 7, padding=3), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.fc6 = nn.Sequential(SameConv2d(c5, fc, 7), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.fc7 = nn.Sequential(nn.Conv2d(fc, fc, 1), nn.ReLU(inplace=True), nn.Dropout(dropout))
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
         self.score_pool4 = nn.Conv2d(c4, num_classes, 1)
