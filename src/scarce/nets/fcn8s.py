@@ -104,11 +104,12 @@ class SameConv2d(nn.Conv2d):
     On a map of ``H <= ph + 1`` rows and ``W <= pw + 1`` columns every output sees every input: ``out[b, o, y, x] =
     sum_{c, i, j} w[o, c, i - y + ph, j - x + pw] * in[b, c, i, j]``. An ordinary convolution computes ``kh * kw``
     products per output and channel, most of them with zero padding (pool5 of a 128x128 input is 4x4: 49 against
-    16), which made fc6 about half of a CPU training step at the embedded budget. The same sums, and nothing else,
-    are the correlation of the kernel window ``w[..., ph - H + 1 : ph + H, pw - W + 1 : pw + W]``, read as a batch
-    of ``out_channels`` images, with the input, read as ``B`` filters: its ``(H - 1 - y, W - 1 - x)`` entry is the
-    output at ``(y, x)``. Same parameters, same state dict, same function (float summation order aside); larger maps
-    take the ordinary convolution. ``benchmarks/segmentation_fc6.py`` times a training step against ``nn.Conv2d``.
+    16; fc6 and fc7 then took about half of a CPU training step at the embedded budget). The same sums, and nothing
+    else, are the correlation of the kernel window ``w[..., ph - H + 1 : ph + H, pw - W + 1 : pw + W]``, read as a
+    batch of ``out_channels`` images, with the input, read as ``B`` filters: its ``(H - 1 - y, W - 1 - x)`` entry is
+    the output at ``(y, x)``. Same parameters, same state dict, same function (float summation order aside); larger
+    maps take the ordinary convolution. ``benchmarks/segmentation_fc6.py`` times a training step against
+    ``nn.Conv2d``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
@@ -126,7 +127,7 @@ class SameConv2d(nn.Conv2d):
         out = F.conv2d(window, x).flip(-2, -1).transpose(0, 1)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)[:, None, None]
-        # In the input's memory layout, as nn.Conv2d returns it: what follows (and dropout's mask) sees the same strides.
+        # In the input's memory layout, as nn.Conv2d returns it: what follows (dropout's mask too) sees its strides.
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         return out.contiguous(memory_format=layout)
 
