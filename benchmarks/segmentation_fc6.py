@@ -87,7 +87,8 @@ def main(argv=None) -> int:
         for name, model in ((f"batch {batch}, fc6 nn.Conv2d (anchor)", with_plain_fc6(net)),
                             (f"batch {batch}, fc6 SameConv2d", copy.deepcopy(net))):
             variants[name] = (model, torch.optim.Adam(model.parameters(), 3e-3), image, mask)
-    pool5 = net.forward_features(variants[next(iter(variants))][2])["pool5"].shape[1:]
+    with torch.no_grad():
+        pool5 = net.forward_features(variants[next(iter(variants))][2])["pool5"].shape[1:]
     print(f"FCN-8s 1/{args.width_divisor} width, vgg16_bn, {'NCHW' if args.nchw else 'channels_last'}, "
           f"{args.size}x{args.size}, {args.threads} thread(s); pool5 {tuple(pool5)}, fc6 kernel 7x7 padding 3; "
           f"median CPU ms per step of {args.steps} steps per variant and round, steps interleaved")
