@@ -1,5 +1,7 @@
 """FCN-8s: wiring, output size, parameter count, bilinear upsampling, VGG16 weight loading, fc6 on small maps."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -112,6 +114,24 @@ def test_same_conv_keeps_the_input_layout_and_autocast_dtype():
         assert conv(x).dtype == F.conv2d(x, conv.weight, conv.bias, padding=3).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         SameConv2d(8, 16, 4)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_fcn8s_trains_as_with_an_ordinary_fc6_dropout_included(layout):
+    # A training-mode forward with the same seed: fc6's output in the input's layout makes dropout draw the same
+    # mask as after nn.Conv2d, so a fixed seed gives the network it gave before SameConv2d (summation order aside).
+    torch.manual_seed(0)
+    net = FCN8s(3, width_divisor=16, batch_norm=True).to(memory_format=layout)
+    anchor = copy.deepcopy(net)
+    same = anchor.fc6[0]
+    anchor.fc6[0] = torch.nn.Conv2d(same.in_channels, same.out_channels, 7, padding=3)
+    anchor.fc6[0].weight, anchor.fc6[0].bias = same.weight, same.bias
+    x = torch.rand(2, 3, 128, 128).contiguous(memory_format=layout)
+    outputs = []
+    for model in (net, anchor):
+        torch.manual_seed(1)
+        outputs.append(model(x))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
 
 
 def test_fc6_is_a_same_conv_with_the_state_dict_keys_of_a_conv():
