@@ -1,6 +1,7 @@
 """FCN-8s: wiring, output size, parameter count, bilinear upsampling, VGG16 weight loading, fc6 on small maps."""
 
-import copy
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from scarce.nets.fcn8s import FCN8s, SameConv2d, bilinear_kernel
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +123,14 @@ def test_same_conv_keeps_the_input_layout_and_autocast_dtype():
 def test_fcn8s_trains_as_with_an_ordinary_fc6_dropout_included(layout):
     # A training-mode forward with the same seed: fc6's output in the input's layout makes dropout draw the same
     # mask as after nn.Conv2d, so a fixed seed gives the network it gave before SameConv2d (summation order aside).
+    # The anchor is built as benchmarks/segmentation_fc6.py builds its own, so this also checks what it times against.
+    spec = importlib.util.spec_from_file_location("_bench_segmentation_fc6", REPO / "benchmarks/segmentation_fc6.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     torch.manual_seed(0)
     net = FCN8s(3, width_divisor=16, batch_norm=True).to(memory_format=layout)
-    anchor = copy.deepcopy(net)
-    same = anchor.fc6[0]
-    anchor.fc6[0] = torch.nn.Conv2d(same.in_channels, same.out_channels, 7, padding=3)
-    anchor.fc6[0].weight, anchor.fc6[0].bias = same.weight, same.bias
+    anchor = bench.with_plain_fc6(net)
+    assert type(anchor.fc6[0]) is torch.nn.Conv2d and anchor.fc6[0].padding == (3, 3)
     x = torch.rand(2, 3, 128, 128).contiguous(memory_format=layout)
     outputs = []
     for model in (net, anchor):
