@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from scarce._allocator import keep_freed_memory
 from scarce._errors import ScarceError
 from scarce.packaged_configs import resolve_config_arg
 
@@ -186,6 +187,7 @@ def _run_lightning(command: str, argv: list[str]) -> int:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    keep_freed_memory()  # before anything is allocated; DataLoader workers inherit it through fork
     try:
         lightning_cli(argv, exit_on_error=False)
     except ArgumentError as err:  # a value the options' types refuse, an unknown option: before anything is built
