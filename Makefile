@@ -86,7 +86,8 @@ $(TFDS_STAMP): $(TF_STAMP)
 
 tf-env: $(TF_STAMP) $(TFDS_STAMP)
 
-# Two test processes (pytest-xdist): 644 s against 871 s in one on the 2-core CPU machine (2026-12-03). More
+# Two test processes (pytest-xdist): 644 s against 871 s in one on a 2-core CPU machine (2026-12-03, both runs
+# without the TensorFlow environment, whose two tests then fail at once). More
 # would mostly share the same cores: TEST_WORKERS=N to choose, 0 for one process.
 TEST_WORKERS ?= 2
 test: setup $(TF_STAMP)
