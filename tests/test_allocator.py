@@ -17,6 +17,12 @@ import numpy as np
 if sys.argv[1] == "tuned":
     from scarce._allocator import keep_freed_memory
     print(keep_freed_memory())
+elif sys.argv[1] == "cli":  # what `scarce fit` does before LightningCLI parses the command line
+    import contextlib, io
+    from scarce.cli import main
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main(["fit", "--help"])
+    print("cli")
 else:
     print(None)
 a = np.ones(20 * 2**20, np.uint8)
@@ -46,7 +52,12 @@ def test_large_blocks_come_from_the_heap_and_are_reused_without_page_faults():
     assert faults < 100  # 10 x 5120 pages if each block were fresh memory
 
 
-def test_glibc_defaults_map_large_blocks_and_fault_them_in():
+def test_scarce_fit_applies_them_before_lightning_runs():
+    _, in_heap, faults = _probe("cli")
+    assert in_heap and faults < 100
+
+
+def test_glibc_defaults_map_a_large_block_from_the_kernel():
     # What the settings change: without them the first 20 MB block is a kernel mapping of its own.
     applied, in_heap, _ = _probe("default")
     assert applied == "None" and not in_heap

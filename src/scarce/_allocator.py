@@ -3,8 +3,9 @@
 A CPU training step allocates and frees the same large tensors every step (activations of a few MB, Adam's
 temporaries the size of fc6's 25 MB weight). With glibc's defaults those blocks are mapped from the kernel and
 unmapped again when freed, or trimmed off the heap's top, so every step touches fresh pages: about 12,600 page
-faults (50 MB zeroed by the kernel) in a training step of the embedded FCN-8s, 7-10 % of its CPU time
-(``benchmarks/segmentation_allocator.py``). Serving blocks up to glibc's largest mmap threshold from the heap and
+faults (50 MB zeroed by the kernel) in a training step of the embedded FCN-8s: a step costs 1.08x, a fit of
+``configs/fcn8s_rendered.yaml`` 1.14x the CPU time without them (``benchmarks/segmentation_allocator.py``,
+benchmarks/RESULTS.md). Serving blocks up to glibc's largest mmap threshold from the heap and
 never trimming it makes the pages stay mapped and get reused: the same arithmetic, bit for bit, without the
 faults. The price is that the process keeps its peak heap size until it exits, as PyTorch's own caching
 allocators do on the GPU.
