@@ -4,7 +4,7 @@ commands apply (`scarce._allocator.keep_freed_memory`): page faults and CPU time
 A training step allocates and frees the same large tensors every step (activations of a few MB, Adam's
 temporaries as large as fc6's 25 MB weight). With glibc's defaults those blocks are mapped from the kernel and given
 back when freed, so each step faults in fresh, kernel-zeroed pages; `scarce fit` keeps them (mmap threshold at
-glibc's 32 MiB maximum, no heap trimming). The step is what `Segmentation` does per batch of
+32 MiB, heap trimmed only beyond 2 GiB). The step is what `Segmentation` does per batch of
 `configs/fcn8s_rendered.yaml`: FCN-8s at 1/4 width, vgg16_bn layout, channels_last, 128x128, forward, pixel-wise
 cross-entropy, backward, Adam 3e-3 (PyTorch's default for-loop implementation, as the configs).
 
@@ -43,7 +43,7 @@ def run_steps(args: argparse.Namespace) -> dict:
             raise SystemExit("segmentation_allocator: keep_freed_memory() did not apply here (no glibc mallopt, or "
                              "MALLOC_* / GLIBC_TUNABLES set in the environment)")
     import torch
-    import torch.nn.functional as F
+    from segmentation_step_parts import whole_step  # the configs' step; this script runs from benchmarks/
 
     from scarce.nets.fcn8s import FCN8s
 
@@ -51,17 +51,15 @@ def run_steps(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     layout = torch.channels_last
     net = FCN8s(7, width_divisor=args.width_divisor, batch_norm=True).to(memory_format=layout)
-    opt = torch.optim.Adam(net.parameters(), 3e-3)
     image = torch.rand(args.batch_size, 3, args.size, args.size).contiguous(memory_format=layout)
     mask = torch.randint(0, 7, (args.batch_size, args.size, args.size))
+    step = whole_step(net, image, mask, fused=False)
     times = []
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             usage = resource.getrusage(resource.RUSAGE_SELF)
         start = time.process_time()
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(net(image), mask).backward()
-        opt.step()
+        step()
         times.append(time.process_time() - start)
     end = resource.getrusage(resource.RUSAGE_SELF)
     digest = hashlib.sha256()

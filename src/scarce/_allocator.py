@@ -5,9 +5,8 @@ temporaries the size of fc6's 25 MB weight). With glibc's defaults those blocks 
 unmapped again when freed, or trimmed off the heap's top, so every step touches fresh pages: about 12,600 page
 faults (50 MB zeroed by the kernel) in a training step of the embedded FCN-8s: a step costs 1.08x, a fit of
 ``configs/fcn8s_rendered.yaml`` 1.14x the CPU time without them (``benchmarks/segmentation_allocator.py``,
-benchmarks/RESULTS.md). Serving blocks up to glibc's largest mmap threshold from the heap and
-never trimming it makes the pages stay mapped and get reused: the same arithmetic, bit for bit, without the
-faults. The price is that the process keeps its peak heap size until it exits, as PyTorch's own caching
+benchmarks/RESULTS.md). Serving blocks up to 32 MiB from the heap and trimming it only beyond 2 GiB makes the
+pages stay mapped and get reused: the same arithmetic, bit for bit, without the faults. The price is that the process keeps its peak heap size until it exits, as PyTorch's own caching
 allocators do on the GPU.
 
 Only glibc has ``mallopt`` with these parameters; elsewhere, or where the user has chosen malloc settings through
@@ -24,7 +23,8 @@ __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
 # mallopt parameter numbers (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc refuses mmap thresholds above HEAP_MAX_SIZE / 2, 32 MiB on 64-bit: larger blocks are still mapped.
+# Above the embedded step's largest block (fc6's 25 MB weight and Adam's temporaries of its size); glibc 2.36 takes
+# more, older ones refuse more than HEAP_MAX_SIZE / 2, 32 MiB on 64-bit. Larger blocks are still mapped.
 MMAP_THRESHOLD = 32 * 1024 * 1024
 # Trimming the heap's top gives the pages back, and the next step faults them in again: trim only beyond the
 # largest value mallopt takes (an int, 2 GiB), more than a step frees at once.
