@@ -34,11 +34,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from segmentation_step_parts import cpu_seconds, whole_step  # the configs' step; this script runs from benchmarks/
 from torch.utils.flop_counter import FlopCounterMode
 
 from scarce._allocator import keep_freed_memory
 from scarce.nets.fcn8s import FCN8s
-from segmentation_step_parts import cpu_seconds, whole_step  # the configs' step; this script runs from benchmarks/
 
 GEMM_SIZES = (512, 1024, 2048)
 # FCN8s children by part; every child is in one part (checked below).

@@ -349,6 +349,38 @@ def test_rendered_class_names_match_the_config(config):
     assert args["num_classes"] == len(rendered_class_names())
 
 
+def test_rendered_source_reads_the_same_scenes_from_splits_rendered_once(tmp_path, capsys):
+    """`scarce render --split` with a source's seeds (seed, + 1, + 2) writes the scenes that source renders on the fly:
+    with `root` set to the folder (and `test_split: test`) every split gives the same images and masks, bit for bit.
+    benchmarks/realism_gap.py relies on it to render each domain once for all its fits."""
+    from scarce.render.segmentation import SPLIT_SEED_OFFSETS
+
+    seed, counts, size = 7, {"train": 3, "val": 2, "test": 2}, (32, 40)
+    split_args = [a for split, n in counts.items() for a in ("--split", split, str(seed + SPLIT_SEED_OFFSETS[split]),
+                                                              str(n))]
+    with pytest.raises(SystemExit) as exc:  # spawned workers: no GL context in this process
+        main(["render", "--preset", "photo-clutter", "--out", str(tmp_path / "scenes"), "--size", *map(str, size),
+              "--workers", "2", "--preview", "0", *split_args])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.count("wrote split ") == 3
+    on_the_fly = SegmentationSource(kind="rendered", preset="photo-clutter", seed=seed, num_train=3, num_val=2)
+    read_back = SegmentationSource(kind="rendered", root=str(tmp_path / "scenes"), num_train=3, num_val=2,
+                                   test_split="test")
+    transform = SegmentationTransform(size, train=False)
+    for stage in counts:
+        rendered, stored = (build_dataset(source, stage, size, transform) for source in (on_the_fly, read_back))
+        assert len(rendered) == len(stored) == counts[stage]
+        # Rendered in a DataLoader worker: a GL context in this process would hang the workers of later tests.
+        for a, b in zip(DataLoader(rendered, batch_size=None, num_workers=1), stored):
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]), stage
+    with pytest.raises(SystemExit) as exc:
+        main(["render", "--preset", "photo-clutter", "--out", str(tmp_path / "other"), "--seed", "1",
+              "--split", "train", "0", "2"])
+    assert exc.value.code == 1
+    assert "--split names each split's seed and count: drop --num-samples, --seed and --prefix" in \
+        capsys.readouterr().err
+
+
 def test_one_default_render_size():
     """Every default size between the rendered datasets and the renderer is scarce.render.RENDER_SIZE.
 

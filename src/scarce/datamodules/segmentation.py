@@ -29,7 +29,7 @@ from scarce.data.datasets.segmentation_shards import SegmentationShards
 from scarce.data.datasets.synthia import SYNTHIA
 from scarce.data.stats import ClassWeighting, class_weights
 from scarce.data.transforms import eval_transform, train_transform
-from scarce.render.segmentation import RenderedSegmentation, RenderedSegmentationShards
+from scarce.render.segmentation import SPLIT_SEED_OFFSETS, RenderedSegmentation, RenderedSegmentationShards
 
 __all__ = [
     "SegmentationDataModule",
@@ -60,6 +60,9 @@ class SegmentationSource:
         num_train: rendered: number of training scenes; others: keep only the first ``num_train`` (None: all).
         num_val: rendered: number of validation scenes; others: keep only the first ``num_val`` (None: all).
         seed: rendered only: base seed; training, validation and test scenes use ``seed``, ``seed + 1``, ``seed + 2``.
+            Rendered once into ``root`` (``scarce render --split train S N --split val S+1 M --split test S+2 K``)
+            they are the same scenes, read back instead of rendered each epoch: set ``root`` and ``test_split:
+            test`` (``preset`` and ``seed`` are then unused).
     """
 
     kind: Kind = "cityscapes"
@@ -111,8 +114,8 @@ def build_dataset(source: SegmentationSource, stage: Literal["train", "val", "te
         return _limit(RenderedSegmentationShards(source.root, split, transforms=transform), count)
     if source.kind == "rendered":
         n = count if count is not None else (512 if stage == "train" else 64)
-        offset = {"train": 0, "val": 1, "test": 2}[stage]
-        return RenderedSegmentation(source.preset, n, source.seed + offset, size=size, transforms=transform)
+        seed = source.seed + SPLIT_SEED_OFFSETS[stage]
+        return RenderedSegmentation(source.preset, n, seed, size=size, transforms=transform)
     if source.root is None:
         raise ScarceError(f"data source of kind {source.kind!r} needs a root folder: set `root:` in the config "
                           f"(e.g. `--data.source.root DIR`)")

@@ -24,7 +24,7 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
+from collections.abc import Mapping
 
 import numpy as np
 import yaml
@@ -39,7 +39,7 @@ from scarce.render.presets import PRESETS
 from scarce.shards.schemas import encode_rendered
 from scarce.shards.writer import ShardFolder
 
-__all__ = ["main", "render_to_shards"]
+__all__ = ["main", "render_splits_to_shards", "render_to_shards"]
 
 _worker_renderer = None
 # How often a pool worker checks that the process that started it is still there.
@@ -105,39 +105,65 @@ def render_to_shards(config, out_dir, num_samples: int, *, seed: int = 0, size=R
     order, so the files do not depend on ``workers``. Shards, manifest, ``render_config.json`` and
     ``preview.png`` are committed together (``overwrite``: replace a dataset already in ``out_dir``).
     """
+    return render_splits_to_shards(config, out_dir, {prefix: (seed, num_samples)}, size=size, num_shards=num_shards,
+                                   workers=workers, preview=preview, progress=progress, overwrite=overwrite)[prefix]
+
+
+def render_splits_to_shards(config, out_dir, splits: Mapping[str, tuple[int, int]], *, size=RENDER_SIZE,
+                            num_shards: int = 1, workers: int = 1, preview: int = 16, progress: bool = True,
+                            overwrite: bool = False) -> dict[str, dict]:
+    """Render several splits into one folder in one write: ``splits`` maps a file prefix to ``(seed,
+    num_samples)``; returns the manifest of each.
+
+    As :func:`render_to_shards` (which is one split), with one pool of workers for every split; the preview shows
+    the first split's first samples. A rendered data source with ``root`` set to the folder reads split ``name``
+    from the ``name-*`` shards (:class:`scarce.render.RenderedSegmentationShards`).
+    """
     import multiprocessing as mp
 
     config = resolve_config(config)
-    if num_samples < 1:
-        raise ScarceError(f"--num-samples must be >= 1, got {num_samples}")
+    if not splits:
+        raise ScarceError("no split to render")
+    for name, (_, num_samples) in splits.items():
+        if num_samples < 1:
+            raise ScarceError(f"--num-samples must be >= 1, got {num_samples}" if len(splits) == 1 else
+                              f"split {name!r}: the number of samples must be >= 1, got {num_samples}")
     if workers < 1:
         raise ScarceError(f"--workers must be >= 1, got {workers}")
-    jobs = [(seed, i, i < preview) for i in range(num_samples)]
     previews = []
+    manifests = {}
 
-    def records(results):
-        shown = show_progress(results, desc=f"render {out_dir}", total=num_samples, unit="images") if progress \
+    def records(results, total):
+        shown = show_progress(results, desc=f"render {out_dir}", total=total, unit="images") if progress \
             else results
         for record, pre in shown:
             if pre is not None:
                 previews.append(pre)
             yield record
 
+    def write_all(folder, render):
+        for i, (name, (seed, num_samples)) in enumerate(splits.items()):
+            jobs = [(seed, j, i == 0 and j < preview) for j in range(num_samples)]
+            manifests[name] = folder.write_shards(records(render(jobs), num_samples), name, num_shards=num_shards)
+
     with ShardFolder(out_dir, overwrite=overwrite) as folder:
         if workers == 1:
             _init_worker(config, size, None)
-            manifest = folder.write_shards(records(map(_render_one, jobs)), prefix, num_shards=num_shards)
+            write_all(folder, lambda jobs: map(_render_one, jobs))
         else:
             select_backend()  # probe once; the workers inherit PYOPENGL_PLATFORM
             with mp.get_context("spawn").Pool(workers, _init_worker, (config, size, 1, os.getpid())) as pool:
-                results = pool.imap(_render_one, jobs, chunksize=4)
-                manifest = folder.write_shards(records(results), prefix, num_shards=num_shards)
-        meta = {"config": config.to_dict(), "seed": seed, "size": list(size), "num_samples": num_samples,
+                write_all(folder, lambda jobs: pool.imap(_render_one, jobs, chunksize=4))
+        meta = {"config": config.to_dict(), "size": list(size),
+                "splits": {name: {"seed": seed, "num_samples": n} for name, (seed, n) in splits.items()},
                 "class_names": [o.name for o in config.objects], "builtin_class_names": list(CLASS_NAMES)}
+        if len(splits) == 1:  # the keys of a one-split folder, as before splits
+            (seed, num_samples), = splits.values()
+            meta.update(seed=seed, num_samples=num_samples)
         folder.write_file("render_config.json", json.dumps(meta, indent=2, default=str).encode())
         if previews:
             folder.write_file("preview.png", _preview_png(previews, max(o.class_id for o in config.objects) + 1))
-    return manifest
+    return manifests
 
 
 def main(argv: list[str]) -> int:
@@ -148,12 +174,17 @@ def main(argv: list[str]) -> int:
                                       "`scarce configs list`)")
     parser.add_argument("--out", help="output folder, or a URL (s3://bucket/prefix, gs://...; credentials from the "
                         "environment: docs/scaling.md); required unless --print_config")
-    parser.add_argument("--num-samples", type=int, help="samples to render (required unless --print_config)")
+    parser.add_argument("--num-samples", type=int,
+                        help="samples to render (required unless --split or --print_config)")
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1, help="rendering processes (spawned)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="scene seed (default 0)")
     parser.add_argument("--size", type=int, nargs=2, default=list(RENDER_SIZE), metavar=("H", "W"))
-    parser.add_argument("--prefix", default="data", help="shard file name prefix")
+    parser.add_argument("--prefix", help="shard file name prefix (default data)")
+    parser.add_argument("--split", nargs=3, action="append", metavar=("NAME", "SEED", "COUNT"),
+                        help="render COUNT scenes of seed SEED as split NAME (repeatable; instead of --prefix, "
+                             "--seed, --num-samples). A rendered data source of seed S renders train, val and test "
+                             "from S, S + 1, S + 2; with `root:` this folder it reads the splits here instead")
     parser.add_argument("--preview", type=int, default=16, help="samples in preview.png (0: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace the dataset already in --out, whole")
     parser.add_argument("--print_config", action="store_true",
@@ -163,8 +194,11 @@ def main(argv: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(resolve_config(source).to_dict(), sort_keys=False), end="")
         return 0
-    if args.out is None or args.num_samples is None:
-        parser.error("the following arguments are required: --out, --num-samples")
+    if args.split and (args.num_samples is not None or args.seed is not None or args.prefix is not None):
+        raise ScarceError("--split names each split's seed and count: drop --num-samples, --seed and --prefix")
+    if args.out is None or (args.num_samples is None and not args.split):
+        parser.error("the following arguments are required: --out, --num-samples (or --split)")
+    splits = _parse_splits(args.split) if args.split else {args.prefix or "data": (args.seed or 0, args.num_samples)}
     # Checked before any folder is made or GL context opened: a zero size used to fail deep inside OpenGL.
     if min(args.size) < 1:
         raise ScarceError(f"--size must be two positive integers H W, got {args.size[0]} {args.size[1]}")
@@ -172,8 +206,25 @@ def main(argv: list[str]) -> int:
         raise ScarceError(f"--shards must be >= 1, got {args.shards}")
     if args.preview < 0:
         raise ScarceError(f"--preview must be >= 0 (0: no preview), got {args.preview}")
-    manifest = render_to_shards(source, args.out, args.num_samples, seed=args.seed,
-                                size=tuple(args.size), num_shards=args.shards, workers=args.workers,
-                                prefix=args.prefix, preview=args.preview, overwrite=args.overwrite)
-    print(f"wrote {manifest['num_records']} records in {len(manifest['shards'])} shard(s) to {args.out}")
+    manifests = render_splits_to_shards(source, args.out, splits, size=tuple(args.size), num_shards=args.shards,
+                                        workers=args.workers, preview=args.preview, overwrite=args.overwrite)
+    for name, manifest in manifests.items():
+        what = f"split {name}: " if args.split else ""
+        print(f"wrote {what}{manifest['num_records']} records in {len(manifest['shards'])} shard(s) to {args.out}")
     return 0
+
+
+def _parse_splits(specs: list[list[str]]) -> dict[str, tuple[int, int]]:
+    """``--split NAME SEED COUNT`` arguments -> ``{NAME: (SEED, COUNT)}``."""
+    splits: dict[str, tuple[int, int]] = {}
+    for name, seed, count in specs:
+        try:
+            seed_count = int(seed), int(count)
+        except ValueError:
+            raise ScarceError(f"--split {name} {seed} {count}: SEED and COUNT must be integers") from None
+        if name in splits:
+            raise ScarceError(f"--split {name} is given twice")
+        if not name or name.startswith(".") or "/" in name:
+            raise ScarceError(f"--split {name!r}: NAME must be a plain file name prefix (train, val, test)")
+        splits[name] = seed_count
+    return splits

@@ -21,7 +21,11 @@ from scarce.shards.samples import SampleDataset
 from scarce.shards.schemas import RENDERED_LAYOUT, decode_rendered
 from scarce.shards.tfrecord import find_shards
 
-__all__ = ["RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
+__all__ = ["SPLIT_SEED_OFFSETS", "RenderedSegmentation", "RenderedSegmentationShards", "rendered_class_names"]
+
+# A rendered data source of seed S renders its splits from these seeds on the fly (S, S + 1, S + 2); rendered into
+# shards with the same seeds (`scarce render --split train S N --split val S+1 M ...`), they are the same scenes.
+SPLIT_SEED_OFFSETS = {"train": 0, "val": 1, "test": 2}
 
 
 def rendered_class_names() -> tuple[str, ...]:
