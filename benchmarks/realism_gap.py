@@ -30,6 +30,15 @@ self-training`` from ``randomized + FDA + AdvEnt``'s. Only a finished teacher fi
 first, and a stopped second stage resumes only from the very teacher checkpoint it started from.
 ``--jobs N`` runs N fits at once with ``OMP_NUM_THREADS = cores / N`` (or ``--threads``); ``--rows`` picks rows.
 
+Every fit trains on the same scenes for 12 epochs, and the rows share their domains, so each domain is rendered
+once, into ``--scenes`` (default ``--out/scenes``, one folder per preset, seeds, counts and size: ``scarce render
+--split``), and the fits read it back (``--data.init_args.DOMAIN.root``, ``test_split=test``) instead of rendering
+48,000 scenes a domain each. They are the same scenes bit for bit (``tests/test_segmentation.py``), so the fit is
+the same and its fingerprint and recorded command stay those of the config (the result file lists the folders under
+``scenes``). Before a run first uses a folder, it renders the first scenes of each split again and compares them byte
+for byte, so a changed renderer, preset or library renders the folder anew. ``--render-in-fits`` has each fit
+render its scenes itself, as the configs do on their own.
+
 Choosing a setting (``--validation-only``): the same fits, stopped at their validation figures, never tested on the
 held-out scenes, so that choices are made on validation alone and the held-out test is run once, with the committed
 configs. ``--set KEY=VALUE`` (repeatable; only with ``--validation-only``) adds ``--KEY=VALUE`` to the row's ``scarce
@@ -50,7 +59,7 @@ Usage:
 
     .venv/bin/python benchmarks/realism_gap.py [--seeds 0 1 2] [--rows background source-only oracle ...]
         [--jobs 2] [--threads 1] [--test-scenes 256] [--reuse] [--out runs/realism_gap]
-        [--results benchmarks/results/realism_gap]
+        [--results benchmarks/results/realism_gap] [--scenes DIR | --render-in-fits]
     .venv/bin/python benchmarks/realism_gap.py --validation-only --rows MinEnt \\
         --set model.init_args.entropy_weight=0.01 [--seeds 0 1] [--jobs 2] [--threads 1] [--reuse]
 """
@@ -421,6 +430,136 @@ def finish_fit(run_dir: Path, state: dict) -> float:
     return sum(attempt["kept_seconds"] for attempt in state["attempts"])
 
 
+SCENE_CHECK = 8  # scenes of each split rendered again and compared, byte for byte, before a scene folder is reused
+_scenes_lock = threading.Lock()  # one preparation at a time in this process (fits run in threads)
+_scenes_checked: set[Path] = set()  # scene folders found current in this run
+
+
+def rendered_domains(name: str, settings: list[str] | tuple[str, ...], test_scenes: int) -> dict[str, dict]:
+    """The domains a row's fit renders on the fly, ``{"source" | "target": scenes}``: its config's data sources as
+    its arguments and ``settings`` leave them, ``scenes`` = ``{"preset", "size", "splits": {split: [seed, count]}}``
+    with the seeds the fit renders each split from (``SPLIT_SEED_OFFSETS``) and ``test_scenes`` held-out scenes.
+
+    A source that is not ``kind: rendered``, already has a ``root``, or leaves its preset, seed or counts to the
+    defaults is left out: its fit renders (or reads) it as configured.
+    """
+    import yaml
+
+    from scarce.render.segmentation import SPLIT_SEED_OFFSETS
+
+    config, extra, _ = ROWS[name]
+    init = yaml.safe_load((REPO / "configs" / config).read_text())["data"]["init_args"]
+    specs = {domain: dict(init.get(domain) or {}) for domain in ("source", "target")}
+    size = init.get("size")
+    for argument in [*extra, *_set_arguments(settings)]:
+        key, _, value = argument.removeprefix("--").partition("=")
+        path = key.split(".")
+        if path[:2] != ["data", "init_args"] or len(path) < 3:
+            continue
+        if path[2:] == ["size"]:
+            size = yaml.safe_load(value)
+        elif path[2] in specs:
+            if len(path) == 4:
+                specs[path[2]][path[3]] = yaml.safe_load(value)
+            else:
+                specs[path[2]] = {}  # replaced as a whole: rendered as the fit's arguments say
+    domains = {}
+    for domain, spec in specs.items():
+        if (spec.get("kind") != "rendered" or spec.get("root") or size is None
+                or any(spec.get(k) is None for k in ("preset", "seed", "num_train", "num_val"))):
+            continue
+        counts = {"train": spec["num_train"], "val": spec["num_val"], "test": test_scenes}
+        domains[domain] = {"preset": str(spec["preset"]), "size": [int(size[0]), int(size[1])],
+                           "splits": {split: [int(spec["seed"]) + SPLIT_SEED_OFFSETS[split], int(count)]
+                                      for split, count in counts.items()}}
+    return domains
+
+
+def _render_scenes(scenes: dict, out: Path, splits: dict[str, list[int]], log: Path) -> None:
+    """``scarce render`` of ``splits`` of ``scenes`` into ``out`` (replaced whole), in a child process: rendering
+    creates a GL context, kept out of this one."""
+    preset = scenes["preset"]
+    source = ["--config", preset] if preset.endswith((".yaml", ".yml")) else ["--preset", preset]
+    cmd = [str(SCARCE), "render", *source, "--out", str(out), "--size", *map(str, scenes["size"]),
+           "--workers", str(os.cpu_count() or 1), "--preview", "0", "--overwrite"]
+    for split, (seed, count) in splits.items():
+        cmd += ["--split", split, str(seed), str(count)]
+    with open(log, "a") as stream:
+        stream.write(" ".join(cmd) + "\n")
+        stream.flush()
+        proc = subprocess.run(cmd, stdout=stream, stderr=subprocess.STDOUT, check=False,
+                              env=dict(os.environ, PYOPENGL_PLATFORM="egl"))
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log}")
+
+
+def _scenes_current(folder: Path, scenes: dict, log: Path) -> bool:
+    """Whether ``folder`` holds ``scenes`` as this renderer draws them now: its splits, seeds, counts and size, and
+    the first ``SCENE_CHECK`` scenes of each split rendered again byte for byte the same (a changed renderer,
+    preset, photo or library changes them)."""
+    from scarce._errors import ScarceError
+    from scarce.shards.tfrecord import find_shards, iter_raw_records
+
+    try:
+        meta = json.loads((folder / "render_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    expected = {split: {"seed": seed, "num_samples": count} for split, (seed, count) in scenes["splits"].items()}
+    if meta.get("size") != scenes["size"] or meta.get("splits") != expected:
+        return False
+    check = folder.parent / f".check-{folder.name}-{os.getpid()}"
+    _render_scenes(scenes, check, {split: [seed, min(count, SCENE_CHECK)]
+                                   for split, (seed, count) in scenes["splits"].items()}, log)
+    try:
+        for split in scenes["splits"]:
+            # One shard a split (`scarce render`'s default): records in scene order.
+            kept = [bytes(r) for file in find_shards(folder, split) for r in iter_raw_records(file, stop=SCENE_CHECK)]
+            fresh = [bytes(r) for file in find_shards(check, split) for r in iter_raw_records(file)]
+            if not fresh or kept[:len(fresh)] != fresh:
+                return False
+    except (OSError, ScarceError):  # a shard missing or damaged since: render the folder again
+        return False
+    finally:
+        shutil.rmtree(check, ignore_errors=True)
+    return True
+
+
+def prepare_scenes(scenes: dict, args: argparse.Namespace) -> Path:
+    """The folder under ``--scenes`` that holds ``scenes`` (see :func:`rendered_domains`), rendered first when it is
+    absent, incomplete or not what the renderer draws now. Fits read their splits from it instead of rendering the
+    same scenes every epoch; they are the same scenes, byte for byte (``tests/test_segmentation.py`` checks the
+    samples a rendered source gives either way)."""
+    key = hashlib.sha256(json.dumps(scenes, sort_keys=True).encode()).hexdigest()[:12]
+    folder = args.scenes / f"{Path(scenes['preset']).stem}-{key}"
+    with _scenes_lock:
+        args.scenes.mkdir(parents=True, exist_ok=True)
+        lock = os.open(args.scenes / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run of this script may prepare the same folder
+            log = args.scenes / "log.txt"
+            if folder not in _scenes_checked and not _scenes_current(folder, scenes, log):
+                print(f"rendering {folder.name}: {scenes['preset']} at {scenes['size']}, "
+                      + ", ".join(f"{s} {n} from seed {seed}" for s, (seed, n) in scenes["splits"].items()),
+                      flush=True)
+                _render_scenes(scenes, folder, scenes["splits"], log)
+            _scenes_checked.add(folder)
+        finally:
+            os.close(lock)
+    return folder
+
+
+def scene_arguments(name: str, settings: list[str] | tuple[str, ...], args: argparse.Namespace) -> list[str]:
+    """The ``scarce fit`` / ``scarce test`` arguments that have a row's fit read its rendered domains from
+    ``--scenes`` (prepared first); none with ``--render-in-fits``."""
+    if args.render_in_fits:
+        return []
+    arguments = []
+    for domain, scenes in rendered_domains(name, settings, args.test_scenes).items():
+        folder = prepare_scenes(scenes, args)
+        arguments += [f"--data.init_args.{domain}.root={folder}", f"--data.init_args.{domain}.test_split=test"]
+    return arguments
+
+
 def background_figures(test_scenes: int) -> dict[str, float]:
     """Figures of predicting background everywhere on the validation and held-out scenes of the source-only config.
 
@@ -470,15 +609,19 @@ def _result_file(results: Path, name: str, seed: int, settings: list[str] | None
 
 
 def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: Path, args: argparse.Namespace,
-                  threads: int, lock: int, fingerprint: str, test: bool = True, teacher: dict | None = None) -> dict:
+                  threads: int, lock: int, fingerprint: str, test: bool = True, teacher: dict | None = None,
+                  scenes: list[str] | tuple[str, ...] = ()) -> dict:
     """Fit (or resume) one row's seed in ``run_dir`` and, when ``test``, test its last checkpoint on the held-out
-    scenes: its record, less machine and date. ``teacher``: see :func:`start_fit`."""
+    scenes: its record, less machine and date. ``teacher``: see :func:`start_fit`. ``scenes``: arguments that read
+    the rendered domains from prepared folders (:func:`scene_arguments`); the same scenes, so they are left out of
+    the recorded command, which reproduces the fit by rendering them."""
     fit = ["fit", "--config", config, f"--seed_everything={seed}", *extra]
     state = start_fit(run_dir, fingerprint, seed, args.reuse, teacher)
     if not state["done"]:
         resume = state["attempts"][-1].get("resume_from")
+        run = [*fit, *scenes, *([f"--ckpt_path={resume}"] if resume else [])]
         try:
-            cpu_seconds = _scarce([*fit, f"--ckpt_path={resume}"] if resume else fit, run_dir, threads, lock)
+            cpu_seconds = _scarce(run, run_dir, threads, lock)
         except Stopped as stop:
             state["attempts"][-1]["cpu_seconds"] = stop.cpu_seconds
             _save_state(run_dir, state)
@@ -488,6 +631,8 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
     record = {"row": name, "seed": seed, "seconds": round(seconds, 1), "attempts": len(state["attempts"]),
               "command": " ".join(["scarce", *fit, "--trainer.enable_progress_bar=false"])
               .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
+    if scenes:
+        record["scenes"] = [a.partition("=")[2].replace(str(REPO) + "/", "") for a in scenes if ".root=" in a]
     if all("cpu_seconds" in attempt for attempt in state["attempts"]):  # unknown for an attempt killed outright
         record["cpu_seconds"] = round(sum(attempt["cpu_seconds"] for attempt in state["attempts"]), 1)
     if not test:
@@ -496,7 +641,7 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
     if checkpoint is None:
         raise FileNotFoundError(f"no last.ckpt under {run_dir}")
     _scarce(["test", "--config", config, f"--seed_everything={seed}",
-             f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra],
+             f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra, *scenes],
             run_dir / "test", threads, lock)
     record.update(last_row(run_dir / "test", TEST_KEYS))
     return record
@@ -566,9 +711,10 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int, keep_r
             extra = [*extra, f"--model.init_args.init_checkpoint={checkpoint}"]
         lock = hold_run_lock(run_dir)
         try:
+            scenes = scene_arguments(name, settings or (), args)
             record = _fit_and_test(name, seed, str(REPO / "configs" / config),
                                    [*extra, *_set_arguments(settings or ())], run_dir, args, threads, lock,
-                                   fingerprint, test=settings is None, teacher=teacher)
+                                   fingerprint, test=settings is None, teacher=teacher, scenes=scenes)
         finally:
             os.close(lock)
     record.update(machine=f"{platform.machine()}, {os.cpu_count()} cores", date=datetime.date.today().isoformat(),
@@ -676,6 +822,12 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="with --validation-only: add --KEY=VALUE to each fit (repeatable), e.g. "
                              "model.init_args.entropy_weight=0.01")
+    parser.add_argument("--scenes", type=Path, default=None,
+                        help="folder of the rendered scenes the fits read (default: --out/scenes): each domain is "
+                             "rendered once, checked against a fresh render of its first scenes, and read back by "
+                             "every fit instead of rendered each epoch")
+    parser.add_argument("--render-in-fits", action="store_true",
+                        help="fits render their scenes themselves, every epoch (as the configs do alone)")
     parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.test_scenes < 1:
@@ -691,6 +843,7 @@ def main(argv=None) -> int:
     if args.validation_only and args.rows and BACKGROUND in args.rows:
         parser.error("--validation-only: the background row has no fit and no settings; leave it out of --rows")
     args.rows = args.rows or [name for name in ROWS if not (args.validation_only and name == BACKGROUND)]
+    args.scenes = (args.scenes or args.out / "scenes").resolve()
     if args.background:
         _background_child(args.test_scenes)
         return 0

@@ -321,6 +321,9 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     assert record["command"] == ("scarce fit --config configs/fcn8s_rendered.yaml --seed_everything=0 "
                                  "--trainer.enable_progress_bar=false")
     assert record["cpu_seconds"] > state["attempts"][0]["cpu_seconds"]  # both attempts' processes
+    # Both domains were read from scenes rendered once (the same scenes: test_segmentation.py), not in the fit.
+    assert len(record["scenes"]) == 2 and all(s.startswith("runs/scenes/") for s in record["scenes"])
+    assert {Path(s).name.split("-")[0] for s in record["scenes"]} == {"synthetic", "photo"}
     assert {"val/source_miou", "test/miou"} <= record.keys()
     # It resumed: the second start logged no step before the one saved, and ran to the end.
     versions = sorted(run_dir.glob("runs/*/csv/version_*/metrics.csv"))
@@ -328,6 +331,40 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     steps = [int(row["step"]) for row in csv.DictReader(versions[1].open())]
     assert min(steps) >= steps_saved - 1 and max(steps) >= 39, (steps_saved, steps[:3], steps[-3:])
     assert (run_dir / "log.txt").read_text().count("stopped by SIGTERM") == 1
+
+
+def test_realism_gap_scene_folders_follow_the_config_and_are_rendered_again_when_their_scenes_differ(tmp_path,
+                                                                                                   monkeypatch):
+    """Each row's rendered domains as its config and arguments leave them; a folder is reused only when its first
+    scenes render again byte for byte the same (real `scarce render` processes, tiny scenes)."""
+    module = _realism_gap()
+    domains = module.rendered_domains("randomized + FDA + AdvEnt", [], 256)
+    assert domains["source"] == {"preset": "randomized", "size": [128, 128],
+                                 "splits": {"train": [0, 4000], "val": [1, 64], "test": [2, 256]}}
+    assert domains["target"]["preset"] == "photo-clutter" and domains["target"]["splits"]["test"] == [102, 256]
+    assert module.rendered_domains("oracle", ["data.init_args.source.seed=5"], 8)["source"]["splits"]["val"] == [6, 64]
+
+    args = module.argparse.Namespace(scenes=tmp_path / "scenes")
+    scenes = {"preset": "synthetic-flat", "size": [16, 16], "splits": {"train": [0, 3], "val": [1, 2]}}
+    folder = module.prepare_scenes(scenes, args)
+    log = tmp_path / "scenes" / "log.txt"
+    assert log.read_text().count("scarce render") == 1  # nothing there yet: rendered, nothing to check
+    module._scenes_checked.clear()  # as a later run of the script
+    assert module.prepare_scenes(scenes, args) == folder
+    assert log.read_text().count("scarce render") == 2  # checked, kept
+    before = (folder / "train-00000-of-00001.tfrecord").read_bytes()
+    # Scenes of another seed under the expected seeds' names: only the byte check can tell.
+    meta = json.loads((folder / "render_config.json").read_text())
+    subprocess.run([str(Path(module.sys.executable).with_name("scarce")), "render", "--preset", "synthetic-flat",
+                    "--out", str(folder), "--size", "16", "16", "--preview", "0", "--overwrite",
+                    "--split", "train", "9", "3", "--split", "val", "1", "2"], check=True, capture_output=True)
+    assert (folder / "train-00000-of-00001.tfrecord").read_bytes() != before
+    (folder / "render_config.json").write_text(json.dumps(meta))
+    module._scenes_checked.clear()
+    module.prepare_scenes(scenes, args)
+    assert log.read_text().count("scarce render") == 4  # checked, found different, rendered again
+    assert (folder / "train-00000-of-00001.tfrecord").read_bytes() == before
+    assert not list((tmp_path / "scenes").glob(".check-*"))
 
 
 def test_realism_gap_validation_only_fits_a_setting_without_touching_the_held_out_scenes(tmp_path, monkeypatch,
