@@ -133,8 +133,8 @@ def main(argv=None) -> int:
         fraction = floor / measured
         fits = budget_s / args.steps_per_fit * rate * fraction
         parts = " / ".join(f"{f[p] / 1e9:.2f}" for p in PARTS)
-        print(f"| 1/{w} | {f['total'] / 1e9:.2f} ({f['forward'] / 1e9:.2f}: {parts}) | {floor * 1e3:.0f} | {measured * 1e3:.0f} | "
-              f"{fraction:.0%} | {floor * args.steps_per_fit / 60:.1f} min | "
+        print(f"| 1/{w} | {f['total'] / 1e9:.2f} ({f['forward'] / 1e9:.2f}: {parts}) | {floor * 1e3:.0f} | "
+              f"{measured * 1e3:.0f} | {fraction:.0%} | {floor * args.steps_per_fit / 60:.1f} min | "
               f"{measured * args.steps_per_fit / 60:.1f} min | {fits / 1e9:.1f} |")
     return 0
 
