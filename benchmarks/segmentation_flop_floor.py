@@ -34,7 +34,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from segmentation_step_parts import cpu_seconds, whole_step  # the configs' step; this script runs from benchmarks/
 from torch.utils.flop_counter import FlopCounterMode
 
 from scarce._allocator import keep_freed_memory
@@ -99,6 +98,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    # The configs' step; imported here, where the script runs from benchmarks/ (sys.path[0]), not when imported.
+    from segmentation_step_parts import cpu_seconds, whole_step
+
     torch.set_num_threads(args.threads)
     applied = keep_freed_memory()  # as `scarce fit` does
 

@@ -370,8 +370,9 @@ def test_rendered_source_reads_the_same_scenes_from_splits_rendered_once(tmp_pat
     for stage in counts:
         rendered, stored = (build_dataset(source, stage, size, transform) for source in (on_the_fly, read_back))
         assert len(rendered) == len(stored) == counts[stage]
-        # Rendered in a DataLoader worker: a GL context in this process would hang the workers of later tests.
-        for a, b in zip(DataLoader(rendered, batch_size=None, num_workers=1), stored):
+        # Rendered in a spawned DataLoader worker: a GL context in this process would hang the forked workers of
+        # later tests, and an earlier test may have left one here already (then forked workers refuse to render).
+        for a, b in zip(DataLoader(rendered, batch_size=None, num_workers=1, multiprocessing_context="spawn"), stored):
             assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]), stage
     with pytest.raises(SystemExit) as exc:
         main(["render", "--preset", "photo-clutter", "--out", str(tmp_path / "other"), "--seed", "1",
