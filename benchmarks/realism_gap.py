@@ -508,9 +508,9 @@ def _scenes_current(folder: Path, scenes: dict, log: Path) -> bool:
     if meta.get("size") != scenes["size"] or meta.get("splits") != expected:
         return False
     check = folder.parent / f".check-{folder.name}-{os.getpid()}"
-    _render_scenes(scenes, check, {split: [seed, min(count, SCENE_CHECK)]
-                                   for split, (seed, count) in scenes["splits"].items()}, log)
-    try:
+    try:  # the check folder goes in `finally`, also when its render fails
+        _render_scenes(scenes, check, {split: [seed, min(count, SCENE_CHECK)]
+                                       for split, (seed, count) in scenes["splits"].items()}, log)
         for split in scenes["splits"]:
             # One shard a split (`scarce render`'s default): records in scene order.
             kept = [bytes(r) for file in find_shards(folder, split) for r in iter_raw_records(file, stop=SCENE_CHECK)]
