@@ -380,6 +380,17 @@ def test_rendered_source_reads_the_same_scenes_from_splits_rendered_once(tmp_pat
     assert exc.value.code == 1
     assert "--split names each split's seed and count: drop --num-samples, --seed and --prefix" in \
         capsys.readouterr().err
+    # Each malformed --split is refused with one line naming it, before anything is written.
+    for split, expected in ((["train", "x", "2"], "--split train x 2: SEED and COUNT must be integers"),
+                            (["train", "0", "0"], "--split train 0 0: COUNT must be >= 1"),
+                            (["tr/ain", "0", "2"], "--split 'tr/ain': NAME must be a plain file name prefix"),
+                            (["train", "0", "2", "--split", "train", "1", "2"], "--split train is given twice")):
+        with pytest.raises(SystemExit) as exc:
+            main(["render", "--preset", "photo-clutter", "--out", str(tmp_path / "bad"), "--split", *split])
+        assert exc.value.code == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err, err
+        assert not (tmp_path / "bad").exists()
 
 
 def test_one_default_render_size():

@@ -222,6 +222,8 @@ def _parse_splits(specs: list[list[str]]) -> dict[str, tuple[int, int]]:
             seed_count = int(seed), int(count)
         except ValueError:
             raise ScarceError(f"--split {name} {seed} {count}: SEED and COUNT must be integers") from None
+        if seed_count[1] < 1:
+            raise ScarceError(f"--split {name} {seed} {count}: COUNT must be >= 1")
         if name in splits:
             raise ScarceError(f"--split {name} is given twice")
         if not name or name.startswith(".") or "/" in name:
