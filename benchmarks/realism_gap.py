@@ -548,16 +548,13 @@ def prepare_scenes(scenes: dict, args: argparse.Namespace) -> Path:
     return folder
 
 
-def scene_arguments(name: str, settings: list[str] | tuple[str, ...], args: argparse.Namespace) -> list[str]:
-    """The ``scarce fit`` / ``scarce test`` arguments that have a row's fit read its rendered domains from
-    ``--scenes`` (prepared first); none with ``--render-in-fits``."""
+def scene_folders(name: str, settings: list[str] | tuple[str, ...], args: argparse.Namespace) -> dict[str, Path]:
+    """``{domain: folder}``: the folders under ``--scenes`` (prepared first) that a row's fit reads its rendered
+    domains from; none with ``--render-in-fits``."""
     if args.render_in_fits:
-        return []
-    arguments = []
-    for domain, scenes in rendered_domains(name, settings, args.test_scenes).items():
-        folder = prepare_scenes(scenes, args)
-        arguments += [f"--data.init_args.{domain}.root={folder}", f"--data.init_args.{domain}.test_split=test"]
-    return arguments
+        return {}
+    return {domain: prepare_scenes(scenes, args)
+            for domain, scenes in rendered_domains(name, settings, args.test_scenes).items()}
 
 
 def background_figures(test_scenes: int) -> dict[str, float]:
@@ -610,16 +607,19 @@ def _result_file(results: Path, name: str, seed: int, settings: list[str] | None
 
 def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: Path, args: argparse.Namespace,
                   threads: int, lock: int, fingerprint: str, test: bool = True, teacher: dict | None = None,
-                  scenes: list[str] | tuple[str, ...] = ()) -> dict:
+                  scenes: dict[str, Path] | None = None) -> dict:
     """Fit (or resume) one row's seed in ``run_dir`` and, when ``test``, test its last checkpoint on the held-out
-    scenes: its record, less machine and date. ``teacher``: see :func:`start_fit`. ``scenes``: arguments that read
-    the rendered domains from prepared folders (:func:`scene_arguments`); the same scenes, so they are left out of
-    the recorded command, which reproduces the fit by rendering them."""
+    scenes: its record, less machine and date. ``teacher``: see :func:`start_fit`. ``scenes``: the folders the
+    rendered domains are read from (:func:`scene_folders`); the same scenes, so they are left out of the recorded
+    command, which reproduces the fit by rendering them."""
+    scenes = scenes or {}
+    read_scenes = [a for domain, folder in scenes.items()
+                   for a in (f"--data.init_args.{domain}.root={folder}", f"--data.init_args.{domain}.test_split=test")]
     fit = ["fit", "--config", config, f"--seed_everything={seed}", *extra]
     state = start_fit(run_dir, fingerprint, seed, args.reuse, teacher)
     if not state["done"]:
         resume = state["attempts"][-1].get("resume_from")
-        run = [*fit, *scenes, *([f"--ckpt_path={resume}"] if resume else [])]
+        run = [*fit, *read_scenes, *([f"--ckpt_path={resume}"] if resume else [])]
         try:
             cpu_seconds = _scarce(run, run_dir, threads, lock)
         except Stopped as stop:
@@ -632,7 +632,7 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
               "command": " ".join(["scarce", *fit, "--trainer.enable_progress_bar=false"])
               .replace(str(REPO) + "/", ""), **last_row(run_dir, VAL_KEYS)}
     if scenes:
-        record["scenes"] = [a.partition("=")[2].replace(str(REPO) + "/", "") for a in scenes if ".root=" in a]
+        record["scenes"] = [str(folder).replace(str(REPO) + "/", "") for folder in scenes.values()]
     if all("cpu_seconds" in attempt for attempt in state["attempts"]):  # unknown for an attempt killed outright
         record["cpu_seconds"] = round(sum(attempt["cpu_seconds"] for attempt in state["attempts"]), 1)
     if not test:
@@ -641,7 +641,7 @@ def _fit_and_test(name: str, seed: int, config: str, extra: list[str], run_dir: 
     if checkpoint is None:
         raise FileNotFoundError(f"no last.ckpt under {run_dir}")
     _scarce(["test", "--config", config, f"--seed_everything={seed}",
-             f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra, *scenes],
+             f"--ckpt_path={checkpoint}", f"--data.init_args.target.num_val={args.test_scenes}", *extra, *read_scenes],
             run_dir / "test", threads, lock)
     record.update(last_row(run_dir / "test", TEST_KEYS))
     return record
@@ -711,7 +711,7 @@ def fit_row(name: str, seed: int, args: argparse.Namespace, threads: int, keep_r
             extra = [*extra, f"--model.init_args.init_checkpoint={checkpoint}"]
         lock = hold_run_lock(run_dir)
         try:
-            scenes = scene_arguments(name, settings or (), args)
+            scenes = scene_folders(name, settings or (), args)
             record = _fit_and_test(name, seed, str(REPO / "configs" / config),
                                    [*extra, *_set_arguments(settings or ())], run_dir, args, threads, lock,
                                    fingerprint, test=settings is None, teacher=teacher, scenes=scenes)
