@@ -333,8 +333,7 @@ def test_realism_gap_fit_stopped_by_sigterm_resumes_with_reuse(tmp_path, monkeyp
     assert (run_dir / "log.txt").read_text().count("stopped by SIGTERM") == 1
 
 
-def test_realism_gap_scene_folders_follow_the_config_and_are_rendered_again_when_their_scenes_differ(tmp_path,
-                                                                                                   monkeypatch):
+def test_realism_gap_scene_folders_follow_the_config_and_are_rendered_again_when_their_scenes_differ(tmp_path):
     """Each row's rendered domains as its config and arguments leave them; a folder is reused only when its first
     scenes render again byte for byte the same (real `scarce render` processes, tiny scenes)."""
     module = _realism_gap()
